@@ -1,0 +1,230 @@
+"""The `shelm` command: a thin layer that parses, calls the library, and turns user errors into one line.
+
+Every problem the user can fix exits with status 2 and one line on stderr naming the bad value and the fix.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import NoReturn
+
+from shelm.errors import ShelmError
+
+QUICKSTART_ENV = "MiniGrid-Empty-5x5-v0"
+QUICKSTART_AGENT = "cnn"
+QUICKSTART_STEPS = 50_000
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (like every other shelm error)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"shelm: error: {message} (see `{self.prog} --help`)\n")
+
+
+def _add_train(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "train",
+        help="train an agent (or continue a run with --resume)",
+        description=(
+            "Train an agent with PPO. Settings resolve as: defaults < the paper preset for (env, agent) < flags and "
+            "--set. `shelm settings` lists every key."
+        ),
+    )
+    p.add_argument("--env", help="environment id (`shelm envs`)")
+    p.add_argument("--agent", help="agent name (`shelm agents`)")
+    p.add_argument("--steps", type=int, help="total environment steps (total_steps)")
+    p.add_argument("--seed", type=int, help="random seed")
+    p.add_argument("--n-envs", type=int, help="parallel environments (n_envs)")
+    p.add_argument("--run-dir", type=Path, help="where to write the run (default: runs/ENV__AGENT__sSEED__TIME)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override any setting")
+    p.add_argument("--resume", type=Path, metavar="DIR", help="continue DIR from its latest checkpoint")
+    p.add_argument("--force", action="store_true", help="replace an existing --run-dir")
+    p.add_argument("--quiet", action="store_true", help="print nothing but errors")
+
+
+def _add_eval(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("eval", help="evaluate a run on fresh seeds (greedy and sampled actions)")
+    p.add_argument("run_dir", type=Path)
+    p.add_argument("--episodes", type=int, default=20, help="episodes per mode (default 20)")
+    p.add_argument("--checkpoint", choices=["latest", "best"], default="latest")
+    p.add_argument("--seed", type=int, help="evaluation seed (default: the run's seed + 1e9)")
+    p.add_argument("--video", action="store_true", help="write RUN_DIR/eval/CHECKPOINT-MODE.mp4 (GIF fallback)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="shelm", description="Frozen language models as memory for RL agents (HELM family).")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    _add_train(sub)
+    _add_eval(sub)
+    p = sub.add_parser("plot", help="learning curves of runs (seeds aggregated) and a table of final values")
+    p.add_argument("run_dirs", type=Path, nargs="+")
+    p.add_argument("--metric", default="success_rate", help="a metrics.jsonl column (default success_rate)")
+    p.add_argument("--out", type=Path, default=Path("curves.png"), help="PNG to write (default curves.png)")
+    sub.add_parser("envs", help="list the environments, one per line")
+    sub.add_parser("agents", help="list the agents, one per line")
+    sub.add_parser("settings", help="list every training setting with its default")
+    q = sub.add_parser("quickstart", help=f"train {QUICKSTART_AGENT} on {QUICKSTART_ENV} briefly, then evaluate it")
+    q.add_argument("--run-dir", type=Path, help="where to write the run (default: runs/quickstart-TIME)")
+    q.add_argument("--steps", type=int, default=QUICKSTART_STEPS)
+    return parser
+
+
+def _train_new(args: argparse.Namespace) -> tuple[Path, object]:
+    from shelm.agents import get_agent_spec
+    from shelm.config import parse_overrides, resolve_config
+    from shelm.envs import make_env
+    from shelm.runs import create_run_dir, default_run_dir, save_run_config
+
+    if not args.env or not args.agent:
+        raise ShelmError("train needs --env ID and --agent NAME (or --resume DIR)")
+    get_agent_spec(args.agent)
+    overrides = parse_overrides(args.set)
+    for key, value in (("total_steps", args.steps), ("seed", args.seed), ("n_envs", args.n_envs)):
+        if value is not None:
+            overrides[key] = value
+    config, applied = resolve_config(args.env, args.agent, overrides)
+    make_env(config.env_id, tile_size=config.minigrid_tile_size).close()  # refuse a bad env before any write
+    run_dir = args.run_dir or default_run_dir(config)
+    create_run_dir(run_dir, force=args.force)
+    save_run_config(run_dir, config, applied)
+    return run_dir, config
+
+
+def _train_resume(args: argparse.Namespace) -> tuple[Path, object]:
+    from shelm.runs import load_run_config
+
+    given = [
+        f"--{k.replace('_', '-')}" for k in ("env", "agent", "steps", "seed", "n_envs", "run_dir") if getattr(args, k)
+    ]
+    if given or args.set or args.force:
+        raise ShelmError(f"--resume continues a run with its saved config; drop {', '.join(given) or '--set/--force'}")
+    if not args.resume.is_dir():
+        raise ShelmError(f"--resume {args.resume}: no such run directory")
+    return args.resume, load_run_config(args.resume)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from shelm.ppo import train
+    from shelm.progress import TrainingProgress
+    from shelm.runs import checkpoint_step
+
+    run_dir, config = _train_resume(args) if args.resume else _train_new(args)
+    start = checkpoint_step(run_dir, "latest") if args.resume else 0
+    if start >= config.total_steps:
+        print(f"{run_dir} already finished its {config.total_steps} steps; evaluate it with `shelm eval {run_dir}`")
+        return 0
+    progress = TrainingProgress(config.total_steps, start, quiet=args.quiet)
+    progress.message(f"training {config.agent} on {config.env_id} for {config.total_steps} steps -> {run_dir}")
+    row = train(config, run_dir, resume=bool(args.resume), progress=progress)
+    progress.message(
+        f"done: {row['global_step']} steps, return_mean {row['return_mean']}, success_rate {row['success_rate']}; "
+        f"next: `shelm eval {run_dir}`"
+    )
+    return 0
+
+
+def _print_eval(report: dict) -> None:
+    for mode in ("greedy", "sampled"):
+        s = report[mode]
+        print(
+            f"{mode:8s} episodes {s['episodes']}  return {s['return_mean']:.3f} ± {s['return_std']:.3f}  "
+            f"success_rate {s['success_rate']:.2f}  length {s['length_mean']:.1f}"
+        )
+    for video in report.get("videos", []):
+        print(f"video: {video}")
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from shelm.evaluate import evaluate
+
+    report = evaluate(args.run_dir, args.episodes, args.checkpoint, args.seed, args.video)
+    if args.json:
+        print(json.dumps(report))
+    else:
+        print(f"{report['agent']} on {report['env_id']} at step {report['global_step']} ({args.checkpoint} checkpoint)")
+        _print_eval(report)
+    return 0
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    from shelm.inspect.curves import final_table, load_groups, plot_curves
+
+    groups = load_groups(args.run_dirs, args.metric)
+    plot_curves(groups, args.metric, args.out)
+    print(final_table(groups, args.metric))
+    print(f"\nfigure: {args.out}")
+    return 0
+
+
+def cmd_envs(_: argparse.Namespace) -> int:
+    from shelm.envs import list_envs
+
+    for env_id, suite in list_envs():
+        print(f"{env_id}\t{suite}")
+    return 0
+
+
+def cmd_agents(_: argparse.Namespace) -> int:
+    from shelm.agents import AGENTS
+
+    for spec in AGENTS.values():
+        print(f"{spec.name}\t{spec.summary}")
+    return 0
+
+
+def cmd_settings(_: argparse.Namespace) -> int:
+    from shelm.config import config_help
+
+    for key, default, text in config_help():
+        print(f"{key}\t{default}\t{text}")
+    return 0
+
+
+def cmd_quickstart(args: argparse.Namespace) -> int:
+    from datetime import datetime
+
+    run_dir = args.run_dir or Path("runs") / f"quickstart-{datetime.now():%Y%m%d-%H%M%S}"
+    train_args = ["train", "--env", QUICKSTART_ENV, "--agent", QUICKSTART_AGENT, "--steps", str(args.steps)]
+    train_args += ["--run-dir", str(run_dir)]
+    eval_args = ["eval", str(run_dir), "--episodes", "20"]
+    print(f"$ shelm {' '.join(train_args)}", flush=True)
+    code = main(train_args)
+    if code:
+        return code
+    print(f"$ shelm {' '.join(eval_args)}", flush=True)
+    return main(eval_args)
+
+
+COMMANDS = {
+    "train": cmd_train,
+    "eval": cmd_eval,
+    "plot": cmd_plot,
+    "envs": cmd_envs,
+    "agents": cmd_agents,
+    "settings": cmd_settings,
+    "quickstart": cmd_quickstart,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except ShelmError as exc:
+        print(f"shelm: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(
+            "shelm: interrupted; a training run continues with `shelm train --resume RUN_DIR`",
+            file=sys.stderr,
+        )
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

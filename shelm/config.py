@@ -1,0 +1,253 @@
+"""Every training setting in one place, each documented, and the papers' per-task presets.
+
+A run's configuration is resolved in three layers, later ones winning:
+1. the defaults of `TrainConfig` below;
+2. the paper preset for the (environment, agent) pair, when `preset="paper"` and the pair is in the
+   authors' published configs (../shared/reference-hyperparameters.md);
+3. what the user gave explicitly (`--steps`, `--seed`, `--n-envs`, `--set key=value`).
+The resolved config, and which keys the preset set, are saved in the run's `config.json`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from shelm.errors import ShelmError
+
+
+def _doc(text: str) -> dict[str, str]:
+    return {"help": text}
+
+
+@dataclass
+class TrainConfig:
+    """One training run. Field names are the keys of `--set key=value` and of config.json."""
+
+    # --- task and agent
+    env_id: str = field(default="MiniGrid-MemoryS7-v0", metadata=_doc("gymnasium id of the task (`shelm envs`)"))
+    agent: str = field(default="cnn", metadata=_doc("which agent to train (`shelm agents`)"))
+    preset: Literal["paper", "none"] = field(
+        default="paper",
+        metadata=_doc("'paper' applies the authors' per-task settings when the pair has them"),
+    )
+    seed: int = field(default=0, metadata=_doc("seeds torch, the environments and the action sampling"))
+    total_steps: int = field(default=500_000, metadata=_doc("environment steps to train for, summed over envs"))
+
+    # --- environments
+    n_envs: int = field(default=16, metadata=_doc("parallel environments"))
+    vectorization: Literal["sync", "async"] = field(
+        default="sync",
+        metadata=_doc("'sync' steps envs in this process (faster on 2 cores); 'async' uses subprocesses"),
+    )
+    minigrid_tile_size: int = field(
+        default=8,
+        metadata=_doc("pixels per MiniGrid cell of the RGB partial view (8 -> 56x56x3, as in the papers)"),
+    )
+
+    # --- PPO (SPEC section 7)
+    n_steps: int = field(default=128, metadata=_doc("rollout length per environment between updates"))
+    lr: float = field(default=3e-4, metadata=_doc("AdamW learning rate"))
+    lr_decay: Literal["none", "linear"] = field(
+        default="none", metadata=_doc("'linear' decays the learning rate to 0 over total_steps")
+    )
+    ent_coef: float = field(default=0.01, metadata=_doc("entropy bonus coefficient"))
+    ent_decay: Literal["none", "linear"] = field(
+        default="none", metadata=_doc("'linear' decays ent_coef to ent_coef_final over total_steps")
+    )
+    ent_coef_final: float = field(default=1e-4, metadata=_doc("entropy coefficient reached by linear decay"))
+    gamma: float = field(default=0.99, metadata=_doc("discount factor"))
+    gae_lambda: float = field(default=0.99, metadata=_doc("GAE lambda"))
+    clip_coef: float = field(default=0.2, metadata=_doc("PPO ratio clipping"))
+    vf_coef: float = field(default=0.5, metadata=_doc("value loss coefficient"))
+    max_grad_norm: float = field(default=0.5, metadata=_doc("global gradient-norm clipping"))
+    n_epochs: int = field(default=3, metadata=_doc("passes over each rollout"))
+    n_minibatches: int = field(
+        default=8,
+        metadata=_doc("minibatches per epoch; recurrent agents split whole episode segments into this many groups"),
+    )
+    adam_eps: float = field(default=1e-8, metadata=_doc("AdamW epsilon"))
+    weight_decay: float = field(default=0.01, metadata=_doc("AdamW decoupled weight decay (torch default)"))
+    norm_reward: bool = field(
+        default=True, metadata=_doc("divide rewards by the running std of the discounted return, then clip")
+    )
+    reward_clip: float = field(default=1.0, metadata=_doc("normalised rewards are clipped to [-reward_clip, +]"))
+
+    # --- network sizes (SPEC section 6)
+    cnn_features: int = field(default=1024, metadata=_doc("width of the CNN encoder's output layer"))
+    actor_hidden: int = field(default=128, metadata=_doc("hidden width of the actor head"))
+    critic_hidden: int = field(default=512, metadata=_doc("hidden width of the critic head"))
+    lstm_hidden: int = field(default=256, metadata=_doc("LSTM width of the Impala-PPO baseline"))
+
+    # --- bookkeeping
+    device: Literal["auto", "cpu", "cuda"] = field(default="auto", metadata=_doc("'auto' uses CUDA when available"))
+    torch_threads: int = field(default=0, metadata=_doc("torch intra-op threads; 0 keeps torch's default"))
+    stats_window: int = field(default=100, metadata=_doc("episodes averaged into return_mean and success_rate"))
+    checkpoint_every: int = field(default=10, metadata=_doc("PPO iterations between checkpoints"))
+
+    @property
+    def batch_size(self) -> int:
+        return self.n_envs * self.n_steps
+
+    @property
+    def n_iterations(self) -> int:
+        return -(-self.total_steps // self.batch_size)
+
+    def validate(self) -> None:
+        """Reject values that cannot work, naming the key and the fix."""
+        positive = ["total_steps", "n_envs", "n_steps", "n_epochs", "n_minibatches", "minigrid_tile_size"]
+        positive += ["cnn_features", "actor_hidden", "critic_hidden", "lstm_hidden", "stats_window"]
+        positive += ["checkpoint_every"]
+        for key in positive:
+            if getattr(self, key) < 1:
+                raise ShelmError(f"{key}={getattr(self, key)} must be >= 1")
+        for key in ["lr", "clip_coef", "max_grad_norm", "adam_eps", "reward_clip"]:
+            if not getattr(self, key) > 0:
+                raise ShelmError(f"{key}={getattr(self, key)} must be > 0")
+        for key in ["gamma", "gae_lambda"]:
+            if not 0 <= getattr(self, key) <= 1:
+                raise ShelmError(f"{key}={getattr(self, key)} must be in [0, 1]")
+        for key in ["ent_coef", "ent_coef_final", "vf_coef", "weight_decay", "torch_threads"]:
+            if getattr(self, key) < 0:
+                raise ShelmError(f"{key}={getattr(self, key)} must be >= 0")
+        if self.n_minibatches > self.batch_size:
+            raise ShelmError(
+                f"n_minibatches={self.n_minibatches} exceeds the rollout of n_envs*n_steps={self.batch_size}; "
+                "lower n_minibatches or raise n_steps"
+            )
+        for f in dataclasses.fields(self):
+            choices = _literal_choices(f.name)
+            if choices and getattr(self, f.name) not in choices:
+                raise ShelmError(f"{f.name}={getattr(self, f.name)!r} is not one of {', '.join(choices)}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
+        """Rebuild a saved config; unknown keys are an error (a config from another shelm version)."""
+        unknown = sorted(set(values) - {f.name for f in dataclasses.fields(cls)})
+        if unknown:
+            raise ShelmError(f"config has unknown keys {unknown}; it was written by another shelm version")
+        return cls(**values)
+
+
+def config_help() -> list[tuple[str, str, str]]:
+    """(key, default, help) for every field: the CLI reference and `--set` errors use it."""
+    return [(f.name, repr(f.default), f.metadata["help"]) for f in dataclasses.fields(TrainConfig)]
+
+
+def _field_type(key: str) -> Any:
+    return typing.get_type_hints(TrainConfig)[key]
+
+
+def _literal_choices(key: str) -> tuple[str, ...]:
+    hint = _field_type(key)
+    return typing.get_args(hint) if typing.get_origin(hint) is Literal else ()
+
+
+def parse_value(key: str, text: str) -> Any:
+    """Convert the text of `--set key=text` to the field's type, or say what was expected."""
+    names = [f.name for f in dataclasses.fields(TrainConfig)]
+    if key not in names:
+        close = difflib.get_close_matches(key, names, n=1)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        raise ShelmError(f"unknown setting '{key}'{hint}; `shelm settings` lists them all")
+    hint = _field_type(key)
+    choices = _literal_choices(key)
+    if choices:
+        if text not in choices:
+            raise ShelmError(f"--set {key}={text}: expected one of {', '.join(choices)}")
+        return text
+    if hint is bool:
+        lowered = text.lower()
+        if lowered in ("1", "true", "yes", "on"):
+            return True
+        if lowered in ("0", "false", "no", "off"):
+            return False
+        raise ShelmError(f"--set {key}={text}: expected true or false")
+    if hint in (int, float):
+        try:
+            value = float(text) if hint is float else int(text.replace("_", ""))
+        except ValueError:
+            raise ShelmError(f"--set {key}={text}: expected {'a number' if hint is float else 'an integer'}") from None
+        return value
+    if hint is str or (isinstance(hint, types.UnionType) and str in typing.get_args(hint)):
+        return text
+    raise AssertionError(f"no parser for field {key} of type {hint}")
+
+
+def parse_overrides(pairs: list[str]) -> dict[str, Any]:
+    """`["lr=1e-4", "n_envs=8"]` -> `{"lr": 1e-4, "n_envs": 8}` with every value checked."""
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        if not sep or not key:
+            raise ShelmError(f"--set {pair!r}: expected key=value, e.g. --set lr=1e-4")
+        out[key.strip()] = parse_value(key.strip(), text.strip())
+    return out
+
+
+# --- paper presets -------------------------------------------------------------------------------
+# From the authors' published configs (reference-hyperparameters.md). Columns the trainer has no use
+# for are left out on purpose: the reference LSTM's "batch size in sequences" does not apply because
+# shelm's recurrent minibatches are `n_minibatches` groups of whole episode segments.
+
+
+def _row(lr: float, ent_coef: float, ent_decay: str, n_steps: int, total_steps: int) -> dict[str, Any]:
+    return {
+        "lr": lr,
+        "ent_coef": ent_coef,
+        "ent_decay": ent_decay,
+        "n_steps": n_steps,
+        "total_steps": total_steps,
+    }
+
+
+PAPER_PRESETS: dict[tuple[str, str], dict[str, Any]] = {
+    ("MiniGrid-DoorKey-5x5-v0", "cnn"): _row(5e-5, 0.005, "none", 64, 500_000),
+    ("MiniGrid-DoorKey-5x5-v0", "lstm"): _row(3e-4, 0.05, "none", 32, 500_000),
+    ("MiniGrid-DoorKey-6x6-v0", "cnn"): _row(1e-4, 0.001, "none", 64, 500_000),
+    ("MiniGrid-DoorKey-6x6-v0", "lstm"): _row(5e-5, 0.01, "none", 64, 500_000),
+    ("MiniGrid-Dynamic-Obstacles-Random-5x5-v0", "cnn"): _row(3e-4, 0.001, "none", 64, 500_000),
+    ("MiniGrid-Dynamic-Obstacles-Random-5x5-v0", "lstm"): _row(3e-4, 0.05, "none", 128, 500_000),
+    ("MiniGrid-KeyCorridorS3R1-v0", "cnn"): _row(1e-5, 0.005, "none", 64, 500_000),
+    ("MiniGrid-KeyCorridorS3R1-v0", "lstm"): _row(5e-5, 0.05, "none", 64, 500_000),
+    ("MiniGrid-MemoryS11-v0", "cnn"): _row(5e-5, 0.01, "none", 256, 2_000_000),
+    ("MiniGrid-MemoryS11-v0", "lstm"): _row(5e-5, 0.001, "none", 128, 2_000_000),
+    ("MiniGrid-RedBlueDoors-6x6-v0", "cnn"): _row(5e-5, 0.05, "linear", 256, 500_000),
+    ("MiniGrid-RedBlueDoors-6x6-v0", "lstm"): _row(5e-5, 0.05, "linear", 64, 500_000),
+    ("MiniGrid-Unlock-v0", "cnn"): _row(5e-5, 0.01, "none", 64, 500_000),
+    ("MiniGrid-Unlock-v0", "lstm"): _row(5e-5, 0.01, "none", 128, 500_000),
+}
+
+# Settings of a task that hold for every agent: the papers did not normalise RandomMaze rewards and
+# trained it for 2M steps.
+ENV_PRESETS: dict[str, dict[str, Any]] = {
+    "shelm/RandomMaze-v0": {"norm_reward": False, "total_steps": 2_000_000},
+}
+
+
+def paper_preset(env_id: str, agent: str) -> dict[str, Any]:
+    """The paper's settings for this pair (empty when the papers have none)."""
+    return {**ENV_PRESETS.get(env_id, {}), **PAPER_PRESETS.get((env_id, agent), {})}
+
+
+def resolve_config(env_id: str, agent: str, overrides: dict[str, Any]) -> tuple[TrainConfig, dict[str, Any]]:
+    """Defaults, then the paper preset (unless `preset=none` is among the overrides), then the overrides.
+
+    Returns the validated config and the keys the preset set (for config.json).
+    """
+    unknown = [k for k in overrides if k not in {f.name for f in dataclasses.fields(TrainConfig)}]
+    if unknown:
+        parse_value(unknown[0], "")  # raises the unknown-key error with its suggestion
+    preset_name = overrides.get("preset", "paper")
+    applied = paper_preset(env_id, agent) if preset_name == "paper" else {}
+    values = {**applied, **overrides, "env_id": env_id, "agent": agent}
+    config = TrainConfig(**values)
+    config.validate()
+    return config, {k: v for k, v in applied.items() if k not in overrides}

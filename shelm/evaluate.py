@@ -1,0 +1,146 @@
+"""Evaluation of a trained run on fresh seeds: greedy (arg-max) and sampled actions, optional video."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Any
+
+import imageio.v2 as imageio
+import numpy as np
+import torch
+
+from shelm.config import TrainConfig
+from shelm.envs import make_vec_env
+from shelm.errors import ShelmError
+from shelm.ppo import Policy, build_policy
+from shelm.runs import checkpoint_path, load_checkpoint, load_run_config
+
+MODES = ("greedy", "sampled")
+# Evaluation seeds start far from the training seeds (seed + env index + resume offsets).
+EVAL_SEED_OFFSET = 1_000_000_000
+
+
+def load_policy(run_dir: Path, checkpoint: str = "latest") -> tuple[TrainConfig, Policy, dict[str, Any]]:
+    """The run's config, its policy with the checkpoint's weights, and the checkpoint's trainer state."""
+    config = load_run_config(run_dir)
+    path = checkpoint_path(run_dir, checkpoint)
+    if path is None:
+        raise ShelmError(f"run '{run_dir}' has no '{checkpoint}' checkpoint yet; train it longer or resume it")
+    envs = make_vec_env(config.env_id, 1, "sync", config.minigrid_tile_size)
+    shape, n_actions = envs.single_observation_space.shape, int(envs.single_action_space.n)
+    envs.close()
+    policy = build_policy(config, shape, n_actions)
+    state = load_checkpoint(path, config, policy.agent, optimizer=None)
+    policy.agent.eval()
+    return config, policy, state
+
+
+def run_episodes(
+    policy: Policy, config: TrainConfig, episodes: int, greedy: bool, seed: int, record: bool = False
+) -> tuple[dict[str, Any], list[np.ndarray]]:
+    """Play `episodes` episodes spread evenly over up to 8 envs (so no env's short episodes dominate).
+
+    Returns the statistics and, with `record`, the frames of env 0's episodes (its full render where the
+    env can render, else its observations).
+    """
+    n_envs = min(episodes, 8)
+    targets = np.array([episodes // n_envs + (i < episodes % n_envs) for i in range(n_envs)])
+    envs = make_vec_env(
+        config.env_id, n_envs, "sync", config.minigrid_tile_size, render_mode="rgb_array" if record else None
+    )
+    frames: list[np.ndarray] = []
+    try:
+        obs, _ = envs.reset(seed=seed)
+        device = policy.device
+        obs_t = torch.as_tensor(obs, device=device)
+        episode_start = torch.ones(n_envs, dtype=torch.bool, device=device)
+        if policy.memory is not None:
+            policy.memory.reset(n_envs)
+        state = policy.agent.initial_state(n_envs).to(device)
+        sampler = torch.Generator(device=device).manual_seed(seed)  # own RNG: evaluation is reproducible
+        done_count = np.zeros(n_envs, dtype=np.int64)
+        returns, lengths = np.zeros(n_envs), np.zeros(n_envs, dtype=np.int64)
+        results: list[tuple[float, int, bool]] = []
+        while (done_count < targets).any():
+            if record and done_count[0] < targets[0]:
+                frame = envs.envs[0].render()
+                frames.append(frame if isinstance(frame, np.ndarray) else obs[0])
+            with torch.no_grad():
+                memory = policy.read_memory(obs_t, episode_start)
+                logits, _, state = policy.agent.step(obs_t, memory, state, episode_start)
+                if greedy:
+                    action = logits.argmax(-1)
+                else:
+                    action = torch.multinomial(logits.softmax(-1), 1, generator=sampler).squeeze(-1)
+            obs, reward, terminated, truncated, infos = envs.step(action.cpu().numpy())
+            done = terminated | truncated
+            returns += reward
+            lengths += 1
+            final = infos.get("final_info", {})
+            for env in np.flatnonzero(done):
+                if done_count[env] < targets[env]:
+                    flag = final.get("is_success")
+                    has_flag = flag is not None and bool(final["_is_success"][env])
+                    success = bool(flag[env]) if has_flag else bool(returns[env] > 0)
+                    results.append((float(returns[env]), int(lengths[env]), success))
+                    done_count[env] += 1
+            returns[done], lengths[done] = 0.0, 0
+            obs_t = torch.as_tensor(obs, device=device)
+            episode_start = torch.as_tensor(done, device=device)
+    finally:
+        envs.close()
+    r, length, s = (np.asarray(x, dtype=np.float64) for x in zip(*results, strict=True))
+    stats = {
+        "episodes": len(results),
+        "return_mean": float(r.mean()),
+        "return_std": float(r.std()),
+        "length_mean": float(length.mean()),
+        "success_rate": float(s.mean()),
+    }
+    return stats, frames
+
+
+def write_video(path: Path, frames: list[np.ndarray], fps: int = 10) -> Path:
+    """MP4 through imageio's ffmpeg plugin; a GIF beside it if that is unavailable."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # imageio warns when it pads frames to a multiple of 16
+            imageio.mimsave(path.with_suffix(".mp4"), frames, fps=fps)
+        return path.with_suffix(".mp4")
+    except (ImportError, ValueError, RuntimeError, OSError):
+        imageio.mimsave(path.with_suffix(".gif"), frames, duration=1000 / fps, loop=0)
+        return path.with_suffix(".gif")
+
+
+def evaluate(
+    run_dir: Path,
+    episodes: int = 20,
+    checkpoint: str = "latest",
+    seed: int | None = None,
+    video: bool = False,
+) -> dict[str, Any]:
+    """Greedy and sampled evaluation. Top-level numbers are the greedy ones; both are under their mode."""
+    if episodes < 1:
+        raise ShelmError(f"--episodes {episodes}: evaluate at least 1 episode")
+    config, policy, state = load_policy(run_dir, checkpoint)
+    seed = config.seed + EVAL_SEED_OFFSET if seed is None else seed
+    report: dict[str, Any] = {
+        "run_dir": str(run_dir),
+        "env_id": config.env_id,
+        "agent": config.agent,
+        "checkpoint": checkpoint,
+        "global_step": state["global_step"],
+        "seed": seed,
+    }
+    videos = []
+    for mode in MODES:
+        stats, frames = run_episodes(policy, config, episodes, greedy=mode == "greedy", seed=seed, record=video)
+        report[mode] = stats
+        if video:
+            (run_dir / "eval").mkdir(exist_ok=True)
+            videos.append(str(write_video(run_dir / "eval" / f"{checkpoint}-{mode}", frames)))
+    report.update(report["greedy"])
+    if video:
+        report["videos"] = videos
+    return report

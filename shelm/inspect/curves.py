@@ -1,0 +1,74 @@
+"""Learning curves of several runs, grouped by (env, agent) with seeds aggregated, and a table of final values."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+from shelm.errors import ShelmError
+from shelm.runs import load_run_config, read_metrics
+
+Group = tuple[str, str]  # (env_id, agent)
+
+
+def load_groups(run_dirs: list[Path], metric: str) -> dict[Group, list[tuple[np.ndarray, np.ndarray]]]:
+    """(steps, values) per run, grouped; rows where the metric is still undefined (no episode yet) are skipped."""
+    groups: dict[Group, list[tuple[np.ndarray, np.ndarray]]] = defaultdict(list)
+    for run_dir in run_dirs:
+        config = load_run_config(run_dir)
+        rows = [r for r in read_metrics(run_dir) if r.get(metric) is not None]
+        if not rows:
+            raise ShelmError(f"run '{run_dir}' has no '{metric}' values yet; train it first or pick another --metric")
+        steps = np.array([r["global_step"] for r in rows], dtype=np.float64)
+        groups[(config.env_id, config.agent)].append((steps, np.array([r[metric] for r in rows], dtype=np.float64)))
+    return dict(groups)
+
+
+def _on_common_steps(runs: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    """Interpolate every run onto the steps of the shortest one: [seeds, steps]."""
+    end = min(steps[-1] for steps, _ in runs)
+    grid = min((steps for steps, _ in runs), key=len)
+    grid = grid[grid <= end]
+    return grid, np.stack([np.interp(grid, steps, values) for steps, values in runs])
+
+
+def final_table(groups: dict[Group, list[tuple[np.ndarray, np.ndarray]]], metric: str, tail: float = 0.1) -> str:
+    """Markdown: per group, the metric averaged over the last `tail` fraction of training, mean ± std over seeds."""
+    lines = [
+        f"| env | agent | seeds | steps | final {metric} (mean ± std over seeds) |",
+        "|---|---|---|---|---|",
+    ]
+    for (env_id, agent), runs in sorted(groups.items()):
+        finals = [values[steps > steps[-1] * (1 - tail)].mean() for steps, values in runs]
+        steps = int(min(s[-1] for s, _ in runs))
+        lines.append(f"| {env_id} | {agent} | {len(runs)} | {steps:,} | {np.mean(finals):.3f} ± {np.std(finals):.3f} |")
+    return "\n".join(lines)
+
+
+def plot_curves(groups: dict[Group, list[tuple[np.ndarray, np.ndarray]]], metric: str, out: Path) -> None:
+    """One panel per env; per agent the mean over seeds with the min-max range shaded."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    envs = sorted({env for env, _ in groups})
+    fig, axes = plt.subplots(1, len(envs), figsize=(5.5 * len(envs), 3.8), squeeze=False)
+    for ax, env in zip(axes[0], envs, strict=True):
+        for (group_env, agent), runs in sorted(groups.items()):
+            if group_env != env:
+                continue
+            grid, values = _on_common_steps(runs)
+            ax.plot(grid, values.mean(0), label=f"{agent} ({len(runs)} seeds)")
+            ax.fill_between(grid, values.min(0), values.max(0), alpha=0.25)
+        ax.set_title(env)
+        ax.set_xlabel("environment steps")
+        ax.set_ylabel(metric)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=120)
+    plt.close(fig)

@@ -1,0 +1,334 @@
+"""The one PPO trainer of every shelm agent (SPEC section 7).
+
+`train(config, run_dir)` reads top to bottom: build envs, the frozen memory (if the agent has one) and the
+trainable agent; then per iteration collect a rollout, compute GAE returns, run the clipped-objective
+update, log and checkpoint. Agents differ only in their memory module and trainable parts:
+- the frozen memory is called once per environment step, under no_grad, and its output is stored in the
+  rollout, so the update never calls it;
+- recurrent agents are updated on whole episode segments, feed-forward ones on shuffled steps.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.distributions import Categorical
+from torch.utils.tensorboard import SummaryWriter
+
+from shelm.agents import Agent, get_agent_spec
+from shelm.config import TrainConfig
+from shelm.envs import make_vec_env
+from shelm.memory import FrozenMemory
+from shelm.progress import TrainingProgress
+from shelm.rollout import (
+    EpisodeTracker,
+    Minibatch,
+    RewardNormalizer,
+    Rollout,
+    segment_minibatches,
+    step_minibatches,
+)
+from shelm.runs import (
+    append_metrics,
+    checkpoint_path,
+    load_checkpoint,
+    remove_partial_writes,
+    save_checkpoint,
+    truncate_metrics,
+)
+
+# Keys of a metrics row that measure wall-clock time and so differ between identical runs.
+TIMING_KEYS = ("sps", "time_env", "time_memory", "time_agent", "time_update", "time_total")
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+@dataclass
+class Policy:
+    """What acts in an environment: the frozen memory (or None) and the trainable agent."""
+
+    agent: Agent
+    memory: FrozenMemory | None
+    device: torch.device
+
+    @property
+    def memory_dim(self) -> int:
+        return 0 if self.memory is None else self.memory.output_dim
+
+    def read_memory(self, obs: torch.Tensor, episode_start: torch.Tensor) -> torch.Tensor:
+        if self.memory is None:
+            return torch.zeros(obs.shape[0], 0, device=self.device)
+        return self.memory.step(obs, episode_start)
+
+
+def build_policy(config: TrainConfig, obs_shape: tuple[int, int, int], n_actions: int) -> Policy:
+    spec = get_agent_spec(config.agent)
+    device = pick_device(config.device)
+    memory = spec.build_memory(config, obs_shape) if spec.build_memory else None
+    memory_dim = 0 if memory is None else memory.output_dim
+    agent = spec.build(config, obs_shape, n_actions, memory_dim).to(device)
+    return Policy(agent=agent, memory=memory, device=device)
+
+
+def schedule(start: float, end: float, progress: float) -> float:
+    """Linear interpolation from start to end as progress goes from 0 to 1."""
+    return start + (end - start) * min(max(progress, 0.0), 1.0)
+
+
+@dataclass
+class Collector:
+    """Steps the vector env with the policy; keeps what carries over between rollouts."""
+
+    envs: Any
+    policy: Policy
+    config: TrainConfig
+    normalizer: RewardNormalizer
+    episodes: EpisodeTracker
+    obs: torch.Tensor = field(init=False)
+    episode_start: torch.Tensor = field(init=False)
+    memory_out: torch.Tensor = field(init=False)
+    state: torch.Tensor = field(init=False)
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def reset(self, seed: int) -> None:
+        obs, _ = self.envs.reset(seed=seed)
+        device, n = self.policy.device, self.config.n_envs
+        self.obs = torch.as_tensor(obs, device=device)
+        self.episode_start = torch.ones(n, dtype=torch.bool, device=device)
+        if self.policy.memory is not None:
+            self.policy.memory.reset(n)
+        self.memory_out = self.policy.read_memory(self.obs, self.episode_start)
+        self.state = self.policy.agent.initial_state(n).to(device)
+
+    def collect(self) -> Rollout:
+        """One rollout of n_steps per env. The memory output of each observation is computed exactly once,
+        when the observation arrives, and reused for acting, storage and the bootstrap value."""
+        config, agent = self.config, self.policy.agent
+        rollout = Rollout.empty(
+            config.n_steps, config.n_envs, tuple(self.obs.shape[1:]), self.policy.memory_dim, self.state
+        )
+        self.timings = {"time_env": 0.0, "time_memory": 0.0, "time_agent": 0.0}
+        for t in range(config.n_steps):
+            tick = time.perf_counter()
+            with torch.no_grad():
+                logits, value, self.state = agent.step(self.obs, self.memory_out, self.state, self.episode_start)
+                dist = Categorical(logits=logits)
+                action = dist.sample()
+            rollout.obs[t], rollout.memory[t] = self.obs.cpu(), self.memory_out.cpu()
+            rollout.episode_start[t], rollout.actions[t] = self.episode_start.cpu(), action.cpu()
+            rollout.logprobs[t], rollout.values[t] = dist.log_prob(action).cpu(), value.cpu()
+            tock = time.perf_counter()
+            self.timings["time_agent"] += tock - tick
+
+            obs, reward, terminated, truncated, infos = self.envs.step(action.cpu().numpy())
+            done = terminated | truncated
+            self.episodes.update(reward, done, infos)
+            if config.norm_reward:
+                reward = self.normalizer(reward, done)
+            rollout.rewards[t] = torch.as_tensor(reward, dtype=torch.float32)
+            rollout.dones[t] = torch.as_tensor(done)
+            self.obs = torch.as_tensor(obs, device=self.policy.device)
+            self.episode_start = torch.as_tensor(done, device=self.policy.device)
+            tick = time.perf_counter()
+            self.timings["time_env"] += tick - tock
+
+            with torch.no_grad():
+                self.memory_out = self.policy.read_memory(self.obs, self.episode_start)
+            self.timings["time_memory"] += time.perf_counter() - tick
+
+        with torch.no_grad():
+            _, last_value, _ = agent.step(self.obs, self.memory_out, self.state, self.episode_start)
+        rollout.compute_returns(last_value.cpu(), config.gamma, config.gae_lambda)
+        return rollout
+
+
+def _to(batch: Minibatch, device: torch.device) -> Minibatch:
+    return Minibatch(**{k: v.to(device) for k, v in vars(batch).items()})
+
+
+def minibatches(rollout: Rollout, agent: Agent, config: TrainConfig, generator: torch.Generator) -> Iterator[Minibatch]:
+    if agent.is_recurrent:
+        return segment_minibatches(rollout, config.n_minibatches, generator)
+    return step_minibatches(rollout, config.n_minibatches, generator)
+
+
+def ppo_update(
+    agent: Agent,
+    optimizer: torch.optim.Optimizer,
+    rollout: Rollout,
+    config: TrainConfig,
+    ent_coef: float,
+    generator: torch.Generator,
+    device: torch.device,
+) -> dict[str, float]:
+    """n_epochs passes of the clipped PPO objective over the rollout; returns averaged diagnostics."""
+    sums: dict[str, float] = {}
+    count = 0
+    for _ in range(config.n_epochs):
+        for cpu_batch in minibatches(rollout, agent, config, generator):
+            batch = _to(cpu_batch, device)
+            logits, values = agent.forward_sequences(batch.obs, batch.memory, batch.initial_state)
+            mask = batch.mask
+            dist = Categorical(logits=logits[mask])
+            logprob = dist.log_prob(batch.actions[mask])
+            advantages = batch.advantages[mask]
+            advantages = (advantages - advantages.mean()) / (advantages.std(unbiased=False) + 1e-8)
+            log_ratio = logprob - batch.logprobs[mask]
+            ratio = log_ratio.exp()
+            policy_loss = -torch.min(
+                advantages * ratio, advantages * ratio.clamp(1 - config.clip_coef, 1 + config.clip_coef)
+            ).mean()
+            value_loss = 0.5 * (values[mask] - batch.returns[mask]).pow(2).mean()
+            entropy = dist.entropy().mean()
+            loss = policy_loss + config.vf_coef * value_loss - ent_coef * entropy
+
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            grad_norm = torch.nn.utils.clip_grad_norm_(agent.parameters(), config.max_grad_norm)
+            optimizer.step()
+
+            with torch.no_grad():
+                stats = {
+                    "policy_loss": policy_loss.item(),
+                    "value_loss": value_loss.item(),
+                    "entropy": entropy.item(),
+                    "approx_kl": ((ratio - 1) - log_ratio).mean().item(),
+                    "clip_fraction": ((ratio - 1).abs() > config.clip_coef).float().mean().item(),
+                    "grad_norm": grad_norm.item(),
+                }
+            for k, v in stats.items():
+                sums[k] = sums.get(k, 0.0) + v
+            count += 1
+    out = {k: v / count for k, v in sums.items()}
+    assert rollout.returns is not None
+    returns, values = rollout.returns.flatten(), rollout.values.flatten()
+    variance = returns.var().item()
+    out["explained_variance"] = float("nan") if variance == 0 else 1 - (returns - values).var().item() / variance
+    return out
+
+
+def _trainer_state(
+    config: TrainConfig, global_step: int, iteration: int, best: float, elapsed: float, collector: Collector
+) -> dict[str, Any]:
+    return {
+        "env_id": config.env_id,
+        "agent": config.agent,
+        "global_step": global_step,
+        "iteration": iteration,
+        "best_return": best if math.isfinite(best) else None,
+        "elapsed_s": elapsed,
+        "normalizer": collector.normalizer.state_dict(),
+        "episodes": collector.episodes.state_dict(),
+    }
+
+
+def train(
+    config: TrainConfig, run_dir: Path, resume: bool = False, progress: TrainingProgress | None = None
+) -> dict[str, Any]:
+    """Train (or continue training) the agent of `config` into `run_dir`; return the last metrics row.
+
+    `run_dir` must already hold config.json (see `shelm.runs`). With `resume`, the latest checkpoint is
+    loaded and metrics past it are dropped, so the step column stays continuous.
+    """
+    if config.torch_threads:
+        torch.set_num_threads(config.torch_threads)
+    torch.manual_seed(config.seed)
+    np.random.seed(config.seed)
+    envs = make_vec_env(config.env_id, config.n_envs, config.vectorization, config.minigrid_tile_size)
+    obs_shape = envs.single_observation_space.shape
+    policy = build_policy(config, obs_shape, int(envs.single_action_space.n))
+    agent = policy.agent
+    optimizer = torch.optim.AdamW(
+        agent.parameters(), lr=config.lr, eps=config.adam_eps, weight_decay=config.weight_decay, fused=True
+    )
+    collector = Collector(
+        envs,
+        policy,
+        config,
+        RewardNormalizer(config.n_envs, config.gamma, config.reward_clip),
+        EpisodeTracker(config.n_envs, config.stats_window),
+    )
+    global_step, start_iteration, best, elapsed = 0, 0, -math.inf, 0.0
+    if resume:
+        remove_partial_writes(run_dir)
+    latest = checkpoint_path(run_dir, "latest") if resume else None
+    if latest is not None:
+        state = load_checkpoint(latest, config, agent, optimizer)
+        global_step, start_iteration, elapsed = state["global_step"], state["iteration"], state["elapsed_s"]
+        best = -math.inf if state["best_return"] is None else state["best_return"]
+        collector.normalizer.load_state_dict(state["normalizer"])
+        collector.episodes.load_state_dict(state["episodes"])
+    if resume:
+        truncate_metrics(run_dir, global_step)
+    # Episodes in flight at the checkpoint are lost; a resumed run starts fresh ones from new seeds.
+    collector.reset(seed=config.seed + 1_000_003 * start_iteration)
+    generator = torch.Generator().manual_seed(config.seed + start_iteration)
+
+    writer = SummaryWriter(str(run_dir), purge_step=global_step + 1 if resume else None)
+    progress = progress or TrainingProgress(config.total_steps, global_step, quiet=True)
+    row: dict[str, Any] = {}
+    try:
+        with progress:
+            for iteration in range(start_iteration, config.n_iterations):
+                started = time.perf_counter()
+                fraction = global_step / config.total_steps
+                lr = schedule(config.lr, 0.0, fraction) if config.lr_decay == "linear" else config.lr
+                ent_coef = (
+                    schedule(config.ent_coef, config.ent_coef_final, fraction)
+                    if config.ent_decay == "linear"
+                    else config.ent_coef
+                )
+                for group in optimizer.param_groups:
+                    group["lr"] = lr
+
+                rollout = collector.collect()
+                global_step += config.batch_size
+                tick = time.perf_counter()
+                losses = ppo_update(agent, optimizer, rollout, config, ent_coef, generator, policy.device)
+                time_update = time.perf_counter() - tick
+
+                duration = time.perf_counter() - started
+                elapsed += duration
+                row = {
+                    "global_step": global_step,
+                    "iteration": iteration + 1,
+                    "sps": config.batch_size / duration,
+                    **collector.episodes.summary(),
+                    "episodes": collector.episodes.total_episodes,
+                    **losses,
+                    "lr": lr,
+                    "ent_coef": ent_coef,
+                    **collector.timings,
+                    "time_update": time_update,
+                    "time_total": elapsed,
+                }
+                append_metrics(run_dir, row)
+                for key, value in row.items():
+                    if key not in ("global_step", "iteration") and value is not None and math.isfinite(value):
+                        writer.add_scalar(f"shelm/{key}", value, global_step)
+                progress.update(row)
+
+                # Checkpoints (and the best-so-far candidate) are taken every checkpoint_every iterations
+                # and at the end, which keeps their cost off most iterations.
+                if iteration + 1 == config.n_iterations or (iteration + 1) % config.checkpoint_every == 0:
+                    improved = row["return_mean"] is not None and row["return_mean"] > best
+                    best = row["return_mean"] if improved else best
+                    state = _trainer_state(config, global_step, iteration + 1, best, elapsed, collector)
+                    if improved:
+                        save_checkpoint(run_dir, "best", agent, optimizer, state)
+                    save_checkpoint(run_dir, "latest", agent, optimizer, state)
+    finally:
+        writer.close()
+        envs.close()
+    return row

@@ -1,0 +1,73 @@
+import pytest
+
+from shelm.config import PAPER_PRESETS, TrainConfig, parse_overrides, parse_value, resolve_config
+from shelm.errors import ShelmError
+
+
+def test_parse_value_converts_to_the_field_type():
+    assert parse_value("lr", "1e-4") == pytest.approx(1e-4)
+    assert parse_value("n_envs", "8") == 8
+    assert parse_value("total_steps", "1_000") == 1000
+    assert parse_value("norm_reward", "false") is False
+    assert parse_value("ent_decay", "linear") == "linear"
+
+
+@pytest.mark.parametrize(
+    ("pair", "fragment"),
+    [
+        ("n_envs=eight", "expected an integer"),
+        ("lr=fast", "expected a number"),
+        ("norm_reward=maybe", "expected true or false"),
+        ("ent_decay=cosine", "expected one of none, linear"),
+        ("learning_rate=1", "unknown setting 'learning_rate'"),
+        ("n_env=4", "did you mean n_envs?"),
+        ("lr", "expected key=value"),
+    ],
+)
+def test_bad_overrides_name_the_value(pair, fragment):
+    with pytest.raises(ShelmError, match=fragment):
+        parse_overrides([pair])
+
+
+def test_paper_preset_applies_and_explicit_values_win():
+    config, applied = resolve_config("MiniGrid-DoorKey-6x6-v0", "lstm", {"n_steps": 16})
+    assert config.lr == 5e-5 and config.ent_coef == 0.01
+    assert config.n_steps == 16 and "n_steps" not in applied
+    assert applied["lr"] == 5e-5
+
+
+def test_preset_none_keeps_defaults():
+    config, applied = resolve_config("MiniGrid-DoorKey-6x6-v0", "lstm", {"preset": "none"})
+    assert applied == {} and config.lr == TrainConfig().lr
+
+
+def test_env_preset_turns_off_reward_normalisation_for_random_maze():
+    config, _ = resolve_config("shelm/RandomMaze-v0", "cnn", {})
+    assert config.norm_reward is False and config.total_steps == 2_000_000
+
+
+def test_every_preset_is_a_valid_config():
+    for (env_id, agent), row in PAPER_PRESETS.items():
+        resolve_config(env_id, agent, {})
+        assert set(row) <= set(TrainConfig().to_dict())
+
+
+@pytest.mark.parametrize(
+    ("overrides", "fragment"),
+    [
+        ({"n_envs": 0}, "n_envs=0 must be >= 1"),
+        ({"lr": 0.0}, "lr=0.0 must be > 0"),
+        ({"gamma": 1.5}, r"gamma=1.5 must be in \[0, 1\]"),
+        ({"n_minibatches": 10_000}, "n_minibatches=10000 exceeds"),
+    ],
+)
+def test_validation_rejects_impossible_values(overrides, fragment):
+    with pytest.raises(ShelmError, match=fragment):
+        resolve_config("MiniGrid-Empty-5x5-v0", "cnn", overrides)
+
+
+def test_round_trip_and_foreign_keys():
+    config = TrainConfig(lr=1e-3)
+    assert TrainConfig.from_dict(config.to_dict()) == config
+    with pytest.raises(ShelmError, match="unknown keys"):
+        TrainConfig.from_dict({**config.to_dict(), "beta": 1.0})
