@@ -78,6 +78,7 @@ def _train_new(args: argparse.Namespace) -> tuple[Path, object]:
     from shelm.agents import get_agent_spec
     from shelm.config import parse_overrides, resolve_config
     from shelm.envs import make_env
+    from shelm.ppo import build_policy
     from shelm.runs import create_run_dir, default_run_dir, save_run_config
 
     if not args.env or not args.agent:
@@ -88,7 +89,11 @@ def _train_new(args: argparse.Namespace) -> tuple[Path, object]:
         if value is not None:
             overrides[key] = value
     config, applied = resolve_config(args.env, args.agent, overrides)
-    make_env(config.env_id, tile_size=config.minigrid_tile_size).close()  # refuse a bad env before any write
+    # Build the env and the policy once before any write: a bad env, model path or memory setting is refused
+    # without leaving a half-made run directory (the language model load is cached for the real run).
+    env = make_env(config.env_id, tile_size=config.minigrid_tile_size)
+    build_policy(config, env.observation_space.shape, int(env.action_space.n))
+    env.close()
     run_dir = args.run_dir or default_run_dir(config)
     create_run_dir(run_dir, force=args.force)
     save_run_config(run_dir, config, applied)

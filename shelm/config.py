@@ -83,6 +83,18 @@ class TrainConfig:
     critic_hidden: int = field(default=512, metadata=_doc("hidden width of the critic head"))
     lstm_hidden: int = field(default=256, metadata=_doc("LSTM width of the Impala-PPO baseline"))
 
+    # --- the frozen language-model memory (HELM family)
+    lm: str = field(
+        default="smollm2",
+        metadata=_doc("frozen LM: 'smollm2' (packaged, offline), a Hugging Face model directory, or a hub id"),
+    )
+    mem_len: int = field(default=255, metadata=_doc("past positions each environment's LM memory attends to"))
+    lm_layers: int = field(default=0, metadata=_doc("keep only the LM's first L transformer blocks; 0 keeps all"))
+    lm_dtype: Literal["float32", "bfloat16"] = field(default="float32", metadata=_doc("dtype of the frozen LM"))
+    beta: float = field(
+        default=1.0, metadata=_doc("FrozenHopfield inverse temperature (paper: 1, 100 or 1000; large = one token)")
+    )
+
     # --- bookkeeping
     device: Literal["auto", "cpu", "cuda"] = field(default="auto", metadata=_doc("'auto' uses CUDA when available"))
     torch_threads: int = field(default=0, metadata=_doc("torch intra-op threads; 0 keeps torch's default"))
@@ -101,7 +113,7 @@ class TrainConfig:
         """Reject values that cannot work, naming the key and the fix."""
         positive = ["total_steps", "n_envs", "n_steps", "n_epochs", "n_minibatches", "minigrid_tile_size"]
         positive += ["cnn_features", "actor_hidden", "critic_hidden", "lstm_hidden", "stats_window"]
-        positive += ["checkpoint_every"]
+        positive += ["checkpoint_every", "mem_len"]
         for key in positive:
             if getattr(self, key) < 1:
                 raise ShelmError(f"{key}={getattr(self, key)} must be >= 1")
@@ -111,7 +123,7 @@ class TrainConfig:
         for key in ["gamma", "gae_lambda"]:
             if not 0 <= getattr(self, key) <= 1:
                 raise ShelmError(f"{key}={getattr(self, key)} must be in [0, 1]")
-        for key in ["ent_coef", "ent_coef_final", "vf_coef", "weight_decay", "torch_threads"]:
+        for key in ["ent_coef", "ent_coef_final", "vf_coef", "weight_decay", "torch_threads", "lm_layers", "beta"]:
             if getattr(self, key) < 0:
                 raise ShelmError(f"{key}={getattr(self, key)} must be >= 0")
         if self.n_minibatches > self.batch_size:
@@ -198,14 +210,11 @@ def parse_overrides(pairs: list[str]) -> dict[str, Any]:
 # shelm's recurrent minibatches are `n_minibatches` groups of whole episode segments.
 
 
-def _row(lr: float, ent_coef: float, ent_decay: str, n_steps: int, total_steps: int) -> dict[str, Any]:
-    return {
-        "lr": lr,
-        "ent_coef": ent_coef,
-        "ent_decay": ent_decay,
-        "n_steps": n_steps,
-        "total_steps": total_steps,
-    }
+def _row(
+    lr: float, ent_coef: float, ent_decay: str, n_steps: int, total_steps: int, mem_len: int | None = None
+) -> dict[str, Any]:
+    row = {"lr": lr, "ent_coef": ent_coef, "ent_decay": ent_decay, "n_steps": n_steps, "total_steps": total_steps}
+    return row if mem_len is None else {**row, "mem_len": mem_len}
 
 
 PAPER_PRESETS: dict[tuple[str, str], dict[str, Any]] = {
@@ -223,6 +232,14 @@ PAPER_PRESETS: dict[tuple[str, str], dict[str, Any]] = {
     ("MiniGrid-RedBlueDoors-6x6-v0", "lstm"): _row(5e-5, 0.05, "linear", 64, 500_000),
     ("MiniGrid-Unlock-v0", "cnn"): _row(5e-5, 0.01, "none", 64, 500_000),
     ("MiniGrid-Unlock-v0", "lstm"): _row(5e-5, 0.01, "none", 128, 500_000),
+    # HELM: the reference always used mem_len 511 whatever its configs said; shelm honours the configs.
+    ("MiniGrid-DoorKey-5x5-v0", "helm"): _row(1e-4, 0.005, "none", 32, 500_000, mem_len=255),
+    ("MiniGrid-DoorKey-6x6-v0", "helm"): _row(3e-4, 0.01, "none", 128, 500_000, mem_len=255),
+    ("MiniGrid-Dynamic-Obstacles-Random-5x5-v0", "helm"): _row(3e-4, 0.005, "none", 64, 500_000, mem_len=63),
+    ("MiniGrid-KeyCorridorS3R1-v0", "helm"): _row(3e-4, 0.05, "none", 32, 500_000, mem_len=255),
+    ("MiniGrid-MemoryS11-v0", "helm"): _row(1e-4, 0.005, "none", 128, 2_000_000, mem_len=15),
+    ("MiniGrid-RedBlueDoors-6x6-v0", "helm"): _row(3e-4, 0.05, "linear", 128, 500_000, mem_len=511),
+    ("MiniGrid-Unlock-v0", "helm"): _row(3e-4, 0.01, "none", 64, 500_000, mem_len=255),
 }
 
 # Settings of a task that hold for every agent: the papers did not normalise RandomMaze rewards and

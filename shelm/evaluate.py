@@ -31,7 +31,7 @@ def load_policy(run_dir: Path, checkpoint: str = "latest") -> tuple[TrainConfig,
     shape, n_actions = envs.single_observation_space.shape, int(envs.single_action_space.n)
     envs.close()
     policy = build_policy(config, shape, n_actions)
-    state = load_checkpoint(path, config, policy.agent, optimizer=None)
+    state = load_checkpoint(path, config, policy.agent, optimizer=None, memory=policy.memory)
     policy.agent.eval()
     return config, policy, state
 

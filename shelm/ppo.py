@@ -75,7 +75,7 @@ class Policy:
 def build_policy(config: TrainConfig, obs_shape: tuple[int, int, int], n_actions: int) -> Policy:
     spec = get_agent_spec(config.agent)
     device = pick_device(config.device)
-    memory = spec.build_memory(config, obs_shape) if spec.build_memory else None
+    memory = spec.build_memory(config, obs_shape, device) if spec.build_memory else None
     memory_dim = 0 if memory is None else memory.output_dim
     agent = spec.build(config, obs_shape, n_actions, memory_dim).to(device)
     return Policy(agent=agent, memory=memory, device=device)
@@ -264,7 +264,7 @@ def train(
         remove_partial_writes(run_dir)
     latest = checkpoint_path(run_dir, "latest") if resume else None
     if latest is not None:
-        state = load_checkpoint(latest, config, agent, optimizer)
+        state = load_checkpoint(latest, config, agent, optimizer, policy.memory)
         global_step, start_iteration, elapsed = state["global_step"], state["iteration"], state["elapsed_s"]
         best = -math.inf if state["best_return"] is None else state["best_return"]
         collector.normalizer.load_state_dict(state["normalizer"])
@@ -326,8 +326,8 @@ def train(
                     best = row["return_mean"] if improved else best
                     state = _trainer_state(config, global_step, iteration + 1, best, elapsed, collector)
                     if improved:
-                        save_checkpoint(run_dir, "best", agent, optimizer, state)
-                    save_checkpoint(run_dir, "latest", agent, optimizer, state)
+                        save_checkpoint(run_dir, "best", agent, optimizer, state, policy.memory)
+                    save_checkpoint(run_dir, "latest", agent, optimizer, state, policy.memory)
     finally:
         writer.close()
         envs.close()

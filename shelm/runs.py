@@ -35,6 +35,7 @@ from safetensors.torch import load_file, save_file
 
 from shelm.config import TrainConfig
 from shelm.errors import ShelmError
+from shelm.memory import FrozenMemory
 
 CHECKPOINT_FORMAT = "shelm-checkpoint"
 CHECKPOINT_VERSION = 1
@@ -202,8 +203,14 @@ def save_checkpoint(
     agent: torch.nn.Module,
     optimizer: torch.optim.Optimizer,
     trainer: dict[str, Any],
+    memory: FrozenMemory | None = None,
 ) -> None:
-    """Write checkpoints/NAME/ whole, then swap it in for the previous one."""
+    """Write checkpoints/NAME/ whole, then swap it in for the previous one.
+
+    A frozen memory contributes its identity (model source and weight hash, settings) to trainer.json and
+    its construction-time tensors (e.g. FrozenHopfield's projection) to memory.safetensors; the frozen
+    language model's weights themselves are never copied into a run.
+    """
     root = run_dir / "checkpoints"
     root.mkdir(exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=root, prefix=f".{name}."))
@@ -215,6 +222,10 @@ def save_checkpoint(
         opt_tensors["rng.torch"] = torch.get_rng_state()
         save_file(opt_tensors, staging / "trainer.safetensors", metadata={"global_step": step})
         info = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, **trainer, "optimizer": opt_info}
+        if memory is not None:
+            info["memory"] = memory.identity()
+            tensors = {k: v.detach().cpu().contiguous() for k, v in memory.state_dict().items()}
+            save_file(tensors, staging / "memory.safetensors", metadata={"global_step": step})
         (staging / "trainer.json").write_text(json.dumps(info, indent=2, allow_nan=False) + "\n")
         for file in staging.iterdir():
             file.chmod(0o644)
@@ -252,9 +263,16 @@ def checkpoint_step(run_dir: Path, name: str) -> int:
 
 
 def load_checkpoint(
-    path: Path, config: TrainConfig, agent: torch.nn.Module, optimizer: torch.optim.Optimizer | None
+    path: Path,
+    config: TrainConfig,
+    agent: torch.nn.Module,
+    optimizer: torch.optim.Optimizer | None,
+    memory: FrozenMemory | None = None,
 ) -> dict[str, Any]:
     """Restore weights (and optimizer + torch RNG when `optimizer` is given); return the trainer state.
+
+    With a frozen memory, its identity must equal the recorded one (the same language model weights, by hash)
+    and its construction-time tensors are restored.
 
     Anything that is not a complete shelm checkpoint of this very agent is refused with a one-line error.
     """
@@ -262,7 +280,7 @@ def load_checkpoint(
     def refuse(why: str) -> ShelmError:
         return ShelmError(f"checkpoint '{path}' {why}; retrain, or point at the run directory that wrote it")
 
-    files = ("trainer.json", "model.safetensors", "trainer.safetensors")
+    files = ("trainer.json", "model.safetensors", "trainer.safetensors") + (("memory.safetensors",) if memory else ())
     missing_files = [f for f in files if not (path / f).is_file()]
     if missing_files:
         raise refuse(f"is incomplete (missing {', '.join(missing_files)})")
@@ -270,6 +288,7 @@ def load_checkpoint(
         info = json.loads((path / "trainer.json").read_text())
         model = load_file(path / "model.safetensors")
         extra = load_file(path / "trainer.safetensors")
+        frozen = load_file(path / "memory.safetensors") if memory is not None else {}
     except (json.JSONDecodeError, UnicodeDecodeError, SafetensorError, OSError) as exc:
         raise refuse(f"is corrupted ({type(exc).__name__})") from None
     if not isinstance(info, dict) or info.get("format") != CHECKPOINT_FORMAT:
@@ -286,6 +305,19 @@ def load_checkpoint(
         raise refuse(
             f"does not fit this agent (missing {missing[:3]}, unexpected {unexpected[:3]}, shapes {wrong[:3]})"
         )
+    if memory is not None:
+        recorded, current = info.get("memory") or {}, memory.identity()
+        differ = sorted(k for k in set(recorded) | set(current) if recorded.get(k) != current.get(k))
+        if differ:
+            key = differ[0]
+            raise refuse(
+                f"was trained with {key}={recorded.get(key)!r} but the memory now has {key}={current.get(key)!r} "
+                "(the frozen model or its settings changed)"
+            )
+        try:
+            memory.load_state_dict(frozen)
+        except (KeyError, ValueError) as exc:
+            raise refuse(f"has a damaged memory.safetensors ({exc})") from None
     agent.load_state_dict(model)
     if optimizer is not None:
         try:

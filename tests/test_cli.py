@@ -50,7 +50,7 @@ gym.register("shelmtest/ContinuousImage-v0", entry_point=_ContinuousImageEnv)
     [
         ("MiniGrid-NoSuchTask-v0", "cnn", [], ["unknown env 'MiniGrid-NoSuchTask-v0'", "shelm envs"]),
         ("MiniGrid-Empty5x5-v0", "cnn", [], ["did you mean 'MiniGrid-Empty-5x5-v0'"]),
-        ("MiniGrid-Empty-5x5-v0", "gru", [], ["unknown agent 'gru'", "cnn, lstm"]),
+        ("MiniGrid-Empty-5x5-v0", "gru", [], ["unknown agent 'gru'", "cnn, lstm, helm"]),
         ("CartPole-v1", "cnn", [], ["'CartPole-v1'", "not a uint8 HxWxC image"]),
         ("shelmtest/ContinuousImage-v0", "cnn", [], ["Box(-1.0, 1.0, (2,), float32)", "Discrete"]),
         ("MiniGrid-Empty-5x5-v0", "cnn", ["--set", "learnin_rate=1"], ["unknown setting 'learnin_rate'"]),
@@ -171,6 +171,6 @@ def test_listings(capsys):
     assert "shelm/RandomMaze-v0\trandom_maze" in lines and "MiniGrid-MemoryS7-v0\tminigrid" in lines
     assert any(line.startswith("BabyAI-GoToRedBall-v0") for line in lines)
     assert main(["agents"]) == 0
-    assert [line.split("\t")[0] for line in capsys.readouterr().out.splitlines()] == ["cnn", "lstm"]
+    assert [line.split("\t")[0] for line in capsys.readouterr().out.splitlines()] == ["cnn", "lstm", "helm"]
     assert main(["settings"]) == 0
     assert any(line.startswith("lr\t0.0003\t") for line in capsys.readouterr().out.splitlines())

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import torch
+
 from shelm.agents.base import Agent
 from shelm.agents.cnn import CNNAgent
 from shelm.agents.lstm import LSTMAgent
@@ -19,8 +21,14 @@ class AgentSpec:
     summary: str
     build: Callable[[TrainConfig, tuple[int, int, int], int, int], Agent]
     """(config, obs_shape, n_actions, memory_dim) -> the trainable agent."""
-    build_memory: Callable[[TrainConfig, tuple[int, int, int]], FrozenMemory] | None = None
-    """(config, obs_shape) -> the frozen memory module; None for agents without one."""
+    build_memory: Callable[[TrainConfig, tuple[int, int, int], torch.device], FrozenMemory] | None = None
+    """(config, obs_shape, device) -> the frozen memory module; None for agents without one."""
+
+
+def _helm_memory(config: TrainConfig, obs_shape: tuple[int, int, int], device: torch.device) -> FrozenMemory:
+    from shelm.memory.helm import build_helm_memory  # imports transformers only when a HELM agent is built
+
+    return build_helm_memory(config, obs_shape, device)
 
 
 AGENTS: dict[str, AgentSpec] = {
@@ -37,6 +45,14 @@ AGENTS: dict[str, AgentSpec] = {
         lambda c, shape, n_actions, memory_dim: LSTMAgent(
             shape, n_actions, c.lstm_hidden, c.actor_hidden, c.critic_hidden
         ),
+    ),
+    "helm": AgentSpec(
+        "helm",
+        "HELM: FrozenHopfield -> frozen LM memory (default SmolLM2-135M, offline) + CNN -> heads",
+        lambda c, shape, n_actions, memory_dim: CNNAgent(
+            shape, n_actions, memory_dim, c.cnn_features, c.actor_hidden, c.critic_hidden
+        ),
+        lambda c, shape, device: _helm_memory(c, shape, device),
     ),
 }
 

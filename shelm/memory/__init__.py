@@ -7,7 +7,7 @@ buffer; the PPO update reads the stored vectors and never calls the memory again
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Any, Protocol
 
 import torch
 
@@ -25,3 +25,14 @@ class FrozenMemory(Protocol):
         Returns [N, M]: the memory's summary of each environment's episode up to and including obs.
         """
         ...
+
+    def identity(self) -> dict[str, Any]:
+        """What a checkpoint records to rebuild this memory identically (model source, weight hash, settings);
+        loading a checkpoint refuses a memory whose identity differs."""
+        ...
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """Frozen tensors drawn at construction (e.g. random projections), saved with every checkpoint."""
+        ...
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None: ...

@@ -1,0 +1,149 @@
+"""The frozen language model as a per-environment memory (SPEC section 1).
+
+`LanguageModelMemory` feeds, for N environments at once, k new input vectors per environment into a frozen
+Hugging Face causal LM and returns the last hidden state per environment. Each environment keeps its own
+sliding window of the last `mem_len` positions as the model's key/value cache:
+
+- the cache is a ring buffer per layer, [N, kv_heads, mem_len + k, head_dim]: mem_len ring slots plus k
+  scratch slots where the current step's keys and values land. A step attends to the valid ring slots and,
+  causally, to the scratch slots (Transformer-XL's segment + memory semantics); afterwards the scratch is
+  copied over the oldest ring slots. A step therefore costs the same at any fill level, and no key is ever
+  recomputed (the reference's Transformer-XL re-projected its whole memory every step);
+- positions are per environment: step t of an episode gets position ids t*k .. t*k+k-1, and cached keys keep
+  the positions they were computed with, so relative (rotary) position information stays consistent as the
+  window slides;
+- a new episode empties exactly that environment's window: its ring slots are masked out (attention weight
+  exactly 0) and its position counter restarts, so its outputs equal those of a model that never saw the
+  previous episode.
+"""
+
+from __future__ import annotations
+
+import torch
+from transformers import PreTrainedModel
+from transformers.cache_utils import Cache, CacheLayerMixin
+
+from shelm.errors import ShelmError
+
+
+class _RingLayer(CacheLayerMixin):
+    """One layer's window: `update` writes the new keys into the scratch slots and returns the whole buffer."""
+
+    is_sliding = False
+
+    def __init__(self, n_envs: int, mem_len: int, k: int):
+        super().__init__()
+        self.n_envs, self.mem_len, self.k = n_envs, mem_len, k
+
+    def lazy_initialization(self, key_states: torch.Tensor, value_states: torch.Tensor) -> None:
+        _, heads, _, dim = key_states.shape
+        shape = (self.n_envs, heads, self.mem_len + self.k, dim)
+        self.keys = torch.zeros(shape, dtype=key_states.dtype, device=key_states.device)
+        self.values = torch.zeros(
+            (*shape[:3], value_states.shape[-1]), dtype=value_states.dtype, device=value_states.device
+        )
+        self.is_initialized = True
+
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
+        if not self.is_initialized:
+            self.lazy_initialization(key_states, value_states)
+        self.keys[:, :, self.mem_len :] = key_states
+        self.values[:, :, self.mem_len :] = value_states
+        return self.keys, self.values
+
+    def commit(self, slots: torch.Tensor) -> None:
+        """Move the scratch slots into ring slots `slots` (the oldest ones)."""
+        self.keys[:, :, slots] = self.keys[:, :, self.mem_len :]
+        self.values[:, :, slots] = self.values[:, :, self.mem_len :]
+
+    def get_mask_sizes(self, query_length: int) -> tuple[int, int]:
+        return self.mem_len + self.k, 0
+
+    def get_seq_length(self) -> int:
+        return self.mem_len
+
+    def get_max_length(self) -> int:
+        return self.mem_len + self.k
+
+
+class _RingCache(Cache):
+    def __init__(self, n_layers: int, n_envs: int, mem_len: int, k: int):
+        super().__init__(layers=[_RingLayer(n_envs, mem_len, k) for _ in range(n_layers)])
+
+
+class LanguageModelMemory:
+    """A frozen causal LM with one sliding key/value window of `mem_len` positions per environment."""
+
+    def __init__(self, model: PreTrainedModel, mem_len: int, inputs_per_step: int = 1):
+        if mem_len < 1:
+            raise ShelmError(f"mem_len={mem_len} must be >= 1 (the number of past positions the LM attends to)")
+        if not 1 <= inputs_per_step <= mem_len:
+            raise ShelmError(f"inputs per step ({inputs_per_step}) must be between 1 and mem_len ({mem_len})")
+        self.model = model.eval()
+        self.model.requires_grad_(False)
+        # Only hidden states are needed: run the decoder stack, never the LM head.
+        self.decoder = model.get_decoder() if hasattr(model, "get_decoder") else model
+        self.mem_len, self.k = mem_len, inputs_per_step
+        self.output_dim = int(model.config.hidden_size)
+        self.max_positions = self._position_limit(model)
+        self.device = next(model.parameters()).device
+        self.dtype = next(model.parameters()).dtype
+        self.n_envs = 0
+
+    @staticmethod
+    def _position_limit(model: PreTrainedModel) -> int | None:
+        """Models with learned absolute positions (GPT-2) cannot go past their table; rotary ones can."""
+        config = model.config
+        learned = any(name.endswith(("wpe", "embed_positions")) for name, _ in model.named_modules())
+        return (
+            int(getattr(config, "n_positions", 0) or getattr(config, "max_position_embeddings", 0)) if learned else None
+        )
+
+    @property
+    def embedding_matrix(self) -> torch.Tensor:
+        """E [V, d]: the LM's input token embeddings (frozen)."""
+        return self.model.get_input_embeddings().weight
+
+    def reset(self, n_envs: int) -> None:
+        self.n_envs = n_envs
+        n_layers = int(self.model.config.num_hidden_layers)
+        self.cache = _RingCache(n_layers, n_envs, self.mem_len, self.k)
+        self.valid = torch.zeros(n_envs, self.mem_len, dtype=torch.bool, device=self.device)
+        self.positions = torch.zeros(n_envs, dtype=torch.long, device=self.device)
+        self.head = 0  # the oldest ring slot; every env advances in lockstep, so one pointer serves all
+
+    def _attention_mask(self) -> torch.Tensor:
+        """Additive mask [N, 1, k, mem_len + k]: valid ring slots for every query, scratch slots causally."""
+        causal = torch.ones(self.k, self.k, dtype=torch.bool, device=self.device).tril()
+        allowed = torch.cat([self.valid[:, None, :].expand(-1, self.k, -1), causal.expand(self.n_envs, -1, -1)], dim=-1)
+        mask = torch.zeros(allowed.shape, dtype=self.dtype, device=self.device)
+        return mask.masked_fill_(~allowed, torch.finfo(self.dtype).min).unsqueeze(1)
+
+    @torch.no_grad()
+    def step(self, inputs_embeds: torch.Tensor, episode_start: torch.Tensor) -> torch.Tensor:
+        """inputs_embeds [N, k, d]; episode_start bool [N]. Returns the last position's hidden state [N, d]."""
+        if inputs_embeds.shape[:2] != (self.n_envs, self.k):
+            raise ValueError(f"expected inputs of shape [{self.n_envs}, {self.k}, d], got {list(inputs_embeds.shape)}")
+        episode_start = episode_start.to(self.device)
+        self.valid[episode_start] = False
+        self.positions[episode_start] = 0
+        position_ids = self.positions[:, None] + torch.arange(self.k, device=self.device)
+        if self.max_positions is not None and int(position_ids.max()) >= self.max_positions:
+            raise ShelmError(
+                f"an episode reached position {int(position_ids.max())}, past the {self.max_positions} positions this "
+                "language model has; use a model with rotary positions (e.g. the default smollm2) for longer episodes"
+            )
+        out = self.decoder(
+            inputs_embeds=inputs_embeds.to(device=self.device, dtype=self.dtype),
+            attention_mask=self._attention_mask(),
+            position_ids=position_ids,
+            past_key_values=self.cache,
+            use_cache=True,
+        )
+        slots = (self.head + torch.arange(self.k, device=self.device)) % self.mem_len
+        for layer in self.cache.layers:
+            layer.commit(slots)
+        self.valid[:, slots] = True
+        self.head = (self.head + self.k) % self.mem_len
+        self.positions += self.k
+        return out.last_hidden_state[:, -1].float()
