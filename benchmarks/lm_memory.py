@@ -3,7 +3,8 @@
 (a) time of one memory step (16 environments, one new input each) for several mem_len, with the window full;
 (b) achieved FLOP rate of that step against this machine's own measured matmul rate, for the full model and
     for lm_layers 2 and 6;
-(c) training SPS of HELM next to CNN-PPO on MiniGrid-MemoryS11-v0 (a few PPO iterations each).
+(c) the time of FrozenHopfield's mapping of 16 frames (56x56x3) next to a 2-block LM step;
+(d) training SPS of HELM next to CNN-PPO on MiniGrid-MemoryS11-v0 (a few PPO iterations each).
 
 Run: python benchmarks/lm_memory.py --out docs/benchmarks-lm.md     (about 5 minutes on 2 cores)
 """
@@ -20,6 +21,7 @@ from pathlib import Path
 import torch
 
 from shelm.config import TrainConfig
+from shelm.memory.frozen_hopfield import FrozenHopfield
 from shelm.memory.language_model import LanguageModelMemory
 from shelm.memory.weights import load_language_model
 from shelm.ppo import train
@@ -104,8 +106,19 @@ def main() -> None:
         lines.append(f"| {loaded.layers} | {seconds * 1e3:.1f} | {rate / 1e9:.1f} | {rate / peak:.0%} |")
     lines.append("")
 
+    two_blocks = LanguageModelMemory(load_language_model(args.lm, layers=2).model, 255)
+    hopfield = FrozenHopfield(two_blocks.embedding_matrix, 56 * 56 * 3, beta=1.0, seed=0)
+    frames = torch.randint(0, 256, (args.n_envs, 56, 56, 3), dtype=torch.uint8)
+    start = time.perf_counter()
+    for _ in range(args.repeats):
+        hopfield(frames)
+    hopfield_ms = (time.perf_counter() - start) / args.repeats * 1e3
+    lm_ms = time_memory_step(two_blocks.model, args.n_envs, 255, args.repeats) * 1e3
+    lines += ["### (c) FrozenHopfield vs a 2-block LM step (16 frames of 56x56x3)", ""]
+    lines += [f"FrozenHopfield {hopfield_ms:.1f} ms, LM step (lm_layers=2, mem_len 255) {lm_ms:.1f} ms", ""]
+
     steps = args.train_iterations * args.n_envs * 128
-    lines += ["### (c) training SPS on MiniGrid-MemoryS11-v0 (16 envs, 128-step rollouts)", "", "| agent | SPS |"]
+    lines += ["### (d) training SPS on MiniGrid-MemoryS11-v0 (16 envs, 128-step rollouts)", "", "| agent | SPS |"]
     lines.append("|---|---|")
     sps = {
         "cnn": training_sps("cnn", steps, {}),

@@ -115,7 +115,7 @@ def _train_resume(args: argparse.Namespace) -> tuple[Path, object]:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from shelm.ppo import train
-    from shelm.progress import TrainingProgress
+    from shelm.progress import TrainingProgress, fmt_metric
     from shelm.runs import checkpoint_step
 
     run_dir, config = _train_resume(args) if args.resume else _train_new(args)
@@ -126,10 +126,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     progress = TrainingProgress(config.total_steps, start, quiet=args.quiet)
     progress.message(f"training {config.agent} on {config.env_id} for {config.total_steps} steps -> {run_dir}")
     row = train(config, run_dir, resume=bool(args.resume), progress=progress)
-    progress.message(
-        f"done: {row['global_step']} steps, return_mean {row['return_mean']}, success_rate {row['success_rate']}; "
-        f"next: `shelm eval {run_dir}`"
-    )
+    summary = ", ".join(f"{key} {fmt_metric(row[key], '.3f')}" for key in ("return_mean", "success_rate"))
+    progress.message(f"done: {row['global_step']} steps, {summary}; next: `shelm eval {run_dir}`")
     return 0
 
 

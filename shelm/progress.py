@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 
-def _fmt(value: float | None, spec: str) -> str:
+def fmt_metric(value: float | None, spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
 
@@ -42,8 +42,8 @@ class TrainingProgress:
 
     def update(self, row: dict[str, Any]) -> None:
         stats = (
-            f"sps {row['sps']:.0f}  return {_fmt(row['return_mean'], '.3f')}  "
-            f"success {_fmt(row['success_rate'], '.2f')}"
+            f"sps {row['sps']:.0f}  return {fmt_metric(row['return_mean'], '.3f')}  "
+            f"success {fmt_metric(row['success_rate'], '.2f')}"
         )
         if self._progress is not None:
             self._progress.update(self._task, completed=min(row["global_step"], self.total_steps), stats=stats)

@@ -45,7 +45,7 @@ class Rollout:
             values=torch.zeros((n_steps, n_envs)),
             rewards=torch.zeros((n_steps, n_envs)),
             dones=torch.zeros((n_steps, n_envs), dtype=torch.bool),
-            initial_state=state.clone(),
+            initial_state=state.detach().cpu().clone(),  # the rollout lives on the CPU; batches move
         )
 
     def compute_returns(self, last_value: torch.Tensor, gamma: float, gae_lambda: float) -> None:
@@ -120,6 +120,11 @@ def episode_segments(episode_start: torch.Tensor) -> list[tuple[int, int, int]]:
     return segments
 
 
+def _per_row(flags: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """Flags [B] shaped to broadcast over `like` [B, ...]."""
+    return flags.view(-1, *[1] * (like.dim() - 1))
+
+
 def segment_minibatches(rollout: Rollout, n_minibatches: int, generator: torch.Generator) -> Iterator[Minibatch]:
     """Shuffled whole episode segments, for recurrent agents: each minibatch is [L_max, S] with padding.
 
@@ -130,9 +135,7 @@ def segment_minibatches(rollout: Rollout, n_minibatches: int, generator: torch.G
     n_envs = rollout.actions.shape[1]
     segments = episode_segments(rollout.episode_start)
     order = torch.randperm(len(segments), generator=generator)
-    carried = rollout.initial_state * (~rollout.episode_start[0]).float().view(
-        -1, *[1] * (rollout.initial_state.dim() - 1)
-    )
+    carried = torch.where(_per_row(rollout.episode_start[0], rollout.initial_state), 0.0, rollout.initial_state)
     for chunk in order.tensor_split(min(n_minibatches, len(segments))):
         picked = [segments[i] for i in chunk.tolist()]
         longest = max(length for _, _, length in picked)
@@ -144,9 +147,7 @@ def segment_minibatches(rollout: Rollout, n_minibatches: int, generator: torch.G
         # Padded positions point at the segment's last real step; the mask removes them from the loss.
         t = first + torch.minimum(steps, lengths - 1)
         index = t * n_envs + envs
-        state = torch.where(
-            (first == 0).view(-1, *[1] * (carried.dim() - 1)), carried[envs], torch.zeros_like(carried[envs])
-        )
+        state = torch.where(_per_row(first == 0, carried), carried[envs], 0.0)
         yield _gather(rollout, index, state, mask)
 
 
