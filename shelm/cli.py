@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 from pathlib import Path
 from typing import NoReturn
@@ -96,7 +97,7 @@ def _train_new(args: argparse.Namespace) -> tuple[Path, object]:
     env.close()
     run_dir = args.run_dir or default_run_dir(config)
     create_run_dir(run_dir, force=args.force)
-    save_run_config(run_dir, config, applied)
+    save_run_config(run_dir, config, applied, command=args.command_line)
     return run_dir, config
 
 
@@ -215,7 +216,9 @@ COMMANDS = {
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(argv)
+    args.command_line = shlex.join(["shelm", *argv])  # recorded in config.json
     try:
         return COMMANDS[args.command](args)
     except ShelmError as exc:

@@ -21,6 +21,7 @@ import json
 import math
 import os
 import platform
+import shlex
 import shutil
 import sys
 import tempfile
@@ -100,14 +101,17 @@ def create_run_dir(path: Path, force: bool) -> None:
     path.mkdir(parents=True, exist_ok=True)
 
 
-def save_run_config(path: Path, config: TrainConfig, preset_applied: dict[str, Any]) -> None:
+def save_run_config(
+    path: Path, config: TrainConfig, preset_applied: dict[str, Any], command: str | None = None
+) -> None:
+    """config.json; `command` is what started the run (the process's own command line by default)."""
     write_json_atomic(
         path / "config.json",
         {
             "config": config.to_dict(),
             "preset_applied": preset_applied,
             "versions": package_versions(),
-            "command": " ".join(sys.argv),
+            "command": command or shlex.join(sys.argv),
             "created": datetime.now(UTC).isoformat(timespec="seconds"),
         },
     )

@@ -70,4 +70,4 @@ def test_round_trip_and_foreign_keys():
     config = TrainConfig(lr=1e-3)
     assert TrainConfig.from_dict(config.to_dict()) == config
     with pytest.raises(ShelmError, match="unknown keys"):
-        TrainConfig.from_dict({**config.to_dict(), "beta": 1.0})
+        TrainConfig.from_dict({**config.to_dict(), "not_a_setting": 1.0})

@@ -51,6 +51,15 @@ class RecordingMemory:
 
     output_dim = 2
 
+    def identity(self) -> dict:
+        return {"kind": "recording"}
+
+    def state_dict(self) -> dict:
+        return {"scale": torch.ones(1)}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
+
     def __init__(self) -> None:
         self.calls = 0
         self.outputs: list[torch.Tensor] = []
@@ -72,7 +81,7 @@ def test_memory_output_is_stored_once_per_step_and_never_recomputed(tmp_path, mo
         "recording",
         "test agent",
         lambda c, shape, n, m: CNNAgent(shape, n, m, cnn_features=32, critic_hidden=32),
-        lambda c, shape: memory,
+        lambda c, shape, device: memory,
     )
     monkeypatch.setitem(AGENTS, "recording", spec)
     rollouts = []
@@ -124,7 +133,7 @@ def test_run_directory_contents(cnn_run):
     saved = json.loads((cnn_run / "config.json").read_text())
     assert saved["config"]["env_id"] == "MiniGrid-Empty-5x5-v0" and saved["config"]["seed"] == 1
     assert {"torch", "gymnasium", "minigrid", "shelm", "python"} <= set(saved["versions"])
-    assert "train" in saved["command"]
+    assert saved["command"].startswith("shelm train --env MiniGrid-Empty-5x5-v0 --agent cnn --steps 256")
     rows = read_metrics(cnn_run)
     assert [r["global_step"] for r in rows] == [128, 256]
     required = {"global_step", "sps", "return_mean", "success_rate", "policy_loss", "value_loss", "entropy", "lr"}
