@@ -10,9 +10,12 @@ import json
 import shlex
 import sys
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from shelm.errors import ShelmError
+
+if TYPE_CHECKING:
+    from shelm.config import TrainConfig
 
 QUICKSTART_ENV = "MiniGrid-Empty-5x5-v0"
 QUICKSTART_AGENT = "cnn"
@@ -75,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _train_new(args: argparse.Namespace) -> tuple[Path, object]:
+def _train_new(args: argparse.Namespace) -> tuple[Path, TrainConfig]:
     from shelm.agents import get_agent_spec
     from shelm.config import parse_overrides, resolve_config
     from shelm.envs import make_env
@@ -101,7 +104,7 @@ def _train_new(args: argparse.Namespace) -> tuple[Path, object]:
     return run_dir, config
 
 
-def _train_resume(args: argparse.Namespace) -> tuple[Path, object]:
+def _train_resume(args: argparse.Namespace) -> tuple[Path, TrainConfig]:
     from shelm.runs import load_run_config
 
     given = [
@@ -121,10 +124,10 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     run_dir, config = _train_resume(args) if args.resume else _train_new(args)
     start = checkpoint_step(run_dir, "latest") if args.resume else 0
-    if start >= config.total_steps:
-        print(f"{run_dir} already finished its {config.total_steps} steps; evaluate it with `shelm eval {run_dir}`")
-        return 0
     progress = TrainingProgress(config.total_steps, start, quiet=args.quiet)
+    if start >= config.total_steps:
+        progress.message(f"{run_dir} already finished its {config.total_steps} steps: `shelm eval {run_dir}`")
+        return 0
     progress.message(f"training {config.agent} on {config.env_id} for {config.total_steps} steps -> {run_dir}")
     row = train(config, run_dir, resume=bool(args.resume), progress=progress)
     summary = ", ".join(f"{key} {fmt_metric(row[key], '.3f')}" for key in ("return_mean", "success_rate"))

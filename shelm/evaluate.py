@@ -14,6 +14,7 @@ from shelm.config import TrainConfig
 from shelm.envs import make_vec_env
 from shelm.errors import ShelmError
 from shelm.ppo import Policy, build_policy
+from shelm.rollout import episode_success
 from shelm.runs import checkpoint_path, load_checkpoint, load_run_config
 
 MODES = ("greedy", "sampled")
@@ -77,12 +78,9 @@ def run_episodes(
             done = terminated | truncated
             returns += reward
             lengths += 1
-            final = infos.get("final_info", {})
             for env in np.flatnonzero(done):
                 if done_count[env] < targets[env]:
-                    flag = final.get("is_success")
-                    has_flag = flag is not None and bool(final["_is_success"][env])
-                    success = bool(flag[env]) if has_flag else bool(returns[env] > 0)
+                    success = episode_success(infos, env, float(returns[env]))
                     results.append((float(returns[env]), int(lengths[env]), success))
                     done_count[env] += 1
             returns[done], lengths[done] = 0.0, 0

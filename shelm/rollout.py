@@ -185,12 +185,19 @@ class RewardNormalizer:
         self.returns = np.asarray(state["returns"], dtype=np.float64)
 
 
-class EpisodeTracker:
-    """Raw (unnormalised) returns, lengths and successes of finished episodes, over a sliding window.
+def episode_success(infos: dict[str, Any], env: int, episode_return: float) -> bool:
+    """Whether env's episode that just ended succeeded: the env's `is_success` flag where it reports one
+    (RandomMaze), else a positive return (MiniGrid rewards only success)."""
+    final = infos.get("final_info", {})
+    flag = final.get("is_success")
+    if flag is not None and bool(final["_is_success"][env]):
+        return bool(flag[env])
+    return episode_return > 0
 
-    Success is the environment's `is_success` flag where it reports one, else a positive return (MiniGrid
-    rewards only success).
-    """
+
+class EpisodeTracker:
+    """Raw (unnormalised) returns, lengths and successes (`episode_success`) of finished episodes, over a
+    sliding window."""
 
     def __init__(self, n_envs: int, window: int):
         self.returns = np.zeros(n_envs)
@@ -201,11 +208,8 @@ class EpisodeTracker:
     def update(self, rewards: np.ndarray, dones: np.ndarray, infos: dict[str, Any]) -> None:
         self.returns += rewards
         self.lengths += 1
-        final = infos.get("final_info", {})
         for env in np.flatnonzero(dones):
-            flag = final.get("is_success")
-            has_flag = flag is not None and bool(final.get("_is_success", np.ones_like(dones))[env])
-            success = bool(flag[env]) if has_flag else bool(self.returns[env] > 0)
+            success = episode_success(infos, env, float(self.returns[env]))
             self.recent.append((float(self.returns[env]), int(self.lengths[env]), success))
             self.total_episodes += 1
         self.returns[dones] = 0.0
