@@ -18,8 +18,10 @@ if TYPE_CHECKING:
     from shelm.config import TrainConfig
 
 QUICKSTART_ENV = "MiniGrid-Empty-5x5-v0"
-QUICKSTART_AGENT = "cnn"
-QUICKSTART_STEPS = 50_000
+QUICKSTART_AGENT = "shelm"
+# The packaged SmolLM2 cut to its first 2 of 30 blocks keeps the whole quickstart within minutes on 2 cores.
+QUICKSTART_SETTINGS = ["lm_layers=2"]
+QUICKSTART_STEPS = 40_000
 
 
 class _Parser(argparse.ArgumentParser):
@@ -69,10 +71,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dirs", type=Path, nargs="+")
     p.add_argument("--metric", default="success_rate", help="a metrics.jsonl column (default success_rate)")
     p.add_argument("--out", type=Path, default=Path("curves.png"), help="PNG to write (default curves.png)")
+    i = sub.add_parser(
+        "inspect",
+        help="read a trained agent's memory: one HTML page (frames, words, actions, values, memory window) and an MP4",
+        description=(
+            "Roll out the trained agent greedily and write OUT/inspect.html (self-contained) and OUT/inspect.mp4 "
+            "with the words drawn on the frames; the words also go to the run's TensorBoard. SHELM's words come "
+            "from its retriever (named on the page); HELM and HELMv2 show the token nearest to their LM input."
+        ),
+    )
+    i.add_argument("run_dir", type=Path)
+    i.add_argument("--episodes", type=int, default=1, help="episodes to record (default 1)")
+    i.add_argument("--out", type=Path, help="output folder (default RUN_DIR/inspect)")
+    i.add_argument("--checkpoint", choices=["latest", "best"], default="latest")
+    i.add_argument("--seed", type=int, help="episode seed (default: the run's seed + 1e9)")
+    i.add_argument("--json", action="store_true", help="print one JSON object")
     sub.add_parser("envs", help="list the environments, one per line")
     sub.add_parser("agents", help="list the agents, one per line")
     sub.add_parser("settings", help="list every training setting with its default")
-    q = sub.add_parser("quickstart", help=f"train {QUICKSTART_AGENT} on {QUICKSTART_ENV} briefly, then evaluate it")
+    q = sub.add_parser(
+        "quickstart",
+        help=f"train {QUICKSTART_AGENT} on {QUICKSTART_ENV} briefly, evaluate it, and write its readable-memory page",
+    )
     q.add_argument("--run-dir", type=Path, help="where to write the run (default: runs/quickstart-TIME)")
     q.add_argument("--steps", type=int, default=QUICKSTART_STEPS)
     return parser
@@ -158,6 +178,17 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_inspect(args: argparse.Namespace) -> int:
+    from shelm.inspect.page import inspect_run, print_summary
+
+    if args.episodes < 1:
+        raise ShelmError(f"--episodes {args.episodes}: inspect at least 1 episode")
+    if not (args.run_dir / "config.json").is_file():
+        raise ShelmError(f"'{args.run_dir}' is not a shelm run directory (no config.json); give a `shelm train` output")
+    print_summary(inspect_run(args.run_dir, args.episodes, args.out, args.checkpoint, args.seed), args.json)
+    return 0
+
+
 def cmd_plot(args: argparse.Namespace) -> int:
     from shelm.inspect.curves import final_table, load_groups, plot_curves
 
@@ -197,19 +228,19 @@ def cmd_quickstart(args: argparse.Namespace) -> int:
 
     run_dir = args.run_dir or Path("runs") / f"quickstart-{datetime.now():%Y%m%d-%H%M%S}"
     train_args = ["train", "--env", QUICKSTART_ENV, "--agent", QUICKSTART_AGENT, "--steps", str(args.steps)]
-    train_args += ["--run-dir", str(run_dir)]
-    eval_args = ["eval", str(run_dir), "--episodes", "20"]
-    print(f"$ shelm {' '.join(train_args)}", flush=True)
-    code = main(train_args)
-    if code:
-        return code
-    print(f"$ shelm {' '.join(eval_args)}", flush=True)
-    return main(eval_args)
+    train_args += ["--run-dir", str(run_dir)] + [arg for s in QUICKSTART_SETTINGS for arg in ("--set", s)]
+    for argv in (train_args, ["eval", str(run_dir), "--episodes", "20"], ["inspect", str(run_dir)]):
+        print(f"$ shelm {' '.join(argv)}", flush=True)
+        code = main(argv)
+        if code:
+            return code
+    return 0
 
 
 COMMANDS = {
     "train": cmd_train,
     "eval": cmd_eval,
+    "inspect": cmd_inspect,
     "plot": cmd_plot,
     "envs": cmd_envs,
     "agents": cmd_agents,

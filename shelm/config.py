@@ -17,6 +17,7 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from shelm.envs import minigrid as minigrid_suite
 from shelm.errors import ShelmError
 
 
@@ -95,6 +96,37 @@ class TrainConfig:
         default=1.0, metadata=_doc("FrozenHopfield inverse temperature (paper: 1, 100 or 1000; large = one token)")
     )
 
+    # --- SHELM's retrieval and HELMv2's image features
+    retriever: Literal["auto", "symbolic", "imagenet", "clip"] = field(
+        default="auto",
+        metadata=_doc(
+            "SHELM: how an observation becomes words. 'clip': the paper's CLIP (clip_model) against the words "
+            "CLIP and the LM share; 'imagenet': EfficientNet-Lite0's ImageNet class names (offline, barely "
+            "discriminates grid worlds); 'symbolic': MiniGrid/BabyAI's objects and colours in view, an oracle "
+            "standing in for a perfect CLIP; 'auto': symbolic on MiniGrid/BabyAI, else imagenet"
+        ),
+    )
+    topk: int = field(default=1, metadata=_doc("SHELM: words retrieved per step, most similar first (paper 1-4)"))
+    image_encoder: Literal["auto", "imagenet", "clip"] = field(
+        default="auto",
+        metadata=_doc(
+            "HELMv2: image features mapped into the LM's embedding space. 'clip': clip_model's image embedding "
+            "(the paper); 'imagenet': EfficientNet-Lite0's pooled features (offline); 'auto': imagenet"
+        ),
+    )
+    clip_model: str = field(
+        default="openai/clip-vit-base-patch16",
+        metadata=_doc("CLIP for retriever=clip / image_encoder=clip: a hub id in the local cache or a directory"),
+    )
+    prompt_templates: str = field(
+        default="a render of {};a render of a {};a screenshot of a {};a screenshot of {};a screen showing {};"
+        "a screen showing a {}",
+        metadata=_doc("SHELM with CLIP: ';'-separated prompts each word is embedded in, then averaged"),
+    )
+    memo_size: int = field(
+        default=65_536, metadata=_doc("retrieval / image-feature results cached per observation (LRU entries)")
+    )
+
     # --- bookkeeping
     device: Literal["auto", "cpu", "cuda"] = field(default="auto", metadata=_doc("'auto' uses CUDA when available"))
     torch_threads: int = field(default=0, metadata=_doc("torch intra-op threads; 0 keeps torch's default"))
@@ -113,7 +145,7 @@ class TrainConfig:
         """Reject values that cannot work, naming the key and the fix."""
         positive = ["total_steps", "n_envs", "n_steps", "n_epochs", "n_minibatches", "minigrid_tile_size"]
         positive += ["cnn_features", "actor_hidden", "critic_hidden", "lstm_hidden", "stats_window"]
-        positive += ["checkpoint_every", "mem_len"]
+        positive += ["checkpoint_every", "mem_len", "topk", "memo_size"]
         for key in positive:
             if getattr(self, key) < 1:
                 raise ShelmError(f"{key}={getattr(self, key)} must be >= 1")
@@ -211,10 +243,17 @@ def parse_overrides(pairs: list[str]) -> dict[str, Any]:
 
 
 def _row(
-    lr: float, ent_coef: float, ent_decay: str, n_steps: int, total_steps: int, mem_len: int | None = None
+    lr: float,
+    ent_coef: float,
+    ent_decay: str,
+    n_steps: int,
+    total_steps: int,
+    mem_len: int | None = None,
+    topk: int | None = None,
 ) -> dict[str, Any]:
     row = {"lr": lr, "ent_coef": ent_coef, "ent_decay": ent_decay, "n_steps": n_steps, "total_steps": total_steps}
-    return row if mem_len is None else {**row, "mem_len": mem_len}
+    row |= {} if mem_len is None else {"mem_len": mem_len}
+    return row if topk is None else {**row, "topk": topk}
 
 
 PAPER_PRESETS: dict[tuple[str, str], dict[str, Any]] = {
@@ -240,6 +279,22 @@ PAPER_PRESETS: dict[tuple[str, str], dict[str, Any]] = {
     ("MiniGrid-MemoryS11-v0", "helm"): _row(1e-4, 0.005, "none", 128, 2_000_000, mem_len=15),
     ("MiniGrid-RedBlueDoors-6x6-v0", "helm"): _row(3e-4, 0.05, "linear", 128, 500_000, mem_len=511),
     ("MiniGrid-Unlock-v0", "helm"): _row(3e-4, 0.01, "none", 64, 500_000, mem_len=255),
+    # HELMv2 and SHELM. shelm's mem_len counts environment steps and SHELM's window holds mem_len * topk
+    # positions, so the reference's SHELM position counts (e.g. 1021 = 255 * 4 + 1) become steps here.
+    ("MiniGrid-DoorKey-5x5-v0", "helmv2"): _row(3e-4, 0.005, "none", 32, 500_000, mem_len=255),
+    ("MiniGrid-DoorKey-6x6-v0", "helmv2"): _row(3e-4, 0.01, "none", 128, 500_000, mem_len=255),
+    ("MiniGrid-Dynamic-Obstacles-Random-5x5-v0", "helmv2"): _row(1e-4, 0.005, "none", 64, 500_000, mem_len=63),
+    ("MiniGrid-KeyCorridorS3R1-v0", "helmv2"): _row(5e-4, 0.05, "none", 32, 500_000, mem_len=255),
+    ("MiniGrid-MemoryS11-v0", "helmv2"): _row(3e-4, 0.005, "none", 128, 2_000_000, mem_len=15),
+    ("MiniGrid-RedBlueDoors-6x6-v0", "helmv2"): _row(3e-4, 0.05, "linear", 128, 500_000, mem_len=511),
+    ("MiniGrid-Unlock-v0", "helmv2"): _row(1e-4, 0.01, "none", 64, 500_000, mem_len=255),
+    ("MiniGrid-DoorKey-5x5-v0", "shelm"): _row(1e-4, 0.005, "none", 32, 500_000, mem_len=255, topk=2),
+    ("MiniGrid-DoorKey-6x6-v0", "shelm"): _row(5e-4, 0.01, "none", 128, 500_000, mem_len=255, topk=2),
+    ("MiniGrid-Dynamic-Obstacles-Random-5x5-v0", "shelm"): _row(1e-4, 0.005, "none", 64, 500_000, mem_len=63, topk=4),
+    ("MiniGrid-KeyCorridorS3R1-v0", "shelm"): _row(5e-5, 0.05, "none", 32, 500_000, mem_len=255, topk=4),
+    ("MiniGrid-MemoryS11-v0", "shelm"): _row(5e-4, 0.005, "none", 128, 2_000_000, mem_len=15, topk=1),
+    ("MiniGrid-RedBlueDoors-6x6-v0", "shelm"): _row(5e-4, 0.05, "linear", 128, 500_000, mem_len=512, topk=1),
+    ("MiniGrid-Unlock-v0", "shelm"): _row(5e-5, 0.01, "none", 64, 500_000, mem_len=255, topk=2),
 }
 
 # Settings of a task that hold for every agent: the papers did not normalise RandomMaze rewards and
@@ -267,4 +322,9 @@ def resolve_config(env_id: str, agent: str, overrides: dict[str, Any]) -> tuple[
     values = {**applied, **overrides, "env_id": env_id, "agent": agent}
     config = TrainConfig(**values)
     config.validate()
+    # 'auto' is resolved here so that config.json, the CLI and every page name the retriever that produced words.
+    if agent == "shelm" and config.retriever == "auto":
+        config.retriever = "symbolic" if minigrid_suite.handles(env_id) else "imagenet"
+    if agent == "helmv2" and config.image_encoder == "auto":
+        config.image_encoder = "imagenet"
     return config, {k: v for k, v in applied.items() if k not in overrides}

@@ -52,7 +52,7 @@ def run_episodes(
     )
     frames: list[np.ndarray] = []
     try:
-        obs, _ = envs.reset(seed=seed)
+        obs, infos = envs.reset(seed=seed)
         device = policy.device
         obs_t = torch.as_tensor(obs, device=device)
         episode_start = torch.ones(n_envs, dtype=torch.bool, device=device)
@@ -68,7 +68,7 @@ def run_episodes(
                 frame = envs.envs[0].render()
                 frames.append(frame if isinstance(frame, np.ndarray) else obs[0])
             with torch.no_grad():
-                memory = policy.read_memory(obs_t, episode_start)
+                memory = policy.read_memory(obs_t, episode_start, infos)
                 logits, _, state = policy.agent.step(obs_t, memory, state, episode_start)
                 if greedy:
                     action = logits.argmax(-1)

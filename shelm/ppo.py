@@ -66,10 +66,12 @@ class Policy:
     def memory_dim(self) -> int:
         return 0 if self.memory is None else self.memory.output_dim
 
-    def read_memory(self, obs: torch.Tensor, episode_start: torch.Tensor) -> torch.Tensor:
+    def read_memory(
+        self, obs: torch.Tensor, episode_start: torch.Tensor, info: dict[str, Any] | None = None
+    ) -> torch.Tensor:
         if self.memory is None:
             return torch.zeros(obs.shape[0], 0, device=self.device)
-        return self.memory.step(obs, episode_start)
+        return self.memory.step(obs, episode_start, info)
 
 
 def build_policy(config: TrainConfig, obs_shape: tuple[int, int, int], n_actions: int) -> Policy:
@@ -102,13 +104,13 @@ class Collector:
     timings: dict[str, float] = field(default_factory=dict)
 
     def reset(self, seed: int) -> None:
-        obs, _ = self.envs.reset(seed=seed)
+        obs, infos = self.envs.reset(seed=seed)
         device, n = self.policy.device, self.config.n_envs
         self.obs = torch.as_tensor(obs, device=device)
         self.episode_start = torch.ones(n, dtype=torch.bool, device=device)
         if self.policy.memory is not None:
             self.policy.memory.reset(n)
-        self.memory_out = self.policy.read_memory(self.obs, self.episode_start)
+        self.memory_out = self.policy.read_memory(self.obs, self.episode_start, infos)
         self.state = self.policy.agent.initial_state(n).to(device)
 
     def collect(self) -> Rollout:
@@ -144,7 +146,7 @@ class Collector:
             self.timings["time_env"] += tick - tock
 
             with torch.no_grad():
-                self.memory_out = self.policy.read_memory(self.obs, self.episode_start)
+                self.memory_out = self.policy.read_memory(self.obs, self.episode_start, infos)
             self.timings["time_memory"] += time.perf_counter() - tick
 
         with torch.no_grad():
@@ -310,6 +312,7 @@ def train(
                     "lr": lr,
                     "ent_coef": ent_coef,
                     **collector.timings,
+                    **(policy.memory.metrics() if policy.memory is not None else {}),
                     "time_update": time_update,
                     "time_total": elapsed,
                 }

@@ -59,3 +59,103 @@ def tiny_gpt2_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     torch.manual_seed(1)
     config = GPT2Config(vocab_size=300, n_embd=32, n_layer=3, n_head=4, n_positions=64, bos_token_id=0, eos_token_id=0)
     return _save(GPT2LMHeadModel(config), tmp_path_factory.mktemp("lm") / "tiny-gpt2")
+
+
+# Words the tiny tokenizers below know as whole tokens: the symbolic retriever's vocabulary and the prompts.
+TINY_LM_WORDS = ["red", "green", "blue", "purple", "yellow", "grey", "key", "ball", "box", "door", "wall", "goal"]
+TINY_LM_WORDS += ["lava", "nothing", "open", "locked", "render", "screenshot", "screen", "showing", "image", "a", "of"]
+TINY_LM_WORDS += ["the"]
+# The tiny CLIP's whole words: some shared with the tiny LM, some only CLIP's ("zebra", "kite").
+TINY_CLIP_SHARED = ["ball", "door", "green", "key", "red"]
+TINY_CLIP_ONLY = ["kite", "zebra"]
+
+
+@pytest.fixture(scope="session")
+def tiny_llama_with_tokenizer_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random Llama with its own small byte-level BPE tokenizer, saved together in one directory."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    backend = Tokenizer(models.BPE())
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    backend.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=400, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), special_tokens=["<|endoftext|>"]
+    )
+    corpus = [" ".join(TINY_LM_WORDS)] * 50 + [f"a {w} {w}" for w in TINY_LM_WORDS] * 20
+    backend.train_from_iterator(corpus, trainer)
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, eos_token="<|endoftext|>", bos_token="<|endoftext|>")
+    torch.manual_seed(2)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+    )
+    path = _save(LlamaForCausalLM(config), tmp_path_factory.mktemp("lm") / "tiny-llama-tok")
+    tokenizer.save_pretrained(path)
+    return path
+
+
+def _clip_vocabulary(words: list[str]) -> tuple[dict[str, int], list[tuple[str, str]]]:
+    """A CLIP BPE vocabulary of characters plus `words`, with merges that build each word left to right."""
+    import string
+
+    vocab: dict[str, int] = {}
+    for suffix in ("", "</w>"):
+        for c in string.ascii_lowercase + string.digits + "{}.,":
+            vocab.setdefault(c + suffix, len(vocab))
+    merges: list[tuple[str, str]] = []
+    for word in words:
+        prefix = word[0]
+        for i, c in enumerate(word[1:], 1):
+            right = c + "</w>" if i == len(word) - 1 else c
+            if (prefix, right) not in merges:
+                merges.append((prefix, right))
+            prefix += right
+            vocab.setdefault(prefix, len(vocab))
+    for special in ("<|startoftext|>", "<|endoftext|>"):
+        vocab[special] = len(vocab)
+    return vocab, merges
+
+
+@pytest.fixture(scope="session")
+def tiny_clip_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random CLIPModel (32x32 images, 8-d embeddings) and a CLIPTokenizer whose whole words are
+    TINY_CLIP_SHARED + TINY_CLIP_ONLY plus the words of the default prompt templates."""
+    from transformers import CLIPConfig, CLIPModel, CLIPTokenizer
+
+    words = [*TINY_CLIP_SHARED, *TINY_CLIP_ONLY, "render", "showing", "of"]
+    vocab, merges = _clip_vocabulary(words)
+    tokenizer = CLIPTokenizer(vocab=vocab, merges=merges)
+    for word in words:
+        assert tokenizer.tokenize(word) == [word + "</w>"], word
+    special = {"eos_token_id": vocab["<|endoftext|>"], "bos_token_id": vocab["<|startoftext|>"]}
+    config = CLIPConfig(
+        text_config={
+            "vocab_size": len(vocab),
+            "hidden_size": 16,
+            "intermediate_size": 32,
+            "num_hidden_layers": 1,
+            "num_attention_heads": 2,
+            "max_position_embeddings": 32,
+            "pad_token_id": vocab["<|endoftext|>"],
+            **special,
+        },
+        vision_config={
+            "image_size": 32,
+            "patch_size": 8,
+            "hidden_size": 16,
+            "intermediate_size": 32,
+            "num_hidden_layers": 1,
+            "num_attention_heads": 2,
+        },
+        projection_dim=8,
+    )
+    torch.manual_seed(3)
+    path = _save(CLIPModel(config), tmp_path_factory.mktemp("clip") / "tiny-clip")
+    tokenizer.save_pretrained(path)
+    return path

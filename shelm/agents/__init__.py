@@ -31,13 +31,26 @@ def _helm_memory(config: TrainConfig, obs_shape: tuple[int, int, int], device: t
     return build_helm_memory(config, obs_shape, device)
 
 
+def _helmv2_memory(config: TrainConfig, obs_shape: tuple[int, int, int], device: torch.device) -> FrozenMemory:
+    from shelm.memory.helmv2 import build_helmv2_memory
+
+    return build_helmv2_memory(config, obs_shape, device)
+
+
+def _shelm_memory(config: TrainConfig, obs_shape: tuple[int, int, int], device: torch.device) -> FrozenMemory:
+    from shelm.memory.shelm import build_shelm_memory
+
+    return build_shelm_memory(config, obs_shape, device)
+
+
+def _cnn_with_memory(config: TrainConfig, shape: tuple[int, int, int], n_actions: int, memory_dim: int) -> Agent:
+    """The HELM family's trainable part: the CNN of the current frame, concatenated with the memory, -> heads."""
+    return CNNAgent(shape, n_actions, memory_dim, config.cnn_features, config.actor_hidden, config.critic_hidden)
+
+
 AGENTS: dict[str, AgentSpec] = {
     "cnn": AgentSpec(
-        "cnn",
-        "CNN-PPO: the papers' Markovian baseline (CNN 64-128 -> 1024 -> actor-critic heads)",
-        lambda c, shape, n_actions, memory_dim: CNNAgent(
-            shape, n_actions, memory_dim, c.cnn_features, c.actor_hidden, c.critic_hidden
-        ),
+        "cnn", "CNN-PPO: the papers' Markovian baseline (CNN 64-128 -> 1024 -> actor-critic heads)", _cnn_with_memory
     ),
     "lstm": AgentSpec(
         "lstm",
@@ -49,10 +62,22 @@ AGENTS: dict[str, AgentSpec] = {
     "helm": AgentSpec(
         "helm",
         "HELM: FrozenHopfield -> frozen LM memory (default SmolLM2-135M, offline) + CNN -> heads",
-        lambda c, shape, n_actions, memory_dim: CNNAgent(
-            shape, n_actions, memory_dim, c.cnn_features, c.actor_hidden, c.critic_hidden
-        ),
-        lambda c, shape, device: _helm_memory(c, shape, device),
+        _cnn_with_memory,
+        _helm_memory,
+    ),
+    "helmv2": AgentSpec(
+        "helmv2",
+        "HELMv2: image features (CLIP, or EfficientNet-Lite0 offline) mapped into the LM's embedding space -> "
+        "frozen LM memory + CNN -> heads",
+        _cnn_with_memory,
+        _helmv2_memory,
+    ),
+    "shelm": AgentSpec(
+        "shelm",
+        "SHELM: top-k retrieved words (retriever symbolic|imagenet|clip) -> frozen LM memory + CNN -> heads; "
+        "its memory reads as text (`shelm inspect`)",
+        _cnn_with_memory,
+        _shelm_memory,
     ),
 }
 

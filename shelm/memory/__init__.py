@@ -7,6 +7,7 @@ buffer; the PPO update reads the stored vectors and never calls the memory again
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Protocol
 
 import torch
@@ -19,11 +20,27 @@ class FrozenMemory(Protocol):
     def reset(self, n_envs: int) -> None:
         """Forget everything and prepare per-environment memories for `n_envs` environments."""
 
-    def step(self, obs: torch.Tensor, episode_start: torch.Tensor) -> torch.Tensor:
-        """obs uint8 [N, H, W, C]; episode_start bool [N] empties those environments' memories first.
+    window_steps: int
+    """How many past steps of an episode the memory holds (its LM window, in environment steps)."""
+
+    def step(
+        self, obs: torch.Tensor, episode_start: torch.Tensor, info: Mapping[str, Any] | None = None
+    ) -> torch.Tensor:
+        """obs uint8 [N, H, W, C]; episode_start bool [N] empties those environments' memories first; info is
+        the vector env's info of this step (the symbolic retriever reads MiniGrid's symbolic view from it).
 
         Returns [N, M]: the memory's summary of each environment's episode up to and including obs.
         """
+        ...
+
+    def last_words(self) -> list[list[tuple[str, float]]]:
+        """Per environment, what the last `step` put into the LM's memory, as text with a score: SHELM's
+        retrieved words, or for HELM and HELMv2 the vocabulary token nearest to their input vector. For
+        inspection only; the training loop never decodes text."""
+        ...
+
+    def metrics(self) -> dict[str, float]:
+        """Counters since the last call (e.g. the retrieval cache's hit rate), logged with every iteration."""
         ...
 
     def identity(self) -> dict[str, Any]:

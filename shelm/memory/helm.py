@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -11,7 +12,7 @@ import torch
 from shelm.config import TrainConfig
 from shelm.memory.frozen_hopfield import FrozenHopfield
 from shelm.memory.language_model import LanguageModelMemory
-from shelm.memory.weights import LoadedLanguageModel, load_language_model
+from shelm.memory.weights import LoadedLanguageModel, load_language_model, load_tokenizer
 
 
 @functools.lru_cache(maxsize=2)
@@ -20,17 +21,60 @@ def cached_language_model(lm: str, dtype: str, layers: int) -> LoadedLanguageMod
     return load_language_model(lm, dtype, layers)
 
 
+@functools.lru_cache(maxsize=2)
+def _tokenizer(lm: str) -> Any:
+    return load_tokenizer(lm)
+
+
+def nearest_tokens(vectors: torch.Tensor, embeddings: torch.Tensor, lm: str) -> list[list[tuple[str, float]]]:
+    """Per input vector [N, d], the vocabulary token with the most similar embedding (cosine) and that cosine.
+    For reading HELM and HELMv2 memories; the training loop never calls it."""
+    cosine = (
+        torch.nn.functional.normalize(vectors.float(), dim=-1)
+        @ torch.nn.functional.normalize(embeddings.float(), dim=-1).T
+    )
+    best, ids = cosine.max(-1)
+    return token_texts(ids, best, lm)
+
+
+def token_texts(ids: torch.Tensor, scores: torch.Tensor, lm: str) -> list[list[tuple[str, float]]]:
+    """[N] token ids and scores -> per row [(decoded token, score)]; a whitespace token is shown quoted."""
+    tokenizer = _tokenizer(lm)
+    out = []
+    for i, score in zip(ids.tolist(), scores.tolist(), strict=True):
+        text = tokenizer.decode([i])
+        out.append([(text.strip() or repr(text), score)])
+    return out
+
+
 class HELMMemory:
     def __init__(self, lm: LanguageModelMemory, hopfield: FrozenHopfield, identity: dict[str, Any]):
         self.lm, self.hopfield = lm, hopfield
         self.output_dim = lm.output_dim
+        self.window_steps = lm.mem_len
         self._identity = identity
+        self._last: torch.Tensor | None = None
 
     def reset(self, n_envs: int) -> None:
         self.lm.reset(n_envs)
+        self._last = None
 
-    def step(self, obs: torch.Tensor, episode_start: torch.Tensor) -> torch.Tensor:
+    def step(
+        self, obs: torch.Tensor, episode_start: torch.Tensor, info: Mapping[str, Any] | None = None
+    ) -> torch.Tensor:
+        self._last = obs
         return self.lm.step(self.hopfield(obs).unsqueeze(1), episode_start)
+
+    def last_words(self) -> list[list[tuple[str, float]]]:
+        """The token FrozenHopfield weights most for each environment's last observation, with that weight."""
+        if self._last is None:
+            return []
+        weights = torch.softmax(self.hopfield.beta * self.hopfield.similarities(self._last), dim=-1)
+        best, ids = weights.max(-1)
+        return token_texts(ids, best, self._identity["lm"])
+
+    def metrics(self) -> dict[str, float]:
+        return {}
 
     def identity(self) -> dict[str, Any]:
         return dict(self._identity)

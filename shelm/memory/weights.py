@@ -74,7 +74,7 @@ def weights_sha256(model: nn.Module) -> str:
     for name, tensor in sorted(model.state_dict().items()):
         tensor = tensor.detach().cpu().contiguous()
         digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)};".encode())
-        digest.update(tensor.view(torch.uint8).numpy().tobytes())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())  # reshape: 0-dim too
     return digest.hexdigest()
 
 
@@ -186,3 +186,18 @@ def load_language_model(lm: str = DEFAULT_LM, dtype: str = "float32", layers: in
     kept = _truncate(model, layers)
     model.eval().requires_grad_(False)
     return LoadedLanguageModel(model=model, source=source, sha256=weights_sha256(model), layers=kept)
+
+
+def load_tokenizer(lm: str):
+    """The LM's own tokenizer (SHELM maps words to its tokens; inspection decodes tokens to text)."""
+    from transformers import AutoTokenizer
+
+    _quiet_transformers()
+    try:
+        return AutoTokenizer.from_pretrained(resolve_source(lm))
+    except (OSError, ValueError, TypeError) as exc:
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ShelmError(
+            f"language model '{lm}' has no usable tokenizer ({first_line[:160]}); save its tokenizer beside the "
+            "weights (tokenizer.save_pretrained) or use a model that ships one"
+        ) from None

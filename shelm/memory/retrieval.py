@@ -1,0 +1,133 @@
+"""SHELM's observation -> words step (SPEC section 4): a retriever scores a fixed vocabulary, the top k win.
+
+A `Retriever` scores every item of its vocabulary (a word or a short phrase) for a batch of observations and
+returns a tensor; top-k selection, the memo cache and the lookup of the items' LM input vectors stay on
+tensors too. Text is only produced when someone asks to read the memory (`SHELMMemory.last_words`); the
+reference argsorted on the CPU in numpy and decoded strings at every step.
+
+Items become LM inputs as follows: an item's text (a parenthesised gloss such as ImageNet's
+"kite (bird of prey)" removed) is tokenised by the LM's tokenizer as a word inside a sentence (a leading space),
+and its input vector is the mean of those tokens' input embeddings. A single-token word is therefore exactly
+its token's embedding, and every item is one LM position whatever its length, so each step adds exactly k
+positions to the memory.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+
+from shelm.errors import ShelmError
+
+
+class Retriever(Protocol):
+    name: str
+    """'symbolic', 'imagenet' or 'clip': written next to every word shelm shows."""
+    vocabulary: list[str]
+    """The text of each item, index = item id."""
+    input_key: str | None
+    """None: the retriever reads the image observation; otherwise the info key it reads (its memo-cache key)."""
+    pad_item: int | None
+    """An item ("nothing") that fills the k slots when fewer than k items score above zero; None if scores are
+    always meaningful (similarities, probabilities)."""
+
+    def scores(self, inputs: torch.Tensor) -> torch.Tensor:
+        """[B, ...] retriever inputs -> [B, V] scores, higher = better description."""
+        ...
+
+    def lm_tokens(self, tokenizer: Any) -> list[list[int]]:
+        """The LM token ids each item is made of (see the module docstring)."""
+        ...
+
+    def identity(self) -> dict[str, Any]:
+        """What a checkpoint records to refuse a different retriever (name, model hash, vocabulary size)."""
+        ...
+
+
+def phrase_tokens(phrases: list[str], tokenizer: Any) -> list[list[int]]:
+    """Token ids of each phrase as a word inside a sentence; a parenthesised gloss is dropped."""
+    out = []
+    for phrase in phrases:
+        text = re.sub(r"\s*\(.*?\)", "", phrase).strip()
+        if not text:
+            raise ShelmError(f"the item '{phrase}' has no word outside its parenthesised gloss")
+        ids = tokenizer(" " + text, add_special_tokens=False)["input_ids"]
+        if not ids:
+            raise ShelmError(f"the LM's tokenizer turns the word '{phrase}' into no tokens; use another LM")
+        out.append(list(ids))
+    return out
+
+
+def item_vectors(token_ids: list[list[int]], embeddings: torch.Tensor) -> torch.Tensor:
+    """[V, d]: per item, the mean input embedding of its tokens."""
+    width = max(len(ids) for ids in token_ids)
+    index = torch.zeros(len(token_ids), width, dtype=torch.long)
+    weight = torch.zeros(len(token_ids), width)
+    for i, ids in enumerate(token_ids):
+        index[i, : len(ids)] = torch.tensor(ids)
+        weight[i, : len(ids)] = 1.0 / len(ids)
+    index, weight = index.to(embeddings.device), weight.to(embeddings.device, embeddings.dtype)
+    return (embeddings[index] * weight[..., None]).sum(1)
+
+
+def top_k(scores: torch.Tensor, k: int, pad_item: int | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The k best items per row, best first: ([B, k] ids, [B, k] scores). With a pad item, slots whose score
+    is not positive (fewer than k things to name) become the pad item with score 0."""
+    values, ids = scores.topk(k, dim=-1)
+    if pad_item is not None:
+        empty = values <= 0
+        ids = ids.masked_fill(empty, pad_item)
+        values = values.masked_fill(empty, 0.0)
+    return ids, values
+
+
+class MemoCache:
+    """Bounded LRU map from one input's bytes to what was computed for it. Partial views repeat a lot in grid
+    worlds, so most steps skip the retriever (or image encoder) entirely; `hit_rate` measures how often."""
+
+    def __init__(self, capacity: int):
+        self.capacity = capacity
+        self.entries: OrderedDict[bytes, tuple[torch.Tensor, ...]] = OrderedDict()
+        self.hits = self.misses = 0
+
+    def __call__(
+        self, inputs: torch.Tensor, compute: Callable[[torch.Tensor], tuple[torch.Tensor, ...]]
+    ) -> tuple[torch.Tensor, ...]:
+        """Per row of `inputs`, the cached result or `compute` of the rows not cached (one batched call)."""
+        rows = np.ascontiguousarray(inputs.cpu().numpy())
+        keys = [row.tobytes() for row in rows]
+        found: list[tuple[torch.Tensor, ...] | None] = []
+        for key in keys:
+            entry = self.entries.get(key)
+            if entry is not None:
+                self.entries.move_to_end(key)
+            found.append(entry)
+        missing = [i for i, entry in enumerate(found) if entry is None]
+        self.hits += len(keys) - len(missing)
+        self.misses += len(missing)
+        # Each distinct new input is computed once, even when several environments show it in the same step.
+        first_of: dict[bytes, int] = {}
+        for i in missing:
+            first_of.setdefault(keys[i], i)
+        if first_of:
+            computed = compute(inputs[list(first_of.values())])
+            fresh = {key: tuple(t[j].clone() for t in computed) for j, key in enumerate(first_of)}
+            for key, entry in fresh.items():
+                self.entries[key] = entry
+                if len(self.entries) > self.capacity:
+                    self.entries.popitem(last=False)
+            for i in missing:
+                found[i] = fresh[keys[i]]
+        return tuple(torch.stack(parts) for parts in zip(*found, strict=True))  # type: ignore[arg-type]
+
+    def take_hit_rate(self) -> float | None:
+        """Hits / lookups since the last call (None if there were none); resets the counters."""
+        total = self.hits + self.misses
+        rate = self.hits / total if total else None
+        self.hits = self.misses = 0
+        return rate
