@@ -39,6 +39,13 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
             "Train an agent with PPO. Settings resolve as: defaults < the paper preset for (env, agent) < flags and "
             "--set. `shelm settings` lists every key."
         ),
+        epilog=(
+            "SHELM retrievers (--set retriever=...): 'symbolic' names the MiniGrid/BabyAI objects and colours in view, "
+            "read from the environment (an oracle standing in for a perfect CLIP; the default there); 'imagenet' uses "
+            "the ImageNet class names of EfficientNet-Lite0, a real offline classifier that describes grid worlds "
+            "poorly (the default elsewhere); 'clip' is the paper's method and needs CLIP weights you provide "
+            "(--set clip_model=DIR or a cached hub id). HELMv2 image features: --set image_encoder=imagenet|clip."
+        ),
     )
     p.add_argument("--env", help="environment id (`shelm envs`)")
     p.add_argument("--agent", help="agent name (`shelm agents`)")
@@ -148,7 +155,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     if start >= config.total_steps:
         progress.message(f"{run_dir} already finished its {config.total_steps} steps: `shelm eval {run_dir}`")
         return 0
-    progress.message(f"training {config.agent} on {config.env_id} for {config.total_steps} steps -> {run_dir}")
+    memory = {"shelm": f" (words by the {config.retriever} retriever)", "helmv2": f" ({config.image_encoder} features)"}
+    what = f"{config.agent}{memory.get(config.agent, '')}"
+    progress.message(f"training {what} on {config.env_id} for {config.total_steps} steps -> {run_dir}")
     row = train(config, run_dir, resume=bool(args.resume), progress=progress)
     summary = ", ".join(f"{key} {fmt_metric(row[key], '.3f')}" for key in ("return_mean", "success_rate"))
     progress.message(f"done: {row['global_step']} steps, {summary}; next: `shelm eval {run_dir}`")

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from shelm.cli import main
 from shelm.config import resolve_config
 from shelm.envs import make_vec_env
 from shelm.envs.minigrid import SYMBOLIC_VIEW
@@ -181,3 +182,26 @@ def test_shelm_with_clip_steps(tiny_llama_with_tokenizer_dir, tiny_clip_dir, tok
     for row in words:
         assert len(row) == 2 and all(w in vocabulary for w, _ in row)
         assert row[0][1] >= row[1][1] and all(-1 <= s <= 1 for _, s in row)
+
+
+@pytest.mark.parametrize(
+    ("agent", "extra", "fragment"),
+    [
+        ("shelm", ["--set", "retriever=word2vec"], "--set retriever=word2vec: expected one of auto, symbolic"),
+        ("shelm", ["--set", "topk=0"], "topk=0 must be >= 1"),
+        ("shelm", ["--set", "topk=41"], "topk=41 exceeds the 40 words of retriever=symbolic; choose 1..40"),
+        ("shelm", ["--set", "retriever=clip", "--set", "clip_model=LM"], "is a 'llama' model, not CLIP"),
+        ("helmv2", ["--set", "image_encoder=clip", "--set", "clip_model=LM"], "is a 'llama' model, not CLIP"),
+        ("shelm", ["--set", "retriever=clip", "--set", "clip_model=./no/clip"], "clip_model='./no/clip' is not a"),
+    ],
+)
+def test_bad_retrieval_settings_exit_2(tmp_path, tiny_llama_with_tokenizer_dir, capsys, agent, extra, fragment):
+    """One line on stderr naming the value, exit code 2, and no run directory written."""
+    lm = str(tiny_llama_with_tokenizer_dir)
+    extra = [arg.replace("clip_model=LM", f"clip_model={lm}") for arg in extra]
+    run_dir = tmp_path / "run"
+    argv = ["train", "--env", "MiniGrid-MemoryS7-v0", "--agent", agent, "--run-dir", str(run_dir)]
+    assert main([*argv, "--set", f"lm={lm}", *extra]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("shelm: error: ") and err.count("\n") == 1 and fragment in err, err
+    assert not run_dir.exists()
