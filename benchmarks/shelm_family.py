@@ -77,12 +77,23 @@ def main() -> None:
     parser.add_argument("--lm-layers", type=int, default=0, help="LM blocks kept by every memory agent (0 = all)")
     parser.add_argument("--train-iterations", type=int, default=4)
     parser.add_argument("--play-steps", type=int, default=64)
+    parser.add_argument("--parts", default="ab", help="which parts to run: a (training SPS), b (retrievers)")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
-
     lines = [f"Command: `python {' '.join(sys.argv)}`", ""]
     lines.append(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.processor() or 'cpu'}")
-    lines += ["", f"### (a) training SPS on {args.env} (16 envs, 128-step rollouts, lm_layers={args.lm_layers})", ""]
+    if "a" in args.parts:
+        lines += part_a(args)
+    if "b" in args.parts:
+        lines += part_b(args)
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if args.out:
+        args.out.write_text(text)
+
+
+def part_a(args: argparse.Namespace) -> list[str]:
+    lines = ["", f"### (a) training SPS on {args.env} (16 envs, 128-step rollouts, lm_layers={args.lm_layers})", ""]
     lines += ["| agent | SPS | / CNN-PPO | memo hit rate |", "|---|---|---|---|"]
     steps = args.train_iterations * 16 * 128
     cnn_sps = None
@@ -94,10 +105,13 @@ def main() -> None:
         hit_text = "-" if hits is None else f"{hits:.1%}"
         lines.append(f"| {name} | {sps:.0f} | {sps / cnn_sps:.2f}x | {hit_text} |")
         print(lines[-1], flush=True)
+    return lines
 
+
+def part_b(args: argparse.Namespace) -> list[str]:
     frames, views = random_play(args.env, 16, args.play_steps, seed=0)
     unique_frames, first = np.unique(frames, axis=0, return_index=True)
-    lines += ["", f"### (b) distinct word sets on {len(frames)} frames of random play in {args.env}", ""]
+    lines = ["", f"### (b) distinct word sets on {len(frames)} frames of random play in {args.env}", ""]
     lines += [f"{len(unique_frames)} distinct observations.", ""]
     lines += ["| retriever | k | distinct word sets | per distinct observation | ms per frame (uncached) |"]
     lines.append("|---|---|---|---|---|")
@@ -111,20 +125,17 @@ def main() -> None:
             count, seconds = distinct_word_sets(retriever, inputs, k)
             lines.append(f"| {name} | {k} | {count} | {count / len(unique_frames):.3f} | {seconds * 1e3:.2f} |")
             print(lines[-1], flush=True)
-    scores = torch.cat([imagenet.scores(torch.as_tensor(unique_frames[i : i + 32])) for i in range(0, 256, 32)])
+    batches = range(0, len(unique_frames), 32)
+    scores = torch.cat([imagenet.scores(torch.as_tensor(unique_frames[i : i + 32])) for i in batches])
     ids, _ = top_k(scores, 3, None)
     common: dict[tuple[str, ...], int] = {}
     for row in ids.tolist():
         words = tuple(imagenet.vocabulary[i] for i in row)
         common[words] = common.get(words, 0) + 1
     top = sorted(common.items(), key=lambda item: -item[1])[:3]
-    lines += ["", "Most frequent imagenet top-3 word sets (over the first 256 distinct observations):", ""]
+    lines += ["", "Most frequent imagenet top-3 word sets over the distinct observations:", ""]
     lines += [f"- {' / '.join(words)}: {count}" for words, count in top]
-
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if args.out:
-        args.out.write_text(text)
+    return lines
 
 
 if __name__ == "__main__":

@@ -171,6 +171,7 @@ def test_listings(capsys):
     assert "shelm/RandomMaze-v0\trandom_maze" in lines and "MiniGrid-MemoryS7-v0\tminigrid" in lines
     assert any(line.startswith("BabyAI-GoToRedBall-v0") for line in lines)
     assert main(["agents"]) == 0
-    assert [line.split("\t")[0] for line in capsys.readouterr().out.splitlines()] == ["cnn", "lstm", "helm"]
+    agents = [line.split("\t")[0] for line in capsys.readouterr().out.splitlines()]
+    assert agents == ["cnn", "lstm", "helm", "helmv2", "shelm"]
     assert main(["settings"]) == 0
     assert any(line.startswith("lr\t0.0003\t") for line in capsys.readouterr().out.splitlines())

@@ -6,9 +6,9 @@ from shelm.cli import main
 from shelm.config import TrainConfig
 
 
-def _fake_run(path, agent, seed, values):
+def _fake_run(path, agent, seed, values, **settings):
     path.mkdir(parents=True)
-    config = TrainConfig(env_id="MiniGrid-MemoryS7-v0", agent=agent, seed=seed)
+    config = TrainConfig(env_id="MiniGrid-MemoryS7-v0", agent=agent, seed=seed, **settings)
     (path / "config.json").write_text(json.dumps({"config": config.to_dict()}))
     rows = [{"global_step": 100 * (i + 1), "success_rate": v} for i, v in enumerate(values)]
     (path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
@@ -25,6 +25,18 @@ def test_plot_aggregates_seeds_and_reports_final_values(tmp_path, capsys):
     assert "| MiniGrid-MemoryS7-v0 | cnn | 2 | 1,000 | 0.600 ± 0.100 |" in table
     assert "| MiniGrid-MemoryS7-v0 | lstm | 1 | 1,000 | 1.000 ± 0.000 |" in table
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_plot_tells_memory_variants_apart(tmp_path, capsys):
+    _fake_run(tmp_path / "a", "shelm", 1, [0.2], retriever="symbolic", lm_layers=2)
+    _fake_run(tmp_path / "b", "shelm", 1, [0.4], retriever="imagenet", lm_layers=2)
+    _fake_run(tmp_path / "c", "helm", 1, [0.6])
+    runs = [str(tmp_path / name) for name in "abc"]
+    assert main(["plot", *runs, "--out", str(tmp_path / "fig.png")]) == 0
+    table = capsys.readouterr().out
+    assert "| shelm (symbolic, lm_layers=2) | 1 | 100 | 0.200 ± 0.000 |" in table
+    assert "| shelm (imagenet, lm_layers=2) | 1 | 100 | 0.400 ± 0.000 |" in table
+    assert "| helm | 1 | 100 | 0.600 ± 0.000 |" in table
 
 
 def test_plot_of_a_metric_without_values(tmp_path, capsys):

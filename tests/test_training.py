@@ -50,6 +50,7 @@ class RecordingMemory:
     """A frozen memory for the test: per env, the step count since the episode start and the mean pixel."""
 
     output_dim = 2
+    window_steps = 0
 
     def identity(self) -> dict:
         return {"kind": "recording"}
@@ -67,7 +68,13 @@ class RecordingMemory:
     def reset(self, n_envs: int) -> None:
         self.count = torch.zeros(n_envs)
 
-    def step(self, obs: torch.Tensor, episode_start: torch.Tensor) -> torch.Tensor:
+    def last_words(self) -> list:
+        return []
+
+    def metrics(self) -> dict:
+        return {"recording_calls": float(self.calls)}
+
+    def step(self, obs: torch.Tensor, episode_start: torch.Tensor, info: dict | None = None) -> torch.Tensor:
         self.calls += 1
         self.count = torch.where(episode_start, 0.0, self.count + 1)
         out = torch.stack([self.count, obs.float().mean(dim=(1, 2, 3)) / 255], dim=1)
@@ -110,6 +117,8 @@ def test_memory_output_is_stored_once_per_step_and_never_recomputed(tmp_path, mo
     starts = torch.cat([r.episode_start for r in rollouts])
     assert torch.equal(stored[..., 0] == 0, starts)  # the memory saw each episode start
     assert not stored.requires_grad
+    # The memory's own counters (e.g. the retrieval cache's hit rate) are logged with every iteration.
+    assert [row["recording_calls"] for row in read_metrics(tmp_path)] == [17.0, 33.0]
 
 
 def test_eval_reports_both_modes_and_writes_video(cnn_run, capsys):

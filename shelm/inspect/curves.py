@@ -1,4 +1,5 @@
-"""Learning curves of several runs, grouped by (env, agent) with seeds aggregated, and a table of final values."""
+"""Learning curves of several runs, grouped by (env, agent variant) with seeds aggregated, and a table of final
+values."""
 
 from __future__ import annotations
 
@@ -10,7 +11,15 @@ import numpy as np
 from shelm.errors import ShelmError
 from shelm.runs import load_run_config, read_metrics
 
-Group = tuple[str, str]  # (env_id, agent)
+Group = tuple[str, str]  # (env_id, agent label)
+
+
+def agent_label(config) -> str:
+    """The agent plus what tells its variants apart: SHELM's retriever, HELMv2's image encoder, a truncated LM."""
+    details = {"shelm": [config.retriever], "helmv2": [config.image_encoder]}.get(config.agent, [])
+    if config.agent in ("helm", "helmv2", "shelm") and config.lm_layers:
+        details.append(f"lm_layers={config.lm_layers}")
+    return f"{config.agent} ({', '.join(details)})" if details else config.agent
 
 
 def load_groups(run_dirs: list[Path], metric: str) -> dict[Group, list[tuple[np.ndarray, np.ndarray]]]:
@@ -22,7 +31,8 @@ def load_groups(run_dirs: list[Path], metric: str) -> dict[Group, list[tuple[np.
         if not rows:
             raise ShelmError(f"run '{run_dir}' has no '{metric}' values yet; train it first or pick another --metric")
         steps = np.array([r["global_step"] for r in rows], dtype=np.float64)
-        groups[(config.env_id, config.agent)].append((steps, np.array([r[metric] for r in rows], dtype=np.float64)))
+        values = np.array([r[metric] for r in rows], dtype=np.float64)
+        groups[(config.env_id, agent_label(config))].append((steps, values))
     return dict(groups)
 
 
