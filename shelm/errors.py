@@ -8,3 +8,9 @@ and keeps its traceback.
 
 class ShelmError(Exception):
     """A problem with the user's input: the message names the bad value and the fix."""
+
+
+def first_line(exc: BaseException, limit: int = 200) -> str:
+    """The first line of a third-party exception's message (or its type), to quote inside a one-line error."""
+    text = str(exc).strip()
+    return (text.splitlines()[0] if text else type(exc).__name__)[:limit]

@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-from shelm.errors import ShelmError
+from shelm.errors import ShelmError, first_line
 from shelm.memory.imagenet import resize_frames
 from shelm.memory.weights import _quiet_transformers, cache_dir, weights_sha256
 from shelm.runs import write_atomic
@@ -52,10 +52,9 @@ def load_clip(clip_model: str) -> tuple[Any, Any, tuple[float, ...], tuple[float
     try:
         config = AutoConfig.from_pretrained(source)
     except (OSError, ValueError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ShelmError(
-            f"could not load clip_model '{clip_model}' ({first[:160]}); offline, give a local CLIP directory or a "
-            "hub id already in the Hugging Face cache, or use retriever=symbolic|imagenet"
+            f"could not load clip_model '{clip_model}' ({first_line(exc, 160)}); offline, give a local CLIP directory "
+            "or a hub id already in the Hugging Face cache, or use retriever=symbolic|imagenet"
         ) from None
     if config.model_type != "clip":
         raise ShelmError(
@@ -66,8 +65,7 @@ def load_clip(clip_model: str) -> tuple[Any, Any, tuple[float, ...], tuple[float
         model = CLIPModel.from_pretrained(source, dtype=torch.float32).eval().requires_grad_(False)
         tokenizer = AutoTokenizer.from_pretrained(source)
     except (OSError, ValueError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ShelmError(f"could not load clip_model '{clip_model}' ({first[:160]})") from None
+        raise ShelmError(f"could not load clip_model '{clip_model}' ({first_line(exc, 160)})") from None
     mean, std = CLIP_MEAN, CLIP_STD
     preprocessor = Path(source) / "preprocessor_config.json"
     if preprocessor.is_file():

@@ -125,8 +125,7 @@ class HELMv2Memory:
         return nearest_tokens(self._last, self.lm.embedding_matrix, self.lm_name)
 
     def metrics(self) -> dict[str, float]:
-        rate = self.memo.take_hit_rate()
-        return {} if rate is None else {"memo_hit_rate": rate}
+        return self.memo.metrics()
 
     def identity(self) -> dict[str, Any]:
         return dict(self._identity)

