@@ -82,9 +82,10 @@ def build_parser() -> argparse.ArgumentParser:
         "inspect",
         help="read a trained agent's memory: one HTML page (frames, words, actions, values, memory window) and an MP4",
         description=(
-            "Roll out the trained agent greedily and write OUT/inspect.html (self-contained) and OUT/inspect.mp4 "
-            "with the words drawn on the frames; the words also go to the run's TensorBoard. SHELM's words come "
-            "from its retriever (named on the page); HELM and HELMv2 show the token nearest to their LM input."
+            "Roll out the trained agent (greedy, or --sampled) and write OUT/inspect.html (self-contained) and "
+            "OUT/inspect.mp4 with the words drawn on the frames; the words also go to the run's TensorBoard. "
+            "SHELM's words come from its retriever (named on the page); HELM and HELMv2 show the token nearest to "
+            "their LM input."
         ),
     )
     i.add_argument("run_dir", type=Path)
@@ -92,6 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--out", type=Path, help="output folder (default RUN_DIR/inspect)")
     i.add_argument("--checkpoint", choices=["latest", "best"], default="latest")
     i.add_argument("--seed", type=int, help="episode seed (default: the run's seed + 1e9)")
+    i.add_argument("--sampled", action="store_true", help="sample actions from the policy (default: greedy)")
     i.add_argument("--json", action="store_true", help="print one JSON object")
     sub.add_parser("envs", help="list the environments, one per line")
     sub.add_parser("agents", help="list the agents, one per line")
@@ -194,7 +196,8 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         raise ShelmError(f"--episodes {args.episodes}: inspect at least 1 episode")
     if not (args.run_dir / "config.json").is_file():
         raise ShelmError(f"'{args.run_dir}' is not a shelm run directory (no config.json); give a `shelm train` output")
-    print_summary(inspect_run(args.run_dir, args.episodes, args.out, args.checkpoint, args.seed), args.json)
+    summary = inspect_run(args.run_dir, args.episodes, args.out, args.checkpoint, args.seed, args.sampled)
+    print_summary(summary, args.json)
     return 0
 
 

@@ -78,8 +78,9 @@ def test_inspect_page_shows_the_words_of_the_first_steps(
 
 
 def test_inspect_of_a_memoryless_agent_says_so(cnn_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    assert main(["inspect", str(cnn_run), "--out", str(tmp_path), "--json"]) == 0
+    assert main(["inspect", str(cnn_run), "--out", str(tmp_path), "--json", "--sampled"]) == 0
     summary = json.loads(capsys.readouterr().out)
+    assert summary["mode"] == "sampled"
     assert summary["words_by"] is None and summary["episodes"][0]["first_steps"][0]["words"] == []
     assert "has no language-model memory" in visible_text(tmp_path / "inspect.html", tmp_path)
 

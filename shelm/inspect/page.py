@@ -87,7 +87,7 @@ def page_html(trace: Trace) -> str:
         f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
         f"<style>{STYLE}</style></head><body><h1>{html.escape(title)}</h1>"
         f"<p>Run <code>{html.escape(trace.run_dir)}</code> at step {trace.global_step:,}. {source}. "
-        "Greedy actions on evaluation seeds.</p>"
+        f"{trace.mode.capitalize()} actions on evaluation seeds.</p>"
         f"{episodes}</body></html>"
     )
 
@@ -129,6 +129,7 @@ def trace_summary(trace: Trace, first_steps: int = 5) -> dict[str, Any]:
         "words_by": trace.retriever,
         "window_steps": trace.window_steps,
         "global_step": trace.global_step,
+        "mode": trace.mode,
         "episodes": [
             {
                 "return": e.episode_return,
@@ -158,11 +159,16 @@ def log_to_tensorboard(trace: Trace) -> None:
 
 
 def inspect_run(
-    run_dir: Path, episodes: int = 1, out: Path | None = None, checkpoint: str = "latest", seed: int | None = None
+    run_dir: Path,
+    episodes: int = 1,
+    out: Path | None = None,
+    checkpoint: str = "latest",
+    seed: int | None = None,
+    sampled: bool = False,
 ) -> dict[str, Any]:
     """Record `episodes` episodes and write OUT/inspect.html and OUT/inspect.mp4 (OUT defaults to
     RUN_DIR/inspect). Returns a summary with the paths and the first steps' words."""
-    trace = record(run_dir, episodes, checkpoint, seed)
+    trace = record(run_dir, episodes, checkpoint, seed, sampled)
     out = out or run_dir / "inspect"
     out.mkdir(parents=True, exist_ok=True)
     page = out / "inspect.html"

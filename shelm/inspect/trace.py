@@ -53,6 +53,8 @@ class Trace:
     """Which retriever produced the words (SHELM), or what the words are (HELM/HELMv2); None without memory."""
     window_steps: int
     global_step: int
+    mode: str
+    """'greedy' or 'sampled' actions."""
     episodes: list[Episode]
 
 
@@ -71,8 +73,11 @@ def describe_words(agent: str, retriever: str | None) -> str | None:
     return {"helm": "nearest token (FrozenHopfield)", "helmv2": "nearest token (affine image features)"}.get(agent)
 
 
-def record(run_dir: Path, episodes: int = 1, checkpoint: str = "latest", seed: int | None = None) -> Trace:
-    """Play `episodes` greedy episodes one after another in one env and record every step."""
+def record(
+    run_dir: Path, episodes: int = 1, checkpoint: str = "latest", seed: int | None = None, sampled: bool = False
+) -> Trace:
+    """Play `episodes` episodes one after another in one env, greedy (arg-max) or with sampled actions, and
+    record every step."""
     config, policy, state = load_policy(run_dir, checkpoint)
     seed = config.seed + EVAL_SEED_OFFSET if seed is None else seed
     envs = make_vec_env(config.env_id, 1, "sync", config.minigrid_tile_size, render_mode="rgb_array")
@@ -86,6 +91,7 @@ def record(run_dir: Path, episodes: int = 1, checkpoint: str = "latest", seed: i
         agent_state = policy.agent.initial_state(1).to(device)
         episode_start = torch.ones(1, dtype=torch.bool, device=device)
         current = Episode()
+        sampler = torch.Generator(device=device).manual_seed(seed)
         while len(recorded) < episodes:
             frame = envs.envs[0].render()
             obs_t = torch.as_tensor(obs, device=device)
@@ -93,7 +99,10 @@ def record(run_dir: Path, episodes: int = 1, checkpoint: str = "latest", seed: i
                 memory_out = policy.read_memory(obs_t, episode_start, infos)
                 logits, value, agent_state = policy.agent.step(obs_t, memory_out, agent_state, episode_start)
             words = memory.last_words()[0] if memory is not None else []
-            action = int(logits.argmax(-1))
+            if sampled:
+                action = int(torch.multinomial(logits.softmax(-1), 1, generator=sampler))
+            else:
+                action = int(logits.argmax(-1))
             obs, reward, terminated, truncated, infos = envs.step(np.array([action]))
             current.steps.append(
                 Step(
@@ -121,5 +130,6 @@ def record(run_dir: Path, episodes: int = 1, checkpoint: str = "latest", seed: i
         retriever=describe_words(config.agent, config.retriever),
         window_steps=memory.window_steps if memory is not None else 0,
         global_step=int(state["global_step"]),
+        mode="sampled" if sampled else "greedy",
         episodes=recorded,
     )
