@@ -35,21 +35,26 @@ def _save(model, path: Path) -> Path:
     return path
 
 
-@pytest.fixture(scope="session")
-def tiny_llama_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def _tiny_llama(vocab_size: int, layers: int, seed: int):
+    """A random Llama-type causal LM of width 32 with grouped-query attention (4 heads, 2 key/value heads)."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     config = LlamaConfig(
-        vocab_size=300,
+        vocab_size=vocab_size,
         hidden_size=32,
         intermediate_size=64,
-        num_hidden_layers=3,
+        num_hidden_layers=layers,
         num_attention_heads=4,
         num_key_value_heads=2,
         max_position_embeddings=512,
     )
-    return _save(LlamaForCausalLM(config), tmp_path_factory.mktemp("lm") / "tiny-llama")
+    return LlamaForCausalLM(config)
+
+
+@pytest.fixture(scope="session")
+def tiny_llama_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _save(_tiny_llama(300, layers=3, seed=0), tmp_path_factory.mktemp("lm") / "tiny-llama")
 
 
 @pytest.fixture(scope="session")
@@ -74,7 +79,7 @@ TINY_CLIP_ONLY = ["kite", "zebra"]
 def tiny_llama_with_tokenizer_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny random Llama with its own small byte-level BPE tokenizer, saved together in one directory."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+    from transformers import PreTrainedTokenizerFast
 
     backend = Tokenizer(models.BPE())
     backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
@@ -85,17 +90,7 @@ def tiny_llama_with_tokenizer_dir(tmp_path_factory: pytest.TempPathFactory) -> P
     corpus = [" ".join(TINY_LM_WORDS)] * 50 + [f"a {w} {w}" for w in TINY_LM_WORDS] * 20
     backend.train_from_iterator(corpus, trainer)
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, eos_token="<|endoftext|>", bos_token="<|endoftext|>")
-    torch.manual_seed(2)
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=512,
-    )
-    path = _save(LlamaForCausalLM(config), tmp_path_factory.mktemp("lm") / "tiny-llama-tok")
+    path = _save(_tiny_llama(len(tokenizer), layers=2, seed=2), tmp_path_factory.mktemp("lm") / "tiny-llama-tok")
     tokenizer.save_pretrained(path)
     return path
 
