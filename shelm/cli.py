@@ -66,7 +66,42 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--checkpoint", choices=["latest", "best"], default="latest")
     p.add_argument("--seed", type=int, help="evaluation seed (default: the run's seed + 1e9)")
     p.add_argument("--video", action="store_true", help="write RUN_DIR/eval/CHECKPOINT-MODE.mp4 (GIF fallback)")
+    p.add_argument(
+        "--perturb",
+        metavar="SPEC",
+        help="perturb what the agent sees: noise=STD (pixels in [0, 1]), drop=PROB (black frames), "
+        "occlude=SIDE (a black square, side as a fraction of the frame), comma-separated, e.g. noise=0.1,drop=0.25",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def _add_analyze(sub: argparse._SubParsersAction) -> None:
+    from shelm.inspect import ANALYSES
+
+    p = sub.add_parser(
+        "analyze",
+        help="the papers' analyses of a trained run: distances, tokens, attention, robustness (PNG + JSON)",
+        description=(
+            "distances: observation-space vs LM-input-space distance matrices and their rank correlation (HELM: per "
+            "FrozenHopfield beta). tokens: the words observations become, and which observations share one. "
+            "attention: the frozen LM's attention over one episode, early/middle/last layer, every head, key events "
+            "marked. robustness: return under pixel noise, frame drops and occlusion (any agent; give several runs "
+            "and --out to compare them in one figure). Figures and NAME.json go to OUT (default RUN_DIR/analysis)."
+        ),
+    )
+    p.add_argument("run_dirs", type=Path, nargs="+", metavar="RUN_DIR")
+    p.add_argument("--what", required=True, choices=ANALYSES, help="which analysis")
+    p.add_argument(
+        "--episodes",
+        type=int,
+        help="episodes to roll out (defaults: distances and tokens 10, attention 5 "
+        "(it shows the longest), robustness 20 per mode and level)",
+    )
+    p.add_argument("--out", type=Path, help="output folder (default RUN_DIR/analysis; needed for several runs)")
+    p.add_argument("--checkpoint", choices=["latest", "best"], default="latest")
+    p.add_argument("--seed", type=int, help="episode seed (default: the run's seed + 1e9)")
+    p.add_argument("--greedy", action="store_true", help="arg-max actions in the rollouts (default: sampled)")
+    p.add_argument("--json", action="store_true", help="print one JSON object per run")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -74,6 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     _add_train(sub)
     _add_eval(sub)
+    _add_analyze(sub)
     p = sub.add_parser("plot", help="learning curves of runs (seeds aggregated) and a table of final values")
     p.add_argument("run_dirs", type=Path, nargs="+")
     p.add_argument("--metric", default="success_rate", help="a metrics.jsonl column (default success_rate)")
@@ -180,11 +216,15 @@ def _print_eval(report: dict) -> None:
 def cmd_eval(args: argparse.Namespace) -> int:
     from shelm.evaluate import evaluate
 
-    report = evaluate(args.run_dir, args.episodes, args.checkpoint, args.seed, args.video)
+    report = evaluate(args.run_dir, args.episodes, args.checkpoint, args.seed, args.video, args.perturb)
     if args.json:
         print(json.dumps(report))
     else:
-        print(f"{report['agent']} on {report['env_id']} at step {report['global_step']} ({args.checkpoint} checkpoint)")
+        perturbed = "" if report["perturbation"] == "none" else f", perturbed by {report['perturbation']}"
+        print(
+            f"{report['agent']} on {report['env_id']} at step {report['global_step']} "
+            f"({args.checkpoint} checkpoint{perturbed})"
+        )
         _print_eval(report)
     return 0
 
@@ -198,6 +238,25 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         raise ShelmError(f"'{args.run_dir}' is not a shelm run directory (no config.json); give a `shelm train` output")
     summary = inspect_run(args.run_dir, args.episodes, args.out, args.checkpoint, args.seed, args.sampled)
     print_summary(summary, args.json)
+    return 0
+
+
+def cmd_analyze(args: argparse.Namespace) -> int:
+    from shelm.inspect.analyze import analyze, check_applies, compare, summary_lines
+    from shelm.runs import load_run_config
+
+    if len(args.run_dirs) > 1 and args.out is None:
+        raise ShelmError(f"{len(args.run_dirs)} runs need --out DIR (each run gets DIR/RUN_NAME, comparisons DIR)")
+    for run_dir in args.run_dirs:  # every run is checked before any work starts
+        check_applies(args.what, load_run_config(run_dir), run_dir)
+    results = []
+    for run_dir in args.run_dirs:
+        out = args.out / run_dir.name if len(args.run_dirs) > 1 else args.out
+        result = analyze(run_dir, args.what, args.episodes, out, args.checkpoint, args.seed, args.greedy)
+        results.append(result)
+        print(json.dumps(result) if args.json else "\n".join(summary_lines(result)), flush=True)
+    if len(results) > 1 and (figure := compare(results, args.out)) is not None and not args.json:
+        print(f"comparison: {figure}")
     return 0
 
 
@@ -253,6 +312,7 @@ COMMANDS = {
     "train": cmd_train,
     "eval": cmd_eval,
     "inspect": cmd_inspect,
+    "analyze": cmd_analyze,
     "plot": cmd_plot,
     "envs": cmd_envs,
     "agents": cmd_agents,

@@ -12,6 +12,7 @@ import torch
 
 from shelm.config import TrainConfig
 from shelm.envs import make_vec_env
+from shelm.envs.perturbations import Perturbation, Perturber
 from shelm.errors import ShelmError
 from shelm.ppo import Policy, build_policy
 from shelm.rollout import episode_success
@@ -38,9 +39,16 @@ def load_policy(run_dir: Path, checkpoint: str = "latest") -> tuple[TrainConfig,
 
 
 def run_episodes(
-    policy: Policy, config: TrainConfig, episodes: int, greedy: bool, seed: int, record: bool = False
+    policy: Policy,
+    config: TrainConfig,
+    episodes: int,
+    greedy: bool,
+    seed: int,
+    record: bool = False,
+    perturbation: Perturbation | None = None,
 ) -> tuple[dict[str, Any], list[np.ndarray]]:
-    """Play `episodes` episodes spread evenly over up to 8 envs (so no env's short episodes dominate).
+    """Play `episodes` episodes spread evenly over up to 8 envs (so no env's short episodes dominate), the
+    agent seeing its observations through `perturbation` if given.
 
     Returns the statistics and, with `record`, the frames of env 0's episodes (its full render where the
     env can render, else its observations).
@@ -51,8 +59,9 @@ def run_episodes(
         config.env_id, n_envs, "sync", config.minigrid_tile_size, render_mode="rgb_array" if record else None
     )
     frames: list[np.ndarray] = []
+    perturb = Perturber(perturbation or Perturbation(), seed)
     try:
-        obs, infos = envs.reset(seed=seed)
+        obs, infos = perturb(*envs.reset(seed=seed))
         device = policy.device
         obs_t = torch.as_tensor(obs, device=device)
         episode_start = torch.ones(n_envs, dtype=torch.bool, device=device)
@@ -75,6 +84,7 @@ def run_episodes(
                 else:
                     action = torch.multinomial(logits.softmax(-1), 1, generator=sampler).squeeze(-1)
             obs, reward, terminated, truncated, infos = envs.step(action.cpu().numpy())
+            obs, infos = perturb(obs, infos)
             done = terminated | truncated
             returns += reward
             lengths += 1
@@ -117,10 +127,13 @@ def evaluate(
     checkpoint: str = "latest",
     seed: int | None = None,
     video: bool = False,
+    perturb: str | None = None,
 ) -> dict[str, Any]:
-    """Greedy and sampled evaluation. Top-level numbers are the greedy ones; both are under their mode."""
+    """Greedy and sampled evaluation, optionally under an observation perturbation SPEC (see
+    `shelm.envs.perturbations`). Top-level numbers are the greedy ones; both are under their mode."""
     if episodes < 1:
         raise ShelmError(f"--episodes {episodes}: evaluate at least 1 episode")
+    perturbation = Perturbation.parse(perturb)
     config, policy, state = load_policy(run_dir, checkpoint)
     seed = config.seed + EVAL_SEED_OFFSET if seed is None else seed
     report: dict[str, Any] = {
@@ -130,10 +143,13 @@ def evaluate(
         "checkpoint": checkpoint,
         "global_step": state["global_step"],
         "seed": seed,
+        "perturbation": perturbation.spec(),
     }
     videos = []
     for mode in MODES:
-        stats, frames = run_episodes(policy, config, episodes, greedy=mode == "greedy", seed=seed, record=video)
+        stats, frames = run_episodes(
+            policy, config, episodes, greedy=mode == "greedy", seed=seed, record=video, perturbation=perturbation
+        )
         report[mode] = stats
         if video:
             (run_dir / "eval").mkdir(exist_ok=True)

@@ -15,8 +15,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from shelm.config import TrainConfig
 from shelm.envs import make_vec_env
+from shelm.envs.minigrid import SYMBOLIC_VIEW
 from shelm.evaluate import EVAL_SEED_OFFSET, load_policy
+from shelm.ppo import Policy
 from shelm.rollout import episode_success
 
 Words = list[tuple[str, float]]
@@ -31,6 +34,14 @@ class Step:
     action: str
     reward: float
     value: float
+    obs: np.ndarray
+    """The observation the agent acted on, uint8 [H, W, C]."""
+    symbolic: np.ndarray | None = None
+    """MiniGrid's symbolic view of that observation [view, view, 3] (object, colour, state), where the env has one."""
+    lm_inputs: np.ndarray | None = None
+    """The k vectors the memory fed its language model at this step, [k, d] float32 (agents with an LM memory)."""
+    memory_out: np.ndarray | None = None
+    """The memory's output at this step, [M] float32: what the agent received from its LM."""
 
 
 @dataclass
@@ -76,9 +87,22 @@ def describe_words(agent: str, retriever: str | None) -> str | None:
 def record(
     run_dir: Path, episodes: int = 1, checkpoint: str = "latest", seed: int | None = None, sampled: bool = False
 ) -> Trace:
-    """Play `episodes` episodes one after another in one env, greedy (arg-max) or with sampled actions, and
-    record every step."""
+    """Play `episodes` episodes of the run's `checkpoint` one after another in one env, greedy (arg-max) or with
+    sampled actions, and record every step."""
     config, policy, state = load_policy(run_dir, checkpoint)
+    return record_policy(run_dir, config, policy, int(state["global_step"]), episodes, seed, sampled)
+
+
+def record_policy(
+    run_dir: Path,
+    config: TrainConfig,
+    policy: Policy,
+    global_step: int,
+    episodes: int = 1,
+    seed: int | None = None,
+    sampled: bool = False,
+) -> Trace:
+    """`record` for a policy already loaded (the analyses reuse its memory after the rollout)."""
     seed = config.seed + EVAL_SEED_OFFSET if seed is None else seed
     envs = make_vec_env(config.env_id, 1, "sync", config.minigrid_tile_size, render_mode="rgb_array")
     names = action_names(envs.envs[0], int(envs.single_action_space.n))
@@ -98,6 +122,11 @@ def record(
             with torch.no_grad():
                 memory_out = policy.read_memory(obs_t, episode_start, infos)
                 logits, value, agent_state = policy.agent.step(obs_t, memory_out, agent_state, episode_start)
+            symbolic = infos.get(SYMBOLIC_VIEW)
+            lm_inputs = None
+            if memory is not None:
+                with torch.no_grad():
+                    lm_inputs = memory.lm_inputs(obs_t, infos)[0].float().cpu().numpy()  # as fed: deterministic
             words = memory.last_words()[0] if memory is not None else []
             if sampled:
                 action = int(torch.multinomial(logits.softmax(-1), 1, generator=sampler))
@@ -112,6 +141,10 @@ def record(
                     action=names[action],
                     reward=float(reward[0]),
                     value=float(value[0]),
+                    obs=obs_t[0].cpu().numpy(),
+                    symbolic=None if symbolic is None else np.asarray(symbolic[0]),
+                    lm_inputs=lm_inputs,
+                    memory_out=memory_out[0].float().cpu().numpy() if memory is not None else None,
                 )
             )
             current.episode_return += float(reward[0])
@@ -129,7 +162,20 @@ def record(
         agent=config.agent,
         retriever=describe_words(config.agent, config.retriever),
         window_steps=memory.window_steps if memory is not None else 0,
-        global_step=int(state["global_step"]),
+        global_step=global_step,
         mode="sampled" if sampled else "greedy",
         episodes=recorded,
     )
+
+
+def distinct_steps(trace: Trace, limit: int | None = None) -> list[tuple[int, Step]]:
+    """(episode index, step) of the steps whose observation was not seen before, in order of first appearance."""
+    seen: set[bytes] = set()
+    steps = []
+    for index, episode in enumerate(trace.episodes):
+        for step in episode.steps:
+            key = step.obs.tobytes()
+            if key not in seen and (limit is None or len(steps) < limit):
+                seen.add(key)
+                steps.append((index, step))
+    return steps

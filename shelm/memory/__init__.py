@@ -33,6 +33,12 @@ class FrozenMemory(Protocol):
         """
         ...
 
+    def lm_inputs(self, obs: torch.Tensor, info: Mapping[str, Any] | None = None) -> torch.Tensor:
+        """[N, k, d]: the k LM input vectors `step` feeds for obs (what the frozen mapping makes of it), for the
+        analyses, which compare them across observations and replay them through the LM. `last_words` then
+        describes this call."""
+        ...
+
     def last_words(self) -> list[list[tuple[str, float]]]:
         """Per environment, what the last `step` put into the LM's memory, as text with a score: SHELM's
         retrieved words, or for HELM and HELMv2 the vocabulary token nearest to their input vector. For

@@ -62,8 +62,11 @@ class HELMMemory:
     def step(
         self, obs: torch.Tensor, episode_start: torch.Tensor, info: Mapping[str, Any] | None = None
     ) -> torch.Tensor:
+        return self.lm.step(self.lm_inputs(obs, info), episode_start)
+
+    def lm_inputs(self, obs: torch.Tensor, info: Mapping[str, Any] | None = None) -> torch.Tensor:
         self._last = obs
-        return self.lm.step(self.hopfield(obs).unsqueeze(1), episode_start)
+        return self.hopfield(obs).unsqueeze(1)
 
     def last_words(self) -> list[list[tuple[str, float]]]:
         """The token FrozenHopfield weights most for each environment's last observation, with that weight."""

@@ -114,9 +114,12 @@ class HELMv2Memory:
     def step(
         self, obs: torch.Tensor, episode_start: torch.Tensor, info: Mapping[str, Any] | None = None
     ) -> torch.Tensor:
+        return self.lm.step(self.lm_inputs(obs, info), episode_start)
+
+    def lm_inputs(self, obs: torch.Tensor, info: Mapping[str, Any] | None = None) -> torch.Tensor:
         inputs = self.mapping(self.features(obs).to(self.lm.device))
         self._last = inputs
-        return self.lm.step(inputs.unsqueeze(1), episode_start)
+        return inputs.unsqueeze(1)
 
     def last_words(self) -> list[list[tuple[str, float]]]:
         """The token whose embedding is nearest (cosine) to each environment's input vector."""

@@ -83,9 +83,12 @@ class SHELMMemory:
     def step(
         self, obs: torch.Tensor, episode_start: torch.Tensor, info: Mapping[str, Any] | None = None
     ) -> torch.Tensor:
+        return self.lm.step(self.lm_inputs(obs, info), episode_start)
+
+    def lm_inputs(self, obs: torch.Tensor, info: Mapping[str, Any] | None = None) -> torch.Tensor:
         ids, scores = self.retrieve(obs, info)
         self._last = (ids, scores)
-        return self.lm.step(self.vectors[ids], episode_start)
+        return self.vectors[ids]
 
     def last_words(self) -> list[list[tuple[str, float]]]:
         if self._last is None:

@@ -1,0 +1,185 @@
+"""`shelm analyze`: the papers' analyses, run on a user's own trained run.
+
+Each analysis rolls out the trained agent (or evaluates it) and writes PNG figures plus `NAME.json` with every
+number behind them into OUT (default RUN_DIR/analysis):
+- distances:  observation-space distances beside LM-input-space distances (HELM: per FrozenHopfield beta);
+- tokens:     the word(s) each observation becomes, as a strip of frames, and which observations share a word;
+- attention:  the frozen LM's attention over one episode (early, middle, last layer; every head), with the
+              episode's key events marked;
+- robustness: return under pixel noise, frame drops and occlusion, at several strengths.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from shelm.config import TrainConfig
+from shelm.errors import ShelmError
+from shelm.inspect import ANALYSES
+from shelm.inspect.trace import Trace, record_policy
+from shelm.ppo import Policy
+from shelm.runs import load_run_config, write_atomic, write_json_atomic
+
+LM_AGENTS = ("helm", "helmv2", "shelm")
+
+
+@dataclass
+class Analysis:
+    """One analysis run on one trained policy."""
+
+    run_dir: Path
+    config: TrainConfig
+    policy: Policy
+    global_step: int
+    out: Path
+    episodes: int
+    seed: int | None
+    greedy: bool
+    """Arg-max actions in the rollouts; by default they are sampled, as in training (a greedy MiniGrid policy
+    often repeats one action and sees a handful of observations)."""
+
+    def figure_path(self, name: str) -> Path:
+        return self.out / f"{name}.png"
+
+    def rollout(self, episodes: int | None = None) -> Trace:
+        return record_policy(
+            self.run_dir,
+            self.config,
+            self.policy,
+            self.global_step,
+            episodes or self.episodes,
+            self.seed,
+            sampled=not self.greedy,
+        )
+
+
+@dataclass(frozen=True)
+class AnalysisSpec:
+    name: str
+    summary: str
+    agents: tuple[str, ...] | None
+    """The agents it applies to; None: every agent."""
+    run: Callable[[Analysis], dict[str, Any]]
+    default_episodes: int
+
+
+def _specs() -> dict[str, AnalysisSpec]:
+    from shelm.inspect import attention, distances, robustness, tokens
+
+    return {
+        "distances": AnalysisSpec(
+            "distances", "observation vs LM-input distance matrices, rank correlation", LM_AGENTS, distances.run, 10
+        ),
+        "tokens": AnalysisSpec("tokens", "the words observations become; which share one", LM_AGENTS, tokens.run, 10),
+        "attention": AnalysisSpec("attention", "LM attention over the longest episode", LM_AGENTS, attention.run, 5),
+        "robustness": AnalysisSpec("robustness", "return vs observation perturbation", None, robustness.run, 20),
+    }
+
+
+def save_figure(fig: Any, path: Path) -> Path:
+    """PNG written atomically; the figure is closed."""
+    import matplotlib.pyplot as plt
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    write_atomic(path, buffer.getvalue())
+    return path
+
+
+def check_applies(what: str, config: TrainConfig, run_dir: Path) -> AnalysisSpec:
+    specs = _specs()
+    if what not in specs:
+        raise ShelmError(f"--what {what}: unknown analysis; choose one of {', '.join(ANALYSES)}")
+    spec = specs[what]
+    if spec.agents is not None and config.agent not in spec.agents:
+        raise ShelmError(
+            f"--what {what} needs an agent with a language-model memory ({', '.join(spec.agents)}); "
+            f"{run_dir} is a {config.agent} run"
+        )
+    return spec
+
+
+def analyze(
+    run_dir: Path,
+    what: str,
+    episodes: int | None = None,
+    out: Path | None = None,
+    checkpoint: str = "latest",
+    seed: int | None = None,
+    greedy: bool = False,
+) -> dict[str, Any]:
+    """Run analysis `what` on a run; returns its numbers (also written to OUT/WHAT.json) with the figure paths."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from shelm.evaluate import load_policy
+
+    spec = check_applies(what, load_run_config(run_dir), run_dir)
+    if episodes is not None and episodes < 1:
+        raise ShelmError(f"--episodes {episodes}: analyse at least 1 episode")
+    config, policy, state = load_policy(run_dir, checkpoint)
+    out = out or run_dir / "analysis"
+    out.mkdir(parents=True, exist_ok=True)
+    analysis = Analysis(
+        run_dir, config, policy, int(state["global_step"]), out, episodes or spec.default_episodes, seed, greedy
+    )
+    result = {
+        "analysis": what,
+        "run_dir": str(run_dir),
+        "env_id": config.env_id,
+        "agent": config.agent,
+        "train_seed": config.seed,
+        "global_step": analysis.global_step,
+        "checkpoint": checkpoint,
+        "actions": "greedy" if greedy else "sampled",
+        **spec.run(analysis),
+    }
+    result["json"] = str(out / f"{what}.json")
+    write_json_atomic(out / f"{what}.json", result)
+    return result
+
+
+def compare(results: list[dict[str, Any]], out: Path) -> Path | None:
+    """A figure comparing several runs' results, where the analysis has one (robustness); else None."""
+    from shelm.inspect import robustness
+
+    if results[0]["analysis"] != "robustness":
+        return None
+    curves = {f"{r['label']}, seed {r['train_seed']}": r["curves"] for r in results}
+    envs = sorted({r["env_id"] for r in results})
+    return robustness.plot(curves, out / "robustness-comparison.png", ", ".join(envs))
+
+
+def summary_lines(result: dict[str, Any]) -> list[str]:
+    """A few readable lines per analysis; every number is in the JSON file."""
+    what = result["analysis"]
+    lines = [f"{result['agent']} on {result['env_id']} (step {result['global_step']:,}): {what}"]
+    if what == "distances" and "spaces" in result:
+        for name, v in result["spaces"].items():
+            scale = v.get("mean_distance_over_token_distance")
+            scale_text = "" if scale is None else f"   mean distance {scale:.4f} x token-token distance"
+            lines.append(f"  {name:<24} Spearman rho {v['rank_correlation']:+.3f}{scale_text}")
+    elif what == "tokens":
+        lines.append(
+            f"  {result['distinct_observations']} distinct observations -> {result['distinct_word_sets']} distinct "
+            f"word sets ({result['distinct_words']} words; by {result['words_by']})"
+        )
+        lines += [f"  '{word}': {len(members)} observations" for word, members in list(result["groups"].items())[:5]]
+    elif what == "attention":
+        lines.append(f"  {result['steps']} steps; replay max |difference| {result['replay_max_abs_diff']:.2e}")
+        for layer, values in result["layers"].items():
+            for event, ratios in values["attention_to_events"].items():
+                lines.append(f"  layer {layer}: {event}: attention x uniform, best head {max(ratios):.2f}")
+    elif what == "robustness":
+        for kind, rows in result["curves"].items():
+            cells = "  ".join(
+                f"{r['level']:g}: {r['greedy']['return_mean']:.2f}/{r['sampled']['return_mean']:.2f}" for r in rows
+            )
+            lines.append(f"  {kind:<8} return greedy/sampled  {cells}")
+    lines += [f"  figure: {f}" for f in result.get("figures", [])] + [f"  numbers: {result['json']}"]
+    return lines
