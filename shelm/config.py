@@ -87,7 +87,10 @@ class TrainConfig:
     # --- the frozen language-model memory (HELM family)
     lm: str = field(
         default="smollm2",
-        metadata=_doc("frozen LM: 'smollm2' (packaged, offline), a Hugging Face model directory, or a hub id"),
+        metadata=_doc(
+            "frozen LM: 'smollm2' (packaged, offline), a Hugging Face model directory, a hub id, or "
+            "'transfo-xl:DIR' (the papers' TransformerXL wt103 from its original files, README)"
+        ),
     )
     mem_len: int = field(default=255, metadata=_doc("past positions each environment's LM memory attends to"))
     lm_layers: int = field(default=0, metadata=_doc("keep only the LM's first L transformer blocks; 0 keeps all"))

