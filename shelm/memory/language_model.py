@@ -26,6 +26,14 @@ from transformers.cache_utils import Cache, CacheLayerMixin
 from shelm.errors import ShelmError
 
 
+def check_window(mem_len: int, inputs_per_step: int) -> None:
+    """The window settings every language-model memory backend accepts."""
+    if mem_len < 1:
+        raise ShelmError(f"mem_len={mem_len} must be >= 1 (the number of past positions the LM attends to)")
+    if not 1 <= inputs_per_step <= mem_len:
+        raise ShelmError(f"inputs per step ({inputs_per_step}) must be between 1 and mem_len ({mem_len})")
+
+
 class _RingLayer(CacheLayerMixin):
     """One layer's window: `update` writes the new keys into the scratch slots and returns the whole buffer."""
 
@@ -75,10 +83,7 @@ class LanguageModelMemory:
     """A frozen causal LM with one sliding key/value window of `mem_len` positions per environment."""
 
     def __init__(self, model: PreTrainedModel, mem_len: int, inputs_per_step: int = 1):
-        if mem_len < 1:
-            raise ShelmError(f"mem_len={mem_len} must be >= 1 (the number of past positions the LM attends to)")
-        if not 1 <= inputs_per_step <= mem_len:
-            raise ShelmError(f"inputs per step ({inputs_per_step}) must be between 1 and mem_len ({mem_len})")
+        check_window(mem_len, inputs_per_step)
         self.model = model.eval()
         self.model.requires_grad_(False)
         # Only hidden states are needed: run the decoder stack, never the LM head.

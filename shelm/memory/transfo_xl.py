@@ -46,6 +46,7 @@ import torch
 from torch import nn
 
 from shelm.errors import ShelmError, first_line
+from shelm.memory.language_model import check_window
 
 PREFIX = "transfo-xl:"
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
@@ -264,10 +265,7 @@ class TransfoXLMemory:
     """TransformerXL with one window of `mem_len` positions per environment; the interface of LanguageModelMemory."""
 
     def __init__(self, model: TransfoXL, mem_len: int, inputs_per_step: int = 1):
-        if mem_len < 1:
-            raise ShelmError(f"mem_len={mem_len} must be >= 1 (the number of past positions the LM attends to)")
-        if not 1 <= inputs_per_step <= mem_len:
-            raise ShelmError(f"inputs per step ({inputs_per_step}) must be between 1 and mem_len ({mem_len})")
+        check_window(mem_len, inputs_per_step)
         self.model = model.eval()
         self.model.requires_grad_(False)
         self.mem_len, self.k = mem_len, inputs_per_step
