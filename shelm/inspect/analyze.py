@@ -4,8 +4,8 @@ Each analysis rolls out the trained agent (or evaluates it) and writes PNG figur
 number behind them into OUT (default RUN_DIR/analysis):
 - distances:  observation-space distances beside LM-input-space distances (HELM: per FrozenHopfield beta);
 - tokens:     the word(s) each observation becomes, as a strip of frames, and which observations share a word;
-- attention:  the frozen LM's attention over one episode (early, middle, last layer; every head), with the
-              episode's key events marked;
+- attention:  the frozen LM's attention over the longest of a few episodes (early, middle, last layer; every
+              head), with the episode's key events marked;
 - robustness: return under pixel noise, frame drops and occlusion, at several strengths.
 """
 
@@ -45,22 +45,14 @@ class Analysis:
     def figure_path(self, name: str) -> Path:
         return self.out / f"{name}.png"
 
-    def rollout(self, episodes: int | None = None) -> Trace:
+    def rollout(self) -> Trace:
         return record_policy(
-            self.run_dir,
-            self.config,
-            self.policy,
-            self.global_step,
-            episodes or self.episodes,
-            self.seed,
-            sampled=not self.greedy,
+            self.run_dir, self.config, self.policy, self.global_step, self.episodes, self.seed, sampled=not self.greedy
         )
 
 
 @dataclass(frozen=True)
 class AnalysisSpec:
-    name: str
-    summary: str
     agents: tuple[str, ...] | None
     """The agents it applies to; None: every agent."""
     run: Callable[[Analysis], dict[str, Any]]
@@ -71,12 +63,10 @@ def _specs() -> dict[str, AnalysisSpec]:
     from shelm.inspect import attention, distances, robustness, tokens
 
     return {
-        "distances": AnalysisSpec(
-            "distances", "observation vs LM-input distance matrices, rank correlation", LM_AGENTS, distances.run, 10
-        ),
-        "tokens": AnalysisSpec("tokens", "the words observations become; which share one", LM_AGENTS, tokens.run, 10),
-        "attention": AnalysisSpec("attention", "LM attention over the longest episode", LM_AGENTS, attention.run, 5),
-        "robustness": AnalysisSpec("robustness", "return vs observation perturbation", None, robustness.run, 20),
+        "distances": AnalysisSpec(LM_AGENTS, distances.run, default_episodes=10),
+        "tokens": AnalysisSpec(LM_AGENTS, tokens.run, default_episodes=10),
+        "attention": AnalysisSpec(LM_AGENTS, attention.run, default_episodes=5),  # it shows the longest
+        "robustness": AnalysisSpec(None, robustness.run, default_episodes=20),  # per action mode and level
     }
 
 
