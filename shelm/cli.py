@@ -84,9 +84,9 @@ def _add_analyze(sub: argparse._SubParsersAction) -> None:
         description=(
             "distances: observation-space vs LM-input-space distance matrices and their rank correlation (HELM: per "
             "FrozenHopfield beta). tokens: the words observations become, and which observations share one. "
-            "attention: the frozen LM's attention over one episode, early/middle/last layer, every head, key events "
-            "marked. robustness: return under pixel noise, frame drops and occlusion (any agent; give several runs "
-            "and --out to compare them in one figure). Figures and NAME.json go to OUT (default RUN_DIR/analysis)."
+            "attention: the frozen LM's attention over the longest episode, early/middle/last layer, every head, key "
+            "events marked. robustness: return under pixel noise, frame drops and occlusion (any agent; give several "
+            "runs and --out to compare them in one figure). Figures and NAME.json go to OUT (default RUN_DIR/analysis)."
         ),
     )
     p.add_argument("run_dirs", type=Path, nargs="+", metavar="RUN_DIR")
