@@ -104,6 +104,44 @@ def _add_analyze(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object per run")
 
 
+def _add_sweep(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "sweep",
+        help="train every agent x env x seed, one run directory each; resumable, locally or on Ray",
+        description="Train the grid AGENTS x ENVS x seeds 1..N into OUT/ENV__AGENT__sSEED. Run it again to skip "
+        "finished trials and resume interrupted ones from their checkpoints.",
+    )
+    p.add_argument("--agents", required=True, action="append", help="comma-separated agent names (`shelm agents`)")
+    p.add_argument("--envs", required=True, action="append", help="comma-separated env ids (`shelm envs`)")
+    p.add_argument("--seeds", required=True, type=int, metavar="N", help="seeds 1..N per agent and env")
+    p.add_argument("--steps", type=int, help="total environment steps per trial (default: the preset's)")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a setting for every trial; AGENT:KEY=VALUE for one agent's trials only",
+    )
+    p.add_argument("--out", required=True, type=Path, help="the sweep folder")
+    p.add_argument("--workers", type=int, help="trials at once (default: one per CPU core, or Ray's scheduling)")
+    p.add_argument(
+        "--ray",
+        metavar="ADDRESS",
+        help="run the trials as Ray tasks: HOST:PORT or 'auto' for a running cluster, 'local' to start one here",
+    )
+
+
+def _add_report(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "report",
+        help="aggregate a sweep: IQM with bootstrap CIs, probability of improvement, rank-sum tests, plots",
+    )
+    p.add_argument("sweep_dir", type=Path, metavar="DIR")
+    p.add_argument("--out", type=Path, help="markdown file to write (default DIR/report.md; figures beside it)")
+    p.add_argument("--metric", default="success_rate", help="a metrics.jsonl column (default success_rate)")
+    p.add_argument("--reps", type=int, default=2000, help="bootstrap resamples (default 2000)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="shelm", description="Frozen language models as memory for RL agents (HELM family).")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -131,6 +169,8 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--seed", type=int, help="episode seed (default: the run's seed + 1e9)")
     i.add_argument("--sampled", action="store_true", help="sample actions from the policy (default: greedy)")
     i.add_argument("--json", action="store_true", help="print one JSON object")
+    _add_sweep(sub)
+    _add_report(sub)
     sub.add_parser("envs", help="list the environments, one per line")
     sub.add_parser("agents", help="list the agents, one per line")
     sub.add_parser("settings", help="list every training setting with its default")
@@ -146,8 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _train_new(args: argparse.Namespace) -> tuple[Path, TrainConfig]:
     from shelm.agents import get_agent_spec
     from shelm.config import parse_overrides, resolve_config
-    from shelm.envs import make_env
-    from shelm.ppo import build_policy
+    from shelm.ppo import check_buildable
     from shelm.runs import create_run_dir, default_run_dir, save_run_config
 
     if not args.env or not args.agent:
@@ -158,11 +197,7 @@ def _train_new(args: argparse.Namespace) -> tuple[Path, TrainConfig]:
         if value is not None:
             overrides[key] = value
     config, applied = resolve_config(args.env, args.agent, overrides)
-    # Build the env and the policy once before any write: a bad env, model path or memory setting is refused
-    # without leaving a half-made run directory (the language model load is cached for the real run).
-    env = make_env(config.env_id, tile_size=config.minigrid_tile_size)
-    build_policy(config, env.observation_space.shape, int(env.action_space.n))
-    env.close()
+    check_buildable(config)
     run_dir = args.run_dir or default_run_dir(config)
     create_run_dir(run_dir, force=args.force)
     save_run_config(run_dir, config, applied, command=args.command_line)
@@ -270,6 +305,32 @@ def cmd_plot(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from shelm.experiments.sweep import SweepSpec, run_sweep
+
+    spec = SweepSpec(
+        tuple(args.agents), tuple(args.envs), args.seeds, args.out, args.steps, tuple(args.set), args.workers, args.ray
+    )
+    results = run_sweep(spec, args.command_line)
+    failed = [r for r in results if r.status == "failed"]
+    if failed:
+        print(
+            f"shelm: {len(failed)} of {len(results)} trials failed; run the sweep again to retry them", file=sys.stderr
+        )
+        return 1
+    print(f"all {len(results)} trials finished; next: `shelm report {args.out}`")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from shelm.experiments.report import write_report
+
+    out = args.out or args.sweep_dir / "report.md"
+    for line in write_report(args.sweep_dir, out, args.metric, args.reps):
+        print(line)
+    return 0
+
+
 def cmd_envs(_: argparse.Namespace) -> int:
     from shelm.envs import list_envs
 
@@ -314,6 +375,8 @@ COMMANDS = {
     "inspect": cmd_inspect,
     "analyze": cmd_analyze,
     "plot": cmd_plot,
+    "sweep": cmd_sweep,
+    "report": cmd_report,
     "envs": cmd_envs,
     "agents": cmd_agents,
     "settings": cmd_settings,

@@ -127,7 +127,8 @@ class TrainConfig:
         metadata=_doc("SHELM with CLIP: ';'-separated prompts each word is embedded in, then averaged"),
     )
     memo_size: int = field(
-        default=65_536, metadata=_doc("retrieval / image-feature results cached per observation (LRU entries)")
+        default=65_536,
+        metadata=_doc("per-observation LM inputs cached (FrozenHopfield, retrieval, image features; LRU entries)"),
     )
 
     # --- bookkeeping

@@ -24,7 +24,7 @@ from torch.utils.tensorboard import SummaryWriter
 
 from shelm.agents import Agent, get_agent_spec
 from shelm.config import TrainConfig
-from shelm.envs import make_vec_env
+from shelm.envs import make_env, make_vec_env
 from shelm.memory import FrozenMemory
 from shelm.progress import TrainingProgress
 from shelm.rollout import (
@@ -72,6 +72,16 @@ class Policy:
         if self.memory is None:
             return torch.zeros(obs.shape[0], 0, device=self.device)
         return self.memory.step(obs, episode_start, info)
+
+
+def check_buildable(config: TrainConfig) -> None:
+    """Build the env and the policy once, so that a bad env id, model path or memory setting is refused before a
+    run writes anything (the language model load is cached for the real run)."""
+    env = make_env(config.env_id, tile_size=config.minigrid_tile_size)
+    try:
+        build_policy(config, env.observation_space.shape, int(env.action_space.n))
+    finally:
+        env.close()
 
 
 def build_policy(config: TrainConfig, obs_shape: tuple[int, int, int], n_actions: int) -> Policy:

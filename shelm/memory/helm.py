@@ -11,6 +11,7 @@ import torch
 
 from shelm.config import TrainConfig
 from shelm.memory.frozen_hopfield import FrozenHopfield
+from shelm.memory.retrieval import MemoCache
 from shelm.memory.weights import LoadedLanguageModel, load_language_model, load_tokenizer
 
 if TYPE_CHECKING:
@@ -50,8 +51,11 @@ def token_texts(ids: torch.Tensor, scores: torch.Tensor, lm: str) -> list[list[t
 
 
 class HELMMemory:
-    def __init__(self, lm: LMMemory, hopfield: FrozenHopfield, identity: dict[str, Any]):
+    def __init__(self, lm: LMMemory, hopfield: FrozenHopfield, memo_size: int, identity: dict[str, Any]):
         self.lm, self.hopfield = lm, hopfield
+        # FrozenHopfield is a fixed function of the frame, and its [N, V] similarity product costs several times
+        # the LM step: repeated frames reuse their input vector.
+        self.memo = MemoCache(memo_size)
         self.output_dim = lm.output_dim
         self.window_steps = lm.mem_len
         self._identity = identity
@@ -68,7 +72,7 @@ class HELMMemory:
 
     def lm_inputs(self, obs: torch.Tensor, info: Mapping[str, Any] | None = None) -> torch.Tensor:
         self._last = obs
-        return self.hopfield(obs).unsqueeze(1)
+        return self.memo(obs, lambda x: (self.hopfield(x),))[0].unsqueeze(1)
 
     def last_words(self) -> list[list[tuple[str, float]]]:
         """The token FrozenHopfield weights most for each environment's last observation, with that weight."""
@@ -79,7 +83,7 @@ class HELMMemory:
         return token_texts(ids, best, self._identity["lm"])
 
     def metrics(self) -> dict[str, float]:
-        return {}
+        return self.memo.metrics()
 
     def identity(self) -> dict[str, Any]:
         return dict(self._identity)
@@ -104,4 +108,4 @@ def build_helm_memory(config: TrainConfig, obs_shape: tuple[int, int, int], devi
         "mem_len": config.mem_len,
         "beta": config.beta,
     }
-    return HELMMemory(lm, hopfield, identity)
+    return HELMMemory(lm, hopfield, config.memo_size, identity)

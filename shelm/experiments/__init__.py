@@ -1,0 +1,1 @@
+"""Experiments at scale: many trials (agent x env x seed) run as one sweep, and the papers' statistics over them."""
