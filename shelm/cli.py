@@ -138,6 +138,7 @@ def _add_report(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("sweep_dir", type=Path, metavar="DIR")
     p.add_argument("--out", type=Path, help="markdown file to write (default DIR/report.md; figures beside it)")
+    p.add_argument("--figures", type=Path, help="folder for the PNGs and the numbers' JSON (default: beside --out)")
     p.add_argument("--metric", default="success_rate", help="a metrics.jsonl column (default success_rate)")
     p.add_argument("--reps", type=int, default=2000, help="bootstrap resamples (default 2000)")
 
@@ -326,7 +327,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     from shelm.experiments.report import write_report
 
     out = args.out or args.sweep_dir / "report.md"
-    for line in write_report(args.sweep_dir, out, args.metric, args.reps):
+    for line in write_report(args.sweep_dir, out, args.metric, args.reps, args.figures):
         print(line)
     return 0
 

@@ -190,13 +190,17 @@ def trial_state(trial: Trial) -> tuple[str, int]:
 
 @contextmanager
 def _trial_lock(run_dir: Path) -> Iterator[None]:
-    """Only one process trains a trial directory at a time (e.g. a sweep restarted while an old worker lives)."""
-    with (run_dir / ".lock").open("w") as handle:
+    """Only one process trains a trial directory at a time (e.g. a sweep restarted while an old worker lives).
+    The lock is on the directory itself, so it leaves no file behind and dies with its process."""
+    fd = os.open(run_dir, os.O_RDONLY)
+    try:
         try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise ShelmError(f"'{run_dir}' is being trained by another process; wait for it or stop it") from None
         yield
+    finally:
+        os.close(fd)
 
 
 def run_trial(trial: Trial) -> TrialResult:

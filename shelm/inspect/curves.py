@@ -36,7 +36,12 @@ def load_groups(run_dirs: list[Path], metric: str) -> dict[Group, list[tuple[np.
     return dict(groups)
 
 
-def _on_common_steps(runs: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+def final_value(steps: np.ndarray, values: np.ndarray, tail: float = 0.1) -> float:
+    """A run's final performance: the metric averaged over the last `tail` fraction of its training steps."""
+    return float(values[steps > steps[-1] * (1 - tail)].mean())
+
+
+def on_common_steps(runs: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
     """Interpolate every run onto the steps of the shortest one: [seeds, steps]."""
     end = min(steps[-1] for steps, _ in runs)
     grid = min((steps for steps, _ in runs), key=len)
@@ -51,7 +56,7 @@ def final_table(groups: dict[Group, list[tuple[np.ndarray, np.ndarray]]], metric
         "|---|---|---|---|---|",
     ]
     for (env_id, agent), runs in sorted(groups.items()):
-        finals = [values[steps > steps[-1] * (1 - tail)].mean() for steps, values in runs]
+        finals = [final_value(steps, values, tail) for steps, values in runs]
         steps = int(min(s[-1] for s, _ in runs))
         lines.append(f"| {env_id} | {agent} | {len(runs)} | {steps:,} | {np.mean(finals):.3f} ± {np.std(finals):.3f} |")
     return "\n".join(lines)
@@ -70,7 +75,7 @@ def plot_curves(groups: dict[Group, list[tuple[np.ndarray, np.ndarray]]], metric
         for (group_env, agent), runs in sorted(groups.items()):
             if group_env != env:
                 continue
-            grid, values = _on_common_steps(runs)
+            grid, values = on_common_steps(runs)
             ax.plot(grid, values.mean(0), label=f"{agent} ({len(runs)} seeds)")
             ax.fill_between(grid, values.min(0), values.max(0), alpha=0.25)
         ax.set_title(env)

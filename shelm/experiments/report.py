@@ -1,0 +1,388 @@
+"""`shelm report`: a sweep's trials aggregated the way the papers (and rliable) recommend.
+
+Per trial, the score is the metric averaged over the last 10% of its training steps. Per env and agent:
+- the interquartile mean (IQM) over seeds, with a 95% stratified-bootstrap confidence interval (rliable);
+- over all envs at once (when every env has the same seeds), the IQM of the [seeds, envs] score matrix, the
+  bootstrap stratified by env.
+Each memory agent (one with a frozen LM memory) against each baseline (cnn, lstm), per env and over all envs:
+- the probability of improvement P(memory > baseline) with its bootstrap CI (rliable);
+- a one-sided Wilcoxon rank-sum test of "memory scores higher" over the seeds (scipy), at alpha 0.05.
+Learning curves show the IQM over seeds at each step with a CI band. Only trials that reached their step budget
+count; unfinished ones are listed.
+
+The markdown goes to a new file, or into an existing one between the lines `<!-- shelm report: begin -->` and
+`<!-- shelm report: end -->`, so a hand-written page (docs/results.md) keeps its text around the numbers.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from shelm.errors import ShelmError
+from shelm.inspect.curves import agent_label, final_value, on_common_steps
+from shelm.runs import load_run_config, read_metrics, write_atomic, write_json_atomic
+
+ALPHA = 0.05
+BEGIN, END = "<!-- shelm report: begin -->", "<!-- shelm report: end -->"
+CURVE_POINTS = 60  # bootstrap CIs for a curve are computed at this many steps at most
+ALL_ENVS = "all envs"
+
+
+@dataclass
+class TrialScores:
+    name: str
+    env_id: str
+    label: str
+    seed: int
+    memory: bool  # has a frozen LM memory (a HELM-family agent) rather than being a baseline
+    steps: np.ndarray
+    values: np.ndarray
+    total_steps: int
+
+    @property
+    def finished(self) -> bool:
+        return self.steps[-1] >= self.total_steps
+
+    @property
+    def final(self) -> float:
+        return final_value(self.steps, self.values)
+
+
+def load_trials(sweep_dir: Path, metric: str) -> list[TrialScores]:
+    """Every run directory directly under `sweep_dir` (a `shelm sweep` folder, or any folder of runs)."""
+    from shelm.agents import get_agent_spec
+
+    if not sweep_dir.is_dir():
+        raise ShelmError(f"'{sweep_dir}' is not a directory; give the --out folder of `shelm sweep`")
+    trials = []
+    for run_dir in sorted(p.parent for p in sweep_dir.glob("*/config.json")):
+        config = load_run_config(run_dir)
+        rows = [r for r in read_metrics(run_dir) if r.get(metric) is not None]
+        if not rows:
+            continue
+        if not isinstance(rows[-1][metric], int | float):
+            raise ShelmError(f"--metric {metric}: '{run_dir}' has non-numeric values; pick a numeric column")
+        trials.append(
+            TrialScores(
+                run_dir.name,
+                config.env_id,
+                agent_label(config),
+                config.seed,
+                get_agent_spec(config.agent).build_memory is not None,
+                np.array([r["global_step"] for r in rows], dtype=np.float64),
+                np.array([r[metric] for r in rows], dtype=np.float64),
+                config.total_steps,
+            )
+        )
+    if not trials:
+        raise ShelmError(
+            f"no run in '{sweep_dir}' has '{metric}' values; run `shelm sweep --out {sweep_dir}` (or pick another "
+            "--metric)"
+        )
+    return trials
+
+
+# --- statistics --------------------------------------------------------------------------------------------
+
+
+def iqm(scores: np.ndarray) -> float:
+    """Interquartile mean of all entries (rliable's aggregate_iqm: a 25% trimmed mean)."""
+    from rliable import metrics
+
+    return float(metrics.aggregate_iqm(scores))
+
+
+def _interval(score_dict: dict[str, Any], func: Any, reps: int, seed: int = 0) -> tuple[dict, dict]:
+    from rliable import library
+
+    with warnings.catch_warnings():  # arch 7 warns about the random_state that rliable passes it
+        warnings.simplefilter("ignore", FutureWarning)
+        return library.get_interval_estimates(score_dict, func, reps=reps, random_state=np.random.RandomState(seed))
+
+
+def iqm_with_ci(scores: np.ndarray, reps: int) -> tuple[float, float, float]:
+    """IQM of [runs, tasks] scores and its 95% stratified-bootstrap CI (point, low, high)."""
+    from rliable import metrics
+
+    points, cis = _interval({"x": scores}, lambda s: np.array([metrics.aggregate_iqm(s)]), reps)
+    return float(points["x"][0]), float(cis["x"][0, 0]), float(cis["x"][1, 0])
+
+
+def improvement_with_ci(x: np.ndarray, y: np.ndarray, reps: int) -> tuple[float, float, float]:
+    """P(X > Y) of [runs, tasks] score matrices (ties count half), averaged over tasks, with its bootstrap CI."""
+    from rliable import metrics
+
+    points, cis = _interval({"x,y": [x, y]}, metrics.probability_of_improvement, reps)
+    low, high = np.ravel(cis["x,y"])
+    return float(points["x,y"]), float(low), float(high)
+
+
+def rank_sum_greater(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """One-sided Wilcoxon rank-sum test that x tends to be larger than y: (statistic, p-value)."""
+    from scipy.stats import ranksums
+
+    result = ranksums(x, y, alternative="greater")
+    return float(result.statistic), float(result.pvalue)
+
+
+def summarize(trials: list[TrialScores], reps: int) -> dict[str, Any]:
+    """Every number of the report, as plain JSON-able data."""
+    finished = [t for t in trials if t.finished]
+    scores: dict[str, dict[str, dict[int, float]]] = defaultdict(lambda: defaultdict(dict))
+    memory_labels, labels = set(), set()
+    for t in finished:
+        scores[t.env_id][t.label][t.seed] = t.final
+        labels.add(t.label)
+        if t.memory:
+            memory_labels.add(t.label)
+    envs = sorted(scores)
+    table = []
+    for env_id in envs:
+        for label in sorted(scores[env_id]):
+            seeds = scores[env_id][label]
+            values = np.array([seeds[s] for s in sorted(seeds)])
+            point, low, high = iqm_with_ci(values[:, None], reps)
+            table.append(
+                {
+                    "env": env_id,
+                    "agent": label,
+                    "seeds": sorted(seeds),
+                    "scores": values.tolist(),
+                    "iqm": point,
+                    "ci": [low, high],
+                    "mean": float(values.mean()),
+                    "std": float(values.std()),
+                }
+            )
+    # Over all envs: a [seeds, envs] matrix per agent, so each agent needs the same seeds on every env.
+    matrices: dict[str, np.ndarray] = {}
+    if len(envs) > 1:
+        for label in sorted(labels):
+            seed_sets = [set(scores[env_id].get(label, {})) for env_id in envs]
+            common = sorted(set.intersection(*seed_sets))
+            if common and all(s == set(common) for s in seed_sets):
+                matrices[label] = np.array([[scores[env_id][label][s] for env_id in envs] for s in common])
+        for label, matrix in matrices.items():
+            point, low, high = iqm_with_ci(matrix, reps)
+            table.append(
+                {
+                    "env": ALL_ENVS,
+                    "agent": label,
+                    "seeds": sorted(scores[envs[0]][label]),
+                    "scores": matrix.tolist(),
+                    "iqm": point,
+                    "ci": [low, high],
+                    "mean": float(matrix.mean()),
+                    "std": float(matrix.mean(1).std()),
+                }
+            )
+    comparisons = []
+    baselines = sorted(labels - memory_labels)
+    for env_id in [*envs, ALL_ENVS]:
+        for memory in sorted(memory_labels):
+            for baseline in baselines:
+                if env_id == ALL_ENVS:
+                    if memory not in matrices or baseline not in matrices:
+                        continue
+                    x, y = matrices[memory], matrices[baseline]
+                else:
+                    if memory not in scores[env_id] or baseline not in scores[env_id]:
+                        continue
+                    x = np.array(list(scores[env_id][memory].values()))[:, None]
+                    y = np.array(list(scores[env_id][baseline].values()))[:, None]
+                point, low, high = improvement_with_ci(x, y, reps)
+                statistic, p = rank_sum_greater(x.ravel(), y.ravel())
+                comparisons.append(
+                    {
+                        "env": env_id,
+                        "memory": memory,
+                        "baseline": baseline,
+                        "probability_of_improvement": point,
+                        "ci": [low, high],
+                        "rank_sum_statistic": statistic,
+                        "p_value": p,
+                        "significant": p < ALPHA,
+                    }
+                )
+    return {
+        "trials": len(trials),
+        "finished": len(finished),
+        "unfinished": [
+            {"name": t.name, "global_step": int(t.steps[-1]), "total_steps": t.total_steps}
+            for t in trials
+            if not t.finished
+        ],
+        "table": table,
+        "comparisons": comparisons,
+    }
+
+
+# --- figures -----------------------------------------------------------------------------------------------
+
+
+def _by_env_and_label(trials: list[TrialScores]) -> dict[str, dict[str, list[TrialScores]]]:
+    grouped: dict[str, dict[str, list[TrialScores]]] = defaultdict(lambda: defaultdict(list))
+    for t in trials:
+        if t.finished:
+            grouped[t.env_id][t.label].append(t)
+    return grouped
+
+
+def plot_curves(trials: list[TrialScores], metric: str, reps: int, path: Path) -> Path:
+    """One panel per env: per agent, the IQM over seeds at each step and its 95% bootstrap CI band."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from rliable import metrics
+
+    from shelm.inspect.analyze import save_figure
+
+    grouped = _by_env_and_label(trials)
+    labels = sorted({label for by_label in grouped.values() for label in by_label})  # one colour per agent
+    fig, axes = plt.subplots(1, len(grouped), figsize=(5.5 * len(grouped), 3.8), squeeze=False)
+    for ax, env_id in zip(axes[0], sorted(grouped), strict=True):
+        for label, runs in sorted(grouped[env_id].items()):
+            grid, values = on_common_steps([(t.steps, t.values) for t in runs])
+            keep = np.unique(np.linspace(0, len(grid) - 1, min(len(grid), CURVE_POINTS)).round().astype(int))
+            grid, values = grid[keep], values[:, keep]
+            per_step = lambda s: np.array([metrics.aggregate_iqm(s[:, :, i]) for i in range(s.shape[-1])])  # noqa: E731
+            points, cis = _interval({"x": values[:, None, :]}, per_step, reps)
+            color = f"C{labels.index(label) % 10}"
+            ax.plot(grid, points["x"], color=color, label=f"{label} ({len(runs)} seeds)")
+            ax.fill_between(grid, cis["x"][0], cis["x"][1], color=color, alpha=0.2)
+        ax.set_title(env_id)
+        ax.set_xlabel("environment steps")
+        ax.set_ylabel(f"{metric} (IQM, 95% CI)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def plot_final(summary: dict[str, Any], metric: str, path: Path) -> Path:
+    """One panel per env (and all envs): per agent the IQM of final scores with its CI, and each seed as a dot."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from shelm.inspect.analyze import save_figure
+
+    envs = list(dict.fromkeys(row["env"] for row in summary["table"]))
+    labels = sorted({row["agent"] for row in summary["table"]})
+    fig, axes = plt.subplots(1, len(envs), figsize=(4.5 * len(envs), 0.5 * len(labels) + 1.6), squeeze=False)
+    for ax, env_id in zip(axes[0], envs, strict=True):
+        for row in (r for r in summary["table"] if r["env"] == env_id):
+            y = labels.index(row["agent"])
+            low, high = row["ci"]
+            ax.plot([low, high], [y, y], color="tab:blue", linewidth=6, alpha=0.35, solid_capstyle="butt")
+            ax.plot([row["iqm"]], [y], "|", color="tab:blue", markersize=16, markeredgewidth=2)
+            dots = np.asarray(row["scores"], dtype=float).mean(axis=-1) if env_id == ALL_ENVS else row["scores"]
+            ax.plot(dots, [y] * len(dots), "o", color="black", markersize=3)
+        ax.set_yticks(range(len(labels)), labels)
+        ax.set_title(env_id)
+        ax.set_xlabel(f"final {metric} (IQM, 95% CI; dots: seeds)")
+        ax.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+# --- markdown ----------------------------------------------------------------------------------------------
+
+
+def _fmt(value: float) -> str:
+    return f"{value:.3f}"
+
+
+def markdown(summary: dict[str, Any], sweep_dir: Path, metric: str, figures: list[Path], out: Path) -> str:
+    lines = [
+        f"Sweep `{sweep_dir}`: {summary['finished']} finished trials"
+        + (f", {len(summary['unfinished'])} unfinished (left out)" if summary["unfinished"] else "")
+        + f". Score per trial: `{metric}` averaged over the last 10% of its training steps. IQM = interquartile "
+        "mean over seeds; CI = 95% stratified bootstrap (rliable).",
+        "",
+        "| env | agent | seeds | IQM [95% CI] | mean ± std | per seed |",
+        "|---|---|---|---|---|---|",
+    ]
+    for row in summary["table"]:
+        per_seed = (
+            ", ".join(_fmt(v) for v in row["scores"])
+            if row["env"] != ALL_ENVS
+            else "; ".join(", ".join(_fmt(v) for v in seed_row) for seed_row in row["scores"])
+        )
+        lines.append(
+            f"| {row['env']} | {row['agent']} | {len(row['seeds'])} | {_fmt(row['iqm'])} "
+            f"[{_fmt(row['ci'][0])}, {_fmt(row['ci'][1])}] | {_fmt(row['mean'])} ± {_fmt(row['std'])} | {per_seed} |"
+        )
+    if summary["comparisons"]:
+        lines += [
+            "",
+            f"Memory agents against the baselines: probability of improvement P(memory > baseline) with its 95% "
+            f"bootstrap CI, and a one-sided Wilcoxon rank-sum test over seeds (better at alpha {ALPHA}: p < {ALPHA}).",
+            "",
+            "| env | memory agent | baseline | P(improvement) [95% CI] | rank-sum p | better at alpha 0.05 |",
+            "|---|---|---|---|---|---|",
+        ]
+        for c in summary["comparisons"]:
+            lines.append(
+                f"| {c['env']} | {c['memory']} | {c['baseline']} | {_fmt(c['probability_of_improvement'])} "
+                f"[{_fmt(c['ci'][0])}, {_fmt(c['ci'][1])}] | {c['p_value']:.3f} | "
+                f"{'yes' if c['significant'] else 'no'} |"
+            )
+    if summary["unfinished"]:
+        lines += [
+            "",
+            "Unfinished: " + ", ".join(f"{u['name']} ({u['global_step']:,} steps)" for u in summary["unfinished"]),
+        ]
+    lines.append("")
+    for figure in figures:
+        lines.append(f"![{figure.stem}]({os.path.relpath(figure, out.parent)})")
+    return "\n".join(lines) + "\n"
+
+
+def _merge(out: Path, block: str) -> str:
+    """The new content of `out`: the block alone for a new file, or the file with its marked region replaced."""
+    if not out.exists():
+        return f"{BEGIN}\n{block}{END}\n"
+    text = out.read_text()
+    if BEGIN not in text or END not in text or text.index(BEGIN) > text.index(END):
+        raise ShelmError(
+            f"'{out}' exists and has no '{BEGIN}' ... '{END}' region; add those two lines where the report goes, "
+            "or choose a new --out"
+        )
+    head, rest = text.split(BEGIN, 1)
+    tail = rest.split(END, 1)[1]
+    return f"{head}{BEGIN}\n{block}{END}{tail}"
+
+
+def write_report(
+    sweep_dir: Path, out: Path, metric: str = "success_rate", reps: int = 2000, figures_dir: Path | None = None
+) -> list[str]:
+    """Write the markdown, the figures (PNG) and SWEEP-report.json (every number); returns lines to print."""
+    if reps < 100:
+        raise ShelmError(f"--reps {reps}: use at least 100 bootstrap resamples (2000 is the default)")
+    trials = load_trials(sweep_dir, metric)
+    if not any(t.finished for t in trials):
+        raise ShelmError(f"no trial in '{sweep_dir}' has reached its step budget yet; finish them with `shelm sweep`")
+    summary = summarize(trials, reps)
+    figures_dir = figures_dir or out.parent
+    figures_dir.mkdir(parents=True, exist_ok=True)
+    stem = sweep_dir.resolve().name
+    figures = [
+        plot_curves(trials, metric, min(reps, 500), figures_dir / f"{stem}-curves.png"),
+        plot_final(summary, metric, figures_dir / f"{stem}-final.png"),
+    ]
+    content = _merge(out, markdown(summary, sweep_dir, metric, figures, out))
+    write_atomic(out, content.encode())
+    numbers = figures_dir / f"{stem}-report.json"
+    write_json_atomic(numbers, {"sweep": str(sweep_dir), "metric": metric, "reps": reps, **summary})
+    printed = markdown(summary, sweep_dir, metric, [], out).splitlines()
+    return [*printed, *(f"figure: {f}" for f in figures), f"numbers: {numbers}", f"report: {out}"]

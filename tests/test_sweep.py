@@ -1,0 +1,262 @@
+"""`shelm sweep` (local pool and Ray) and `shelm report`: run directories, resume after a kill, bad specs, and
+the report's statistics recomputed by hand from metrics.jsonl."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from shelm.cli import main
+from shelm.config import resolve_config
+from shelm.experiments.report import BEGIN, END
+from shelm.runs import append_metrics, read_metrics, save_run_config
+
+ENV = "MiniGrid-Empty-5x5-v0"
+TINY = ["n_envs=4", "n_steps=32", "cnn_features=64", "critic_hidden=64", "lstm_hidden=32"]
+SETS = [arg for setting in TINY for arg in ("--set", setting)]
+BATCH = 4 * 32
+
+
+def _final(run_dir: Path) -> float:
+    """The report's per-trial score, by hand: success_rate over the last 10% of the training steps."""
+    rows = [r for r in read_metrics(run_dir) if r["success_rate"] is not None]  # None before any episode ended
+    last = rows[-1]["global_step"]
+    return float(np.mean([r["success_rate"] for r in rows if r["global_step"] > 0.9 * last]))
+
+
+def _report(sweep: Path, tmp_path: Path, *extra: str) -> dict:
+    out = tmp_path / "report.md"
+    assert main(["report", str(sweep), "--out", str(out), "--reps", "300", *extra]) == 0
+    return json.loads((tmp_path / f"{sweep.name}-report.json").read_text())
+
+
+def test_local_sweep_runs_each_trial_and_reports_its_numbers(tmp_path, capsys):
+    sweep = tmp_path / "sweep"
+    argv = ["sweep", "--agents", "cnn", "--envs", ENV, "--seeds", "2", "--steps", str(4 * BATCH), "--out", str(sweep)]
+    assert main([*argv, *SETS]) == 0
+    names = sorted(p.name for p in sweep.iterdir() if p.is_dir())
+    assert names == [f"{ENV}__cnn__s1", f"{ENV}__cnn__s2"]
+    for seed, name in enumerate(names, start=1):
+        config = json.loads((sweep / name / "config.json").read_text())
+        assert config["config"]["seed"] == seed and config["config"]["torch_threads"] == 1
+        assert config["command"].startswith("shelm train --env MiniGrid-Empty-5x5-v0 --agent cnn --seed")
+        assert [r["global_step"] for r in read_metrics(sweep / name)] == [BATCH, 2 * BATCH, 3 * BATCH, 4 * BATCH]
+        assert (sweep / name / "checkpoints" / "latest" / "model.safetensors").is_file()
+    manifest = json.loads((sweep / "sweep.json").read_text())["invocations"]
+    assert manifest[0]["trials"] == names and manifest[0]["seeds"] == 2
+    capsys.readouterr()
+
+    numbers = _report(sweep, tmp_path)
+    finals = [_final(sweep / name) for name in names]
+    (row,) = numbers["table"]
+    assert row["agent"] == "cnn" and row["env"] == ENV and row["seeds"] == [1, 2]
+    assert row["scores"] == pytest.approx(finals)
+    assert row["iqm"] == pytest.approx(np.mean(finals))  # a 25% trim of 2 values drops none
+    assert min(finals) - 1e-9 <= row["ci"][0] <= row["iqm"] <= row["ci"][1] <= max(finals) + 1e-9
+    markdown = (tmp_path / "report.md").read_text()
+    assert f"| {ENV} | cnn | 2 | {row['iqm']:.3f}" in markdown
+    assert (tmp_path / "sweep-curves.png").stat().st_size > 0 and (tmp_path / "sweep-final.png").stat().st_size > 0
+
+
+def test_ray_sweep_runs_the_same_trials(tmp_path):
+    sweep = tmp_path / "sweep"
+    # 4 x 32 steps per env outlast Empty-5x5's 100-step limit: every trial has finished episodes to score.
+    argv = ["sweep", "--agents", "cnn,lstm", "--envs", ENV, "--seeds", "1", "--steps", str(4 * BATCH)]
+    assert main([*argv, "--out", str(sweep), "--ray", "local", "--workers", "2", *SETS]) == 0
+    for agent in ("cnn", "lstm"):
+        run_dir = sweep / f"{ENV}__{agent}__s1"
+        assert json.loads((run_dir / "config.json").read_text())["config"]["agent"] == agent
+        assert [r["global_step"] for r in read_metrics(run_dir)] == [BATCH, 2 * BATCH, 3 * BATCH, 4 * BATCH]
+    numbers = _report(sweep, tmp_path)
+    assert {row["agent"]: row["iqm"] for row in numbers["table"]} == pytest.approx(
+        {agent: _final(sweep / f"{ENV}__{agent}__s1") for agent in ("cnn", "lstm")}
+    )
+
+
+def _unlocked(run_dir: Path) -> bool:
+    fd = os.open(run_dir, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except BlockingIOError:
+        return False
+    finally:
+        os.close(fd)
+
+
+def test_a_killed_sweep_skips_finished_trials_and_resumes_the_interrupted_one(tmp_path, capsys):
+    sweep, steps = tmp_path / "sweep", 20 * BATCH
+    argv = ["sweep", "--agents", "cnn", "--envs", ENV, "--seeds", "2", "--steps", str(steps), "--out", str(sweep)]
+    argv += [*SETS, "--set", "checkpoint_every=1", "--workers", "1"]
+    first, second = sweep / f"{ENV}__cnn__s1", sweep / f"{ENV}__cnn__s2"
+    proc = subprocess.Popen([sys.executable, "-m", "shelm.cli", *argv], stdout=subprocess.DEVNULL)
+    deadline = time.monotonic() + 240
+    while len(read_metrics(second)) < 3:  # seed 1 is done (one worker runs trials in order), seed 2 is mid-way
+        assert proc.poll() is None and time.monotonic() < deadline, "the sweep did not progress"
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    deadline = time.monotonic() + 30
+    while not _unlocked(second):  # the worker dies with the sweep: nothing trains the trial any more
+        assert time.monotonic() < deadline, "the pool worker outlived the killed sweep"
+        time.sleep(0.1)
+    done_before = (first / "metrics.jsonl").read_bytes()
+    assert read_metrics(first)[-1]["global_step"] == steps
+    interrupted_at = len(read_metrics(second))
+    assert 3 <= interrupted_at < 20
+
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "1 finished (skipped), 1 to resume, 0 new" in out
+    assert f"resume {second.name} from step" in out
+    assert (first / "metrics.jsonl").read_bytes() == done_before  # untouched
+    assert [r["global_step"] for r in read_metrics(second)] == list(range(BATCH, steps + 1, BATCH))
+    # A third start has nothing left to do.
+    assert main(argv) == 0
+    assert "2 finished (skipped), 0 to resume, 0 new" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (["--agents", "cnn,transformer"], "unknown agent 'transformer'"),
+        (["--envs", "MiniGrid-Empty-5x5-v1"], "unknown env 'MiniGrid-Empty-5x5-v1'"),
+        (["--seeds", "0"], "--seeds 0"),
+        (["--steps", "0"], "--steps 0"),
+        (["--ray", "127.0.0.1:1"], "--ray 127.0.0.1:1: cannot reach a Ray head"),
+        (["--ray", "nohost"], "--ray 'nohost': give HOST:PORT"),
+        (["--set", "helm:lm_layers=2"], "'helm' is not an agent of this sweep"),
+        (["--set", "seed=3"], "--set seed=...: a sweep sets seed"),
+        (["--set", "learning_rate=0.1"], "learning_rate"),
+    ],
+)
+def test_bad_sweep_specs_exit_2_with_one_line_and_write_nothing(tmp_path, capsys, change, message):
+    spec = {"--agents": "cnn", "--envs": ENV, "--seeds": "1", "--out": str(tmp_path / "sweep")}
+    spec.update(dict(zip(change[::2], change[1::2], strict=True)))
+    argv = ["sweep", *[x for item in spec.items() for x in item]]
+    if change[0] == "--set":
+        argv += change
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+    assert not (tmp_path / "sweep").exists()
+
+
+def test_a_sweep_refuses_a_folder_trained_with_other_settings(tmp_path, capsys):
+    sweep = tmp_path / "sweep"
+    argv = ["sweep", "--agents", "cnn", "--envs", ENV, "--seeds", "1", "--steps", str(BATCH), "--out", str(sweep)]
+    assert main([*argv, *SETS]) == 0
+    before = (sweep / f"{ENV}__cnn__s1" / "metrics.jsonl").read_bytes()
+    capsys.readouterr()
+    assert main([*argv, *SETS, "--set", "lr=0.001"]) == 2
+    err = capsys.readouterr().err
+    assert "was trained with lr=0.0003, this sweep asks lr=0.001" in err and err.count("\n") == 1
+    assert (sweep / f"{ENV}__cnn__s1" / "metrics.jsonl").read_bytes() == before
+
+
+# --- the report's statistics on runs with known scores -----------------------------------------------------
+
+
+def _fake_run(root: Path, env_id: str, agent: str, seed: int, finals: float, steps: int = 1000) -> None:
+    """A run directory whose success_rate is 0 for the first 90% of training and `finals` after."""
+    config, applied = resolve_config(env_id, agent, {"seed": seed, "total_steps": steps, "n_envs": 1, "n_steps": 10})
+    run_dir = root / f"{env_id.replace('/', '_')}__{agent}__s{seed}"
+    run_dir.mkdir(parents=True)
+    save_run_config(run_dir, config, applied)
+    for step in range(100, steps + 1, 100):
+        append_metrics(run_dir, {"global_step": step, "success_rate": finals if step > 0.9 * steps else 0.0})
+
+
+def _iqm(values: list[float]) -> float:
+    ordered = sorted(values)
+    cut = int(0.25 * len(ordered))
+    return float(np.mean(ordered[cut : len(ordered) - cut]))
+
+
+def _rank_sum_p(x: list[float], y: list[float]) -> float:
+    """One-sided p of the Wilcoxon rank-sum statistic (normal approximation, no ties), written out."""
+    pooled = sorted(x + y)
+    ranks = sum(pooled.index(v) + 1 for v in x)
+    n1, n2 = len(x), len(y)
+    z = (ranks - n1 * (n1 + n2 + 1) / 2) / math.sqrt(n1 * n2 * (n1 + n2 + 1) / 12)
+    return 0.5 * math.erfc(z / math.sqrt(2))
+
+
+def test_report_statistics_match_hand_computation(tmp_path):
+    sweep = tmp_path / "runs"
+    rng = np.random.default_rng(0)
+    scores = {}
+    for env_id in ("MiniGrid-MemoryS7-v0", "shelm/RandomMaze-v0"):
+        for agent, centre in (("cnn", 0.5), ("helm", 0.6)):
+            values = [round(float(v), 4) for v in rng.uniform(centre - 0.2, centre + 0.2, 8)]
+            scores[env_id, agent] = values
+            for seed, value in enumerate(values, start=1):
+                _fake_run(sweep, env_id, agent, seed, value)
+    _fake_run(sweep, "MiniGrid-MemoryS7-v0", "lstm", 1, 0.9, steps=2000)  # unfinished: left out
+    rows = read_metrics(sweep / "MiniGrid-MemoryS7-v0__lstm__s1")
+    (sweep / "MiniGrid-MemoryS7-v0__lstm__s1" / "metrics.jsonl").write_text(
+        "".join(json.dumps(r) + "\n" for r in rows[:5])
+    )
+
+    numbers = _report(sweep, tmp_path, "--reps", "500")
+    assert numbers["finished"] == 32 and [u["name"] for u in numbers["unfinished"]] == [
+        "MiniGrid-MemoryS7-v0__lstm__s1"
+    ]
+    table = {(row["env"], row["agent"]): row for row in numbers["table"]}
+    for (env_id, agent), values in scores.items():
+        row = table[env_id, agent]
+        assert row["scores"] == pytest.approx(values)
+        assert row["iqm"] == pytest.approx(_iqm(values))
+        assert row["ci"][0] < row["iqm"] < row["ci"][1]
+        assert min(values) <= row["ci"][0] and row["ci"][1] <= max(values)
+    for agent in ("cnn", "helm"):
+        pooled = scores["MiniGrid-MemoryS7-v0", agent] + scores["shelm/RandomMaze-v0", agent]
+        assert table["all envs", agent]["iqm"] == pytest.approx(_iqm(pooled))
+
+    comparisons = {(c["env"], c["memory"], c["baseline"]): c for c in numbers["comparisons"]}
+    assert set(comparisons) == {(env, "helm", "cnn") for env in ("MiniGrid-MemoryS7-v0", "shelm/RandomMaze-v0")} | {
+        ("all envs", "helm", "cnn")
+    }
+    per_env = []
+    for env_id in ("MiniGrid-MemoryS7-v0", "shelm/RandomMaze-v0"):
+        x, y = scores[env_id, "helm"], scores[env_id, "cnn"]
+        wins = sum((a > b) + 0.5 * (a == b) for a in x for b in y) / (len(x) * len(y))
+        per_env.append(wins)
+        c = comparisons[env_id, "helm", "cnn"]
+        assert c["probability_of_improvement"] == pytest.approx(wins)
+        assert c["ci"][0] <= wins <= c["ci"][1]
+        assert c["p_value"] == pytest.approx(_rank_sum_p(x, y))
+        assert c["significant"] == (c["p_value"] < 0.05)
+    assert comparisons["all envs", "helm", "cnn"]["probability_of_improvement"] == pytest.approx(np.mean(per_env))
+
+
+def test_report_fills_only_its_marked_region_and_refuses_an_unmarked_file(tmp_path, capsys):
+    sweep = tmp_path / "runs"
+    for seed in (1, 2):
+        _fake_run(sweep, ENV, "cnn", seed, 0.25 * seed)
+    page = tmp_path / "results.md"
+    page.write_text(f"# Results\n\nhand-written claims\n\n{BEGIN}\nold numbers\n{END}\n\nmore text\n")
+    assert main(["report", str(sweep), "--out", str(page), "--figures", str(tmp_path / "fig"), "--reps", "200"]) == 0
+    text = page.read_text()
+    assert text.startswith("# Results\n\nhand-written claims\n\n" + BEGIN) and text.endswith(f"{END}\n\nmore text\n")
+    assert "old numbers" not in text and f"| {ENV} | cnn | 2 | 0.375" in text
+    assert "](fig/runs-curves.png)" in text and (tmp_path / "fig" / "runs-final.png").is_file()
+
+    unmarked = tmp_path / "notes.md"
+    unmarked.write_text("my notes\n")
+    capsys.readouterr()
+    assert main(["report", str(sweep), "--out", str(unmarked)]) == 2
+    assert "has no '<!-- shelm report: begin -->'" in capsys.readouterr().err
+    assert unmarked.read_text() == "my notes\n"
+    assert main(["report", str(tmp_path / "nothing")]) == 2
+    assert "is not a directory" in capsys.readouterr().err
