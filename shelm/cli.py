@@ -172,7 +172,8 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--json", action="store_true", help="print one JSON object")
     _add_sweep(sub)
     _add_report(sub)
-    sub.add_parser("envs", help="list the environments, one per line")
+    e = sub.add_parser("envs", help="list the environments (id and suite), one per line")
+    e.add_argument("--suites", action="store_true", help="list the suites instead: installed or not, and how to get it")
     sub.add_parser("agents", help="list the agents, one per line")
     sub.add_parser("settings", help="list every training setting with its default")
     q = sub.add_parser(
@@ -332,9 +333,13 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_envs(_: argparse.Namespace) -> int:
-    from shelm.envs import list_envs
+def cmd_envs(args: argparse.Namespace) -> int:
+    from shelm.envs import list_envs, suites
 
+    if args.suites:
+        for name, installed, how in suites():
+            print(f"{name}\t{'installed' if installed else 'not installed'}\t{how}")
+        return 0
     for env_id, suite in list_envs():
         print(f"{env_id}\t{suite}")
     return 0
