@@ -4,8 +4,8 @@ the report's statistics recomputed by hand from metrics.jsonl."""
 from __future__ import annotations
 
 import fcntl
+import itertools
 import json
-import math
 import os
 import signal
 import subprocess
@@ -65,6 +65,7 @@ def test_local_sweep_runs_each_trial_and_reports_its_numbers(tmp_path, capsys):
     assert min(finals) - 1e-9 <= row["ci"][0] <= row["iqm"] <= row["ci"][1] <= max(finals) + 1e-9
     markdown = (tmp_path / "report.md").read_text()
     assert f"| {ENV} | cnn | 2 | {row['iqm']:.3f}" in markdown
+    assert numbers["not_started"] == [] and "not started" not in markdown
     assert (tmp_path / "sweep-curves.png").stat().st_size > 0 and (tmp_path / "sweep-final.png").stat().st_size > 0
 
 
@@ -184,12 +185,12 @@ def _iqm(values: list[float]) -> float:
 
 
 def _rank_sum_p(x: list[float], y: list[float]) -> float:
-    """One-sided p of the Wilcoxon rank-sum statistic (normal approximation, no ties), written out."""
+    """Exact one-sided p of the Wilcoxon rank-sum statistic (no ties): the share of all ways to pick len(x) ranks
+    out of len(x) + len(y) whose sum is at least x's."""
     pooled = sorted(x + y)
-    ranks = sum(pooled.index(v) + 1 for v in x)
-    n1, n2 = len(x), len(y)
-    z = (ranks - n1 * (n1 + n2 + 1) / 2) / math.sqrt(n1 * n2 * (n1 + n2 + 1) / 12)
-    return 0.5 * math.erfc(z / math.sqrt(2))
+    observed = sum(pooled.index(v) + 1 for v in x)
+    sums = [sum(c) for c in itertools.combinations(range(1, len(pooled) + 1), len(x))]
+    return sum(s >= observed for s in sums) / len(sums)
 
 
 def test_report_statistics_match_hand_computation(tmp_path):
@@ -209,6 +210,7 @@ def test_report_statistics_match_hand_computation(tmp_path):
     )
 
     numbers = _report(sweep, tmp_path, "--reps", "500")
+    assert numbers["not_started"] == []  # a plain folder of runs: no sweep.json to plan from
     assert numbers["finished"] == 32 and [u["name"] for u in numbers["unfinished"]] == [
         "MiniGrid-MemoryS7-v0__lstm__s1"
     ]
@@ -244,6 +246,8 @@ def test_report_fills_only_its_marked_region_and_refuses_an_unmarked_file(tmp_pa
     sweep = tmp_path / "runs"
     for seed in (1, 2):
         _fake_run(sweep, ENV, "cnn", seed, 0.25 * seed)
+    planned = [f"{ENV}__cnn__s1", f"{ENV}__cnn__s2", f"{ENV}__cnn__s3"]  # seed 3 has not started
+    (sweep / "sweep.json").write_text(json.dumps({"invocations": [{"trials": planned}]}))
     page = tmp_path / "results.md"
     page.write_text(f"# Results\n\nhand-written claims\n\n{BEGIN}\nold numbers\n{END}\n\nmore text\n")
     assert main(["report", str(sweep), "--out", str(page), "--figures", str(tmp_path / "fig"), "--reps", "200"]) == 0
@@ -251,6 +255,8 @@ def test_report_fills_only_its_marked_region_and_refuses_an_unmarked_file(tmp_pa
     assert text.startswith("# Results\n\nhand-written claims\n\n" + BEGIN) and text.endswith(f"{END}\n\nmore text\n")
     assert "old numbers" not in text and f"| {ENV} | cnn | 2 | 0.375" in text
     assert "](fig/runs-curves.png)" in text and (tmp_path / "fig" / "runs-final.png").is_file()
+    assert f"Not started: {ENV}__cnn__s3" in text
+    assert json.loads((tmp_path / "fig" / "runs-report.json").read_text())["not_started"] == [f"{ENV}__cnn__s3"]
 
     unmarked = tmp_path / "notes.md"
     unmarked.write_text("my notes\n")

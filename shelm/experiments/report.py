@@ -6,7 +6,8 @@ Per trial, the score is the metric averaged over the last 10% of its training st
   bootstrap stratified by env.
 Each memory agent (one with a frozen LM memory) against each baseline (cnn, lstm), per env and over all envs:
 - the probability of improvement P(memory > baseline) with its bootstrap CI (rliable);
-- a one-sided Wilcoxon rank-sum test of "memory scores higher" over the seeds (scipy), at alpha 0.05.
+- a one-sided Wilcoxon rank-sum test of "memory scores higher" over the seeds (scipy's Mann-Whitney U, exact for
+  small samples), at alpha 0.05.
 Learning curves show the IQM over seeds at each step with a CI band. Only trials that reached their step budget
 count; unfinished ones are listed.
 
@@ -16,6 +17,7 @@ The markdown goes to a new file, or into an existing one between the lines `<!--
 
 from __future__ import annotations
 
+import json
 import os
 import warnings
 from collections import defaultdict
@@ -89,6 +91,17 @@ def load_trials(sweep_dir: Path, metric: str) -> list[TrialScores]:
     return trials
 
 
+def planned_trials(sweep_dir: Path) -> list[str]:
+    """The trial names of the sweep's latest invocation (OUT/sweep.json), [] for a plain folder of runs."""
+    from shelm.experiments.sweep import MANIFEST
+
+    path = sweep_dir / MANIFEST
+    try:
+        return list(json.loads(path.read_text())["invocations"][-1]["trials"]) if path.is_file() else []
+    except (json.JSONDecodeError, KeyError, IndexError, TypeError):
+        raise ShelmError(f"'{path}' is damaged; move it away (the report then covers the runs it finds)") from None
+
+
 # --- statistics --------------------------------------------------------------------------------------------
 
 
@@ -125,10 +138,13 @@ def improvement_with_ci(x: np.ndarray, y: np.ndarray, reps: int) -> tuple[float,
 
 
 def rank_sum_greater(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
-    """One-sided Wilcoxon rank-sum test that x tends to be larger than y: (statistic, p-value)."""
-    from scipy.stats import ranksums
+    """One-sided Wilcoxon rank-sum (Mann-Whitney U) test that x tends to be larger than y: (U, p-value).
 
-    result = ranksums(x, y, alternative="greater")
+    scipy computes the exact p-value for small samples without ties (the usual 2-10 seeds), where the normal
+    approximation would overstate significance: with 3 seeds against 3, the smallest exact p is 1/20 = 0.05."""
+    from scipy.stats import mannwhitneyu
+
+    result = mannwhitneyu(x, y, alternative="greater", method="auto")
     return float(result.statistic), float(result.pvalue)
 
 
@@ -213,6 +229,7 @@ def summarize(trials: list[TrialScores], reps: int) -> dict[str, Any]:
                 )
     return {
         "trials": len(trials),
+        "not_started": [],
         "finished": len(finished),
         "unfinished": [
             {"name": t.name, "global_step": int(t.steps[-1]), "total_steps": t.total_steps}
@@ -306,6 +323,7 @@ def markdown(summary: dict[str, Any], sweep_dir: Path, metric: str, figures: lis
     lines = [
         f"Sweep `{sweep_dir}`: {summary['finished']} finished trials"
         + (f", {len(summary['unfinished'])} unfinished (left out)" if summary["unfinished"] else "")
+        + (f", {len(summary['not_started'])} not started" if summary["not_started"] else "")
         + f". Score per trial: `{metric}` averaged over the last 10% of its training steps. IQM = interquartile "
         "mean over seeds; CI = 95% stratified bootstrap (rliable).",
         "",
@@ -325,8 +343,9 @@ def markdown(summary: dict[str, Any], sweep_dir: Path, metric: str, figures: lis
     if summary["comparisons"]:
         lines += [
             "",
-            f"Memory agents against the baselines: probability of improvement P(memory > baseline) with its 95% "
-            f"bootstrap CI, and a one-sided Wilcoxon rank-sum test over seeds (better at alpha {ALPHA}: p < {ALPHA}).",
+            "Memory agents against the baselines: probability of improvement P(memory > baseline) with its 95% "
+            "bootstrap CI, and a one-sided Wilcoxon rank-sum test over seeds (exact for small samples; better at "
+            f"alpha {ALPHA}: p < {ALPHA}).",
             "",
             "| env | memory agent | baseline | P(improvement) [95% CI] | rank-sum p | better at alpha 0.05 |",
             "|---|---|---|---|---|---|",
@@ -342,6 +361,8 @@ def markdown(summary: dict[str, Any], sweep_dir: Path, metric: str, figures: lis
             "",
             "Unfinished: " + ", ".join(f"{u['name']} ({u['global_step']:,} steps)" for u in summary["unfinished"]),
         ]
+    if summary["not_started"]:
+        lines += ["", "Not started: " + ", ".join(summary["not_started"])]
     lines.append("")
     for figure in figures:
         lines.append(f"![{figure.stem}]({os.path.relpath(figure, out.parent)})")
@@ -373,6 +394,7 @@ def write_report(
     if not any(t.finished for t in trials):
         raise ShelmError(f"no trial in '{sweep_dir}' has reached its step budget yet; finish them with `shelm sweep`")
     summary = summarize(trials, reps)
+    summary["not_started"] = sorted(set(planned_trials(sweep_dir)) - {t.name for t in trials})
     figures_dir = figures_dir or out.parent
     figures_dir.mkdir(parents=True, exist_ok=True)
     stem = sweep_dir.resolve().name
