@@ -18,7 +18,7 @@ import pytest
 
 from shelm.cli import main
 from shelm.config import resolve_config
-from shelm.experiments.report import BEGIN, END
+from shelm.experiments.report import markers
 from shelm.runs import append_metrics, read_metrics, save_run_config
 
 ENV = "MiniGrid-Empty-5x5-v0"
@@ -249,10 +249,14 @@ def test_report_fills_only_its_marked_region_and_refuses_an_unmarked_file(tmp_pa
     planned = [f"{ENV}__cnn__s1", f"{ENV}__cnn__s2", f"{ENV}__cnn__s3"]  # seed 3 has not started
     (sweep / "sweep.json").write_text(json.dumps({"invocations": [{"trials": planned}]}))
     page = tmp_path / "results.md"
-    page.write_text(f"# Results\n\nhand-written claims\n\n{BEGIN}\nold numbers\n{END}\n\nmore text\n")
+    begin, end = markers("runs")
+    other = "\n".join(markers("other")) + "\n"  # another sweep's region stays as it is
+    page.write_text(f"# Results\n\nhand-written claims\n\n{begin}\nold numbers\n{end}\n\nmore text\n{other}")
     assert main(["report", str(sweep), "--out", str(page), "--figures", str(tmp_path / "fig"), "--reps", "200"]) == 0
     text = page.read_text()
-    assert text.startswith("# Results\n\nhand-written claims\n\n" + BEGIN) and text.endswith(f"{END}\n\nmore text\n")
+    assert text.startswith("# Results\n\nhand-written claims\n\n" + begin) and text.endswith(
+        f"{end}\n\nmore text\n{other}"
+    )
     assert "old numbers" not in text and f"| {ENV} | cnn | 2 | 0.375" in text
     assert "](fig/runs-curves.png)" in text and (tmp_path / "fig" / "runs-final.png").is_file()
     assert f"Not started: {ENV}__cnn__s3" in text
@@ -262,7 +266,7 @@ def test_report_fills_only_its_marked_region_and_refuses_an_unmarked_file(tmp_pa
     unmarked.write_text("my notes\n")
     capsys.readouterr()
     assert main(["report", str(sweep), "--out", str(unmarked)]) == 2
-    assert "has no '<!-- shelm report: begin -->'" in capsys.readouterr().err
+    assert "has no '<!-- shelm report runs: begin -->'" in capsys.readouterr().err
     assert unmarked.read_text() == "my notes\n"
     assert main(["report", str(tmp_path / "nothing")]) == 2
     assert "is not a directory" in capsys.readouterr().err

@@ -20,6 +20,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from shelm.envs.wrappers import FrameFromDict
 from shelm.errors import ShelmError
 
 GAMES = ("MortarMayhem", "MysteryPath", "SearingSpotlights")
@@ -65,15 +66,6 @@ class FlatDiscrete(gym.ActionWrapper):
         return np.array(np.unravel_index(int(action), self.nvec), dtype=np.int64)
 
 
-class FrameOnly(gym.ObservationWrapper):
-    def __init__(self, env: gym.Env):
-        super().__init__(env)
-        self.observation_space = env.observation_space[IMAGE_KEY]
-
-    def observation(self, observation: dict[str, Any]) -> np.ndarray:
-        return observation[IMAGE_KEY]
-
-
 class SuccessInfo(gym.Wrapper):
     """Memory Gym reports `success` (0/1) when an episode ends; shelm reads `is_success`. Closing keeps pygame up
     for the other envs of the process (see the module docstring)."""
@@ -91,7 +83,7 @@ class SuccessInfo(gym.Wrapper):
 def make(env_id: str, render_mode: str | None = None) -> gym.Env:
     env = gym.make(env_id, **({"render_mode": render_mode} if render_mode else {}))
     if isinstance(env.observation_space, gym.spaces.Dict):
-        env = FrameOnly(env)
+        env = FrameFromDict(env, IMAGE_KEY)
     if isinstance(env.action_space, gym.spaces.MultiDiscrete):
         env = FlatDiscrete(env)
     return SuccessInfo(env)

@@ -15,6 +15,7 @@ import os
 
 import gymnasium as gym
 
+from shelm.envs.wrappers import FrameFromDict
 from shelm.errors import ShelmError
 
 PREFIX = "MiniWorld-"
@@ -45,22 +46,11 @@ def env_ids() -> list[str]:
     return sorted(k for k in gym.registry if handles(k))
 
 
-class ImageOnly(gym.ObservationWrapper):
-    """A dict observation reduced to its frame."""
-
-    def __init__(self, env: gym.Env):
-        super().__init__(env)
-        self.observation_space = env.observation_space[IMAGE_KEY]
-
-    def observation(self, observation):
-        return observation[IMAGE_KEY]
-
-
 def make(env_id: str, render_mode: str | None = None) -> gym.Env:
     # MiniWorld prints its frame-buffer fallbacks ("Falling back to num_samples=4") to stdout, which would break
     # `--json` output; they are not errors.
     with contextlib.redirect_stdout(io.StringIO()):
         env = gym.make(env_id, **({"render_mode": render_mode} if render_mode else {}))
     if isinstance(env.observation_space, gym.spaces.Dict):
-        env = ImageOnly(env)
+        env = FrameFromDict(env, IMAGE_KEY)
     return env

@@ -11,8 +11,9 @@ Each memory agent (one with a frozen LM memory) against each baseline (cnn, lstm
 Learning curves show the IQM over seeds at each step with a CI band. Only trials that reached their step budget
 count; unfinished ones are listed.
 
-The markdown goes to a new file, or into an existing one between the lines `<!-- shelm report: begin -->` and
-`<!-- shelm report: end -->`, so a hand-written page (docs/results.md) keeps its text around the numbers.
+The markdown goes to a new file, or into an existing one between the lines `<!-- shelm report NAME: begin -->` and
+`<!-- shelm report NAME: end -->` (NAME: the sweep folder's name), so a hand-written page (docs/results.md) keeps its
+text around the numbers and can hold several sweeps.
 """
 
 from __future__ import annotations
@@ -32,7 +33,13 @@ from shelm.inspect.curves import agent_label, final_value, on_common_steps
 from shelm.runs import load_run_config, read_metrics, write_atomic, write_json_atomic
 
 ALPHA = 0.05
-BEGIN, END = "<!-- shelm report: begin -->", "<!-- shelm report: end -->"
+
+
+def markers(name: str) -> tuple[str, str]:
+    """The lines around the report of sweep folder NAME in a page (one page can hold several sweeps' reports)."""
+    return f"<!-- shelm report {name}: begin -->", f"<!-- shelm report {name}: end -->"
+
+
 CURVE_POINTS = 60  # bootstrap CIs for a curve are computed at this many steps at most
 ALL_ENVS = "all envs"
 
@@ -369,19 +376,20 @@ def markdown(summary: dict[str, Any], sweep_dir: Path, metric: str, figures: lis
     return "\n".join(lines) + "\n"
 
 
-def _merge(out: Path, block: str) -> str:
-    """The new content of `out`: the block alone for a new file, or the file with its marked region replaced."""
+def _merge(out: Path, block: str, name: str) -> str:
+    """The new content of `out`: the block alone for a new file, or the file with NAME's marked region replaced."""
+    begin, end = markers(name)
     if not out.exists():
-        return f"{BEGIN}\n{block}{END}\n"
+        return f"{begin}\n{block}{end}\n"
     text = out.read_text()
-    if BEGIN not in text or END not in text or text.index(BEGIN) > text.index(END):
+    if begin not in text or end not in text or text.index(begin) > text.index(end):
         raise ShelmError(
-            f"'{out}' exists and has no '{BEGIN}' ... '{END}' region; add those two lines where the report goes, "
+            f"'{out}' exists and has no '{begin}' ... '{end}' region; add those two lines where the report goes, "
             "or choose a new --out"
         )
-    head, rest = text.split(BEGIN, 1)
-    tail = rest.split(END, 1)[1]
-    return f"{head}{BEGIN}\n{block}{END}{tail}"
+    head, rest = text.split(begin, 1)
+    tail = rest.split(end, 1)[1]
+    return f"{head}{begin}\n{block}{end}{tail}"
 
 
 def write_report(
@@ -402,7 +410,7 @@ def write_report(
         plot_curves(trials, metric, min(reps, 500), figures_dir / f"{stem}-curves.png"),
         plot_final(summary, metric, figures_dir / f"{stem}-final.png"),
     ]
-    content = _merge(out, markdown(summary, sweep_dir, metric, figures, out))
+    content = _merge(out, markdown(summary, sweep_dir, metric, figures, out), stem)
     write_atomic(out, content.encode())
     numbers = figures_dir / f"{stem}-report.json"
     write_json_atomic(numbers, {"sweep": str(sweep_dir), "metric": metric, "reps": reps, **summary})
