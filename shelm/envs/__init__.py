@@ -33,8 +33,8 @@ EXTRA_SUITES = {"miniworld": miniworld_suite, "memory_gym": memory_gym_suite}  #
 # The papers' other suites that no package registry can provide, and what each would need.
 UNAVAILABLE = {
     "avalon": (
-        "Avalon downloads its Godot game-engine binary at run time and needs a GPU renderer; neither is possible on "
-        "machines without internet, so shelm does not support it"
+        "Avalon downloads its Godot game-engine binary from GitHub at run time (and pins gym 0.25.2); machines "
+        "without internet cannot run it, so shelm does not support it"
     ),
     "dmlab": (
         "DeepMind Lab (and its Psychlab tasks) has no wheel on PyPI and its Bazel build fetches sources from the "
