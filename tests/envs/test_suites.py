@@ -4,7 +4,10 @@ checked on its own: ids, spaces, seeding, success flags, headless rendering."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import sys
+from importlib.util import find_spec
 
 import gymnasium as gym
 import numpy as np
@@ -195,3 +198,20 @@ def test_avalon_and_dmlab_say_what_they_need(capsys, env_id, message):
     assert main(["train", "--env", env_id, "--agent", "cnn"]) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize(
+    ("env_id", "module", "hint"),
+    [
+        ("procgen/maze-memory", "procgen", "pip install -e '.[procgen]'"),
+        ("MiniWorld-Sign-v0", "miniworld", "pip install -e '.[miniworld]'"),
+        ("MysteryPath-v0", "memory_gym", "pip install --no-deps memory-gym==1.0.2"),
+    ],
+)
+def test_a_suite_that_is_not_installed_names_its_install_command(monkeypatch, capsys, env_id, module, hint):
+    monkeypatch.setitem(sys.modules, module, None)  # `import MODULE` now fails as if it were not installed
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == module else find_spec(name, *a))
+    assert main(["train", "--env", env_id, "--agent", "cnn"]) == 2
+    err = capsys.readouterr().err
+    assert hint in err and env_id in err and err.count("\n") == 1
+    assert {name: state for name, state, _ in suites()}[module] is False
