@@ -9,9 +9,4 @@ OUT=${OUT:-runs/suites}
 STEPS=${STEPS:-200000}
 shelm sweep --agents cnn,lstm,helm --envs procgen/maze-memory,MiniWorld-Sign-v0 --seeds 2 --steps "$STEPS" \
   --set helm:lm_layers=2 --out "$OUT"
-for run in "$OUT"/*/; do
-  mkdir -p "docs/runs/suites/$(basename "$run")"
-  cp "$run/config.json" "$run/metrics.jsonl" "docs/runs/suites/$(basename "$run")/"
-done
-cp "$OUT/sweep.json" docs/runs/suites/
-shelm report docs/runs/suites --out docs/results.md --figures docs/figures
+experiments/publish.sh "$OUT" suites

@@ -8,9 +8,4 @@ set -euo pipefail
 OUT=${OUT:-runs/sweep}
 shelm sweep --agents cnn,lstm,helm,shelm --envs MiniGrid-MemoryS7-v0,shelm/RandomMaze-v0 --seeds 3 \
   --steps 300000 --set helm:lm_layers=2 --set shelm:lm_layers=2 --out "$OUT"
-for run in "$OUT"/*/; do
-  mkdir -p "docs/runs/sweep/$(basename "$run")"
-  cp "$run/config.json" "$run/metrics.jsonl" "docs/runs/sweep/$(basename "$run")/"
-done
-cp "$OUT/sweep.json" docs/runs/sweep/
-shelm report docs/runs/sweep --out docs/results.md --figures docs/figures
+experiments/publish.sh "$OUT" sweep

@@ -29,8 +29,8 @@ from typing import Any
 import numpy as np
 
 from shelm.errors import ShelmError
-from shelm.inspect.curves import agent_label, final_value, on_common_steps
-from shelm.runs import load_run_config, read_metrics, write_atomic, write_json_atomic
+from shelm.inspect.curves import agent_label, final_value, metric_series, on_common_steps
+from shelm.runs import load_run_config, write_atomic, write_json_atomic
 
 ALPHA = 0.05
 
@@ -73,11 +73,9 @@ def load_trials(sweep_dir: Path, metric: str) -> list[TrialScores]:
     trials = []
     for run_dir in sorted(p.parent for p in sweep_dir.glob("*/config.json")):
         config = load_run_config(run_dir)
-        rows = [r for r in read_metrics(run_dir) if r.get(metric) is not None]
-        if not rows:
+        steps, values = metric_series(run_dir, metric)
+        if not len(steps):
             continue
-        if not isinstance(rows[-1][metric], int | float):
-            raise ShelmError(f"--metric {metric}: '{run_dir}' has non-numeric values; pick a numeric column")
         trials.append(
             TrialScores(
                 run_dir.name,
@@ -85,8 +83,8 @@ def load_trials(sweep_dir: Path, metric: str) -> list[TrialScores]:
                 agent_label(config),
                 config.seed,
                 get_agent_spec(config.agent).build_memory is not None,
-                np.array([r["global_step"] for r in rows], dtype=np.float64),
-                np.array([r[metric] for r in rows], dtype=np.float64),
+                steps,
+                values,
                 config.total_steps,
             )
         )

@@ -22,16 +22,24 @@ def agent_label(config) -> str:
     return f"{config.agent} ({', '.join(details)})" if details else config.agent
 
 
+def metric_series(run_dir: Path, metric: str) -> tuple[np.ndarray, np.ndarray]:
+    """A run's (steps, values) of `metric`, skipping rows where it is still undefined (no episode yet); both
+    empty when there is none yet."""
+    rows = [r for r in read_metrics(run_dir) if r.get(metric) is not None]
+    if rows and not isinstance(rows[-1][metric], int | float):
+        raise ShelmError(f"--metric {metric}: '{run_dir}' has non-numeric values; pick a numeric column")
+    steps = np.array([r["global_step"] for r in rows], dtype=np.float64)
+    return steps, np.array([r[metric] for r in rows], dtype=np.float64)
+
+
 def load_groups(run_dirs: list[Path], metric: str) -> dict[Group, list[tuple[np.ndarray, np.ndarray]]]:
-    """(steps, values) per run, grouped; rows where the metric is still undefined (no episode yet) are skipped."""
+    """(steps, values) per run, grouped (see `metric_series`)."""
     groups: dict[Group, list[tuple[np.ndarray, np.ndarray]]] = defaultdict(list)
     for run_dir in run_dirs:
         config = load_run_config(run_dir)
-        rows = [r for r in read_metrics(run_dir) if r.get(metric) is not None]
-        if not rows:
+        steps, values = metric_series(run_dir, metric)
+        if not len(steps):
             raise ShelmError(f"run '{run_dir}' has no '{metric}' values yet; train it first or pick another --metric")
-        steps = np.array([r["global_step"] for r in rows], dtype=np.float64)
-        values = np.array([r[metric] for r in rows], dtype=np.float64)
         groups[(config.env_id, agent_label(config))].append((steps, values))
     return dict(groups)
 
