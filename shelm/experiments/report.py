@@ -324,7 +324,7 @@ def _fmt(value: float) -> str:
     return f"{value:.3f}"
 
 
-def markdown(summary: dict[str, Any], sweep_dir: Path, metric: str, figures: list[Path], out: Path) -> str:
+def markdown(summary: dict[str, Any], sweep_dir: Path, metric: str) -> str:
     lines = [
         f"Sweep `{sweep_dir}`: {summary['finished']} finished trials"
         + (f", {len(summary['unfinished'])} unfinished (left out)" if summary["unfinished"] else "")
@@ -368,9 +368,6 @@ def markdown(summary: dict[str, Any], sweep_dir: Path, metric: str, figures: lis
         ]
     if summary["not_started"]:
         lines += ["", "Not started: " + ", ".join(summary["not_started"])]
-    lines.append("")
-    for figure in figures:
-        lines.append(f"![{figure.stem}]({os.path.relpath(figure, out.parent)})")
     return "\n".join(lines) + "\n"
 
 
@@ -408,9 +405,9 @@ def write_report(
         plot_curves(trials, metric, min(reps, 500), figures_dir / f"{stem}-curves.png"),
         plot_final(summary, metric, figures_dir / f"{stem}-final.png"),
     ]
-    content = _merge(out, markdown(summary, sweep_dir, metric, figures, out), stem)
-    write_atomic(out, content.encode())
+    tables = markdown(summary, sweep_dir, metric)
+    images = "".join(f"![{figure.stem}]({os.path.relpath(figure, out.parent)})\n" for figure in figures)
+    write_atomic(out, _merge(out, f"{tables}\n{images}", stem).encode())
     numbers = figures_dir / f"{stem}-report.json"
     write_json_atomic(numbers, {"sweep": str(sweep_dir), "metric": metric, "reps": reps, **summary})
-    printed = markdown(summary, sweep_dir, metric, [], out).splitlines()
-    return [*printed, *(f"figure: {f}" for f in figures), f"numbers: {numbers}", f"report: {out}"]
+    return [*tables.splitlines(), *(f"figure: {f}" for f in figures), f"numbers: {numbers}", f"report: {out}"]

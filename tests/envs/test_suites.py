@@ -27,6 +27,9 @@ TASKS = {
 }
 AGENTS = ["cnn", "lstm", "helm", "helmv2", "shelm"]
 TINY = {"n_envs": 2, "n_steps": 16, "cnn_features": 64, "critic_hidden": 64, "lstm_hidden": 32, "mem_len": 8}
+# HELMv2 and SHELM see these frames through the tiny CLIP: their default EfficientNet path (tested on MiniGrid in
+# tests/memory) costs ~0.1 s per new frame, most of a minute per suite for the evaluation episodes alone.
+CLIP_AGENTS = {"helmv2": "image_encoder", "shelm": "retriever"}
 
 
 def test_every_suite_of_the_papers_is_listed_with_its_state(capsys):
@@ -51,9 +54,13 @@ def test_every_suite_of_the_papers_is_listed_with_its_state(capsys):
 
 @pytest.mark.parametrize("suite", list(TASKS))
 @pytest.mark.parametrize("agent", AGENTS)
-def test_every_agent_trains_and_evaluates_on_each_suite(tmp_path, capsys, tiny_llama_with_tokenizer_dir, suite, agent):
+def test_every_agent_trains_and_evaluates_on_each_suite(
+    tmp_path, capsys, tiny_llama_with_tokenizer_dir, tiny_clip_dir, suite, agent
+):
     run_dir = tmp_path / "run"
     settings = {**TINY, "lm": str(tiny_llama_with_tokenizer_dir)}
+    if agent in CLIP_AGENTS:
+        settings |= {CLIP_AGENTS[agent]: "clip", "clip_model": str(tiny_clip_dir)}
     sets = [arg for key, value in settings.items() for arg in ("--set", f"{key}={value}")]
     argv = ["train", "--env", TASKS[suite], "--agent", agent, "--steps", str(2 * 2 * 16), "--run-dir", str(run_dir)]
     assert main([*argv, "--quiet", *sets]) == 0
