@@ -270,3 +270,13 @@ def test_report_fills_only_its_marked_region_and_refuses_an_unmarked_file(tmp_pa
     assert unmarked.read_text() == "my notes\n"
     assert main(["report", str(tmp_path / "nothing")]) == 2
     assert "is not a directory" in capsys.readouterr().err
+
+
+def test_a_sweep_parent_releases_the_models_it_loaded_to_check_its_trials(tmp_path, tiny_llama_with_tokenizer_dir):
+    from shelm.memory.helm import cached_language_model
+
+    lm = str(tiny_llama_with_tokenizer_dir)
+    argv = ["sweep", "--agents", "helm", "--envs", ENV, "--seeds", "1", "--steps", str(BATCH), "--out", str(tmp_path)]
+    assert main([*argv, *SETS, "--set", f"lm={lm}", "--set", "mem_len=8"]) == 0
+    assert [r["global_step"] for r in read_metrics(tmp_path / f"{ENV}__helm__s1")] == [BATCH]
+    assert cached_language_model.cache_info().currsize == 0

@@ -34,6 +34,7 @@ from typing import Any
 
 from shelm.config import TrainConfig, parse_overrides, resolve_config
 from shelm.errors import ShelmError
+from shelm.memory import release_models
 from shelm.runs import checkpoint_step, load_run_config, write_json_atomic
 
 MANIFEST = "sweep.json"
@@ -321,6 +322,7 @@ def run_sweep(spec: SweepSpec, command: str, echo: Callable[[str], None] = print
     if spec.ray_address is not None:
         check_ray_address(spec.ray_address)
     trials = plan(spec)
+    release_models()
     spec.out.mkdir(parents=True, exist_ok=True)
     _record(spec, trials, command)
     states = {trial: trial_state(trial) for trial in trials}

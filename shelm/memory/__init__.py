@@ -59,3 +59,12 @@ class FrozenMemory(Protocol):
         ...
 
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None: ...
+
+
+def release_models() -> None:
+    """Drop the frozen models this process keeps cached for reuse: a sweep's parent loads them only to check its
+    trials, which then run in other processes."""
+    from shelm.memory import clip, helm, imagenet
+
+    for cached in (helm.cached_language_model, helm._tokenizer, clip.load_clip, imagenet.load_efficientnet_lite0):
+        cached.cache_clear()
