@@ -1,6 +1,7 @@
 import pytest
 
 from shelm.config import PAPER_PRESETS, TrainConfig, parse_overrides, parse_value, resolve_config
+from shelm.envs import list_envs
 from shelm.errors import ShelmError
 
 
@@ -46,10 +47,22 @@ def test_env_preset_turns_off_reward_normalisation_for_random_maze():
     assert config.norm_reward is False and config.total_steps == 2_000_000
 
 
-def test_every_preset_is_a_valid_config():
+def test_every_preset_is_a_valid_config_of_a_registered_env():
+    registered = {env_id for env_id, _ in list_envs()}
     for (env_id, agent), row in PAPER_PRESETS.items():
         resolve_config(env_id, agent, {})
         assert set(row) <= set(TrainConfig().to_dict())
+        assert env_id in registered, env_id
+
+
+def test_miniworld_presets_follow_the_reference_with_shelm_windows_in_steps():
+    assert sum(env_id.startswith("MiniWorld-") for env_id, _ in PAPER_PRESETS) == 8 * 5
+    config, applied = resolve_config("MiniWorld-Sign-v0", "shelm", {})
+    # Reference: lr 1e-4, entropy 0.01, 64-step rollouts, 63 LM positions at top-2 words per step.
+    assert (config.lr, config.ent_coef, config.n_steps, config.mem_len, config.topk) == (1e-4, 0.01, 64, 31, 2)
+    assert applied["total_steps"] == 500_000
+    config, _ = resolve_config("MiniWorld-PickupObjects-v0", "lstm", {})
+    assert (config.lr, config.ent_coef, config.n_steps) == (5e-5, 0.005, 128)
 
 
 @pytest.mark.parametrize(
