@@ -54,13 +54,14 @@ def test_small_beta_preserves_the_order_of_distances_and_large_beta_does_not() -
     obs = _equal_norm_observations(40)
     pixels = pairwise_distances(obs.flatten(1).float() / 255)
     hopfield = _isotropic_hopfield()
-    small = rank_correlation(pixels, pairwise_distances(hopfield_inputs(hopfield, obs, 1e-3)))
-    large = rank_correlation(pixels, pairwise_distances(hopfield_inputs(hopfield, obs, 1e4)))
+    inputs = hopfield_inputs(hopfield, obs, (1e-3, 1e4))
+    small = rank_correlation(pixels, pairwise_distances(inputs[1e-3]))
+    large = rank_correlation(pixels, pairwise_distances(inputs[1e4]))
     assert small > 0.999
     assert large < 0.5  # each observation snaps to one of 128 tokens: distances collapse to a few values
     # The same limit through the run's kind of projection (random Gaussian, Johnson-Lindenstrauss): still high.
     jl = FrozenHopfield(torch.cat([torch.eye(512), -torch.eye(512)]), obs_size=64, beta=1.0, seed=0)
-    assert rank_correlation(pixels, pairwise_distances(hopfield_inputs(jl, obs, 1e-3))) > 0.9
+    assert rank_correlation(pixels, pairwise_distances(hopfield_inputs(jl, obs, [1e-3])[1e-3])) > 0.9
 
 
 def test_rank_correlation_of_a_monotone_transform_is_one_and_of_its_reverse_minus_one() -> None:
@@ -73,7 +74,8 @@ def test_hopfield_inputs_at_the_trained_beta_are_what_the_memory_feeds() -> None
     embeddings = torch.randn(50, 16, generator=torch.Generator().manual_seed(0))
     hopfield = FrozenHopfield(embeddings, obs_size=64, beta=3.0, seed=2)
     obs = _equal_norm_observations(5)
-    torch.testing.assert_close(hopfield_inputs(hopfield, obs, 3.0).float(), hopfield(obs), rtol=1e-5, atol=1e-6)
+    (inputs,) = hopfield_inputs(hopfield, obs, [3.0]).values()
+    torch.testing.assert_close(inputs.float(), hopfield(obs), rtol=1e-5, atol=1e-6)
 
 
 # --- attention -----------------------------------------------------------------------------------------------

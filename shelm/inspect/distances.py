@@ -10,6 +10,7 @@ of their fixed mapping (for SHELM the k retrieved words' embeddings, concatenate
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -45,10 +46,12 @@ def rank_correlation(a: torch.Tensor, b: torch.Tensor) -> float:
     return float(spearmanr(x, y).statistic)
 
 
-def hopfield_inputs(hopfield: FrozenHopfield, obs: torch.Tensor, beta: float) -> torch.Tensor:
-    """FrozenHopfield's LM input for obs [n, H, W, C] at any beta, with its own projection and embeddings."""
+def hopfield_inputs(hopfield: FrozenHopfield, obs: torch.Tensor, betas: Iterable[float]) -> dict[float, torch.Tensor]:
+    """FrozenHopfield's LM inputs for obs [n, H, W, C] at each beta, with its own projection and embeddings (the
+    [n, V] similarities are computed once: beta only rescales them)."""
     similarities = hopfield.similarities(obs).double()
-    return torch.softmax(beta * similarities, dim=-1) @ hopfield.embeddings.double()
+    embeddings = hopfield.embeddings.double()
+    return {beta: torch.softmax(beta * similarities, dim=-1) @ embeddings for beta in betas}
 
 
 def run(analysis: Analysis) -> dict[str, Any]:
@@ -70,9 +73,9 @@ def run(analysis: Analysis) -> dict[str, Any]:
         # FrozenHopfield's query: tells what the projection and the cosine do apart from what the softmax does.
         query = torch.nn.functional.normalize(obs.flatten(1).float().div(255.0) @ hopfield.projection.T, dim=-1)
         before_softmax = pairwise_distances(query)
-        for beta in sorted({*BETAS, float(analysis.config.beta)}):
+        for beta, inputs in hopfield_inputs(hopfield, obs, sorted({*BETAS, float(analysis.config.beta)})).items():
             trained = " (trained)" if beta == analysis.config.beta else ""
-            spaces[f"beta={beta:g}{trained}"] = pairwise_distances(hopfield_inputs(hopfield, obs, beta))
+            spaces[f"beta={beta:g}{trained}"] = pairwise_distances(inputs)
     else:
         inputs = torch.as_tensor(np.stack([s.lm_inputs.reshape(-1) for s in steps]))
         spaces[f"{analysis.config.agent} mapping"] = pairwise_distances(inputs)
