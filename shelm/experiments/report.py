@@ -153,8 +153,8 @@ def rank_sum_greater(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     return float(result.statistic), float(result.pvalue)
 
 
-def summarize(trials: list[TrialScores], reps: int) -> dict[str, Any]:
-    """Every number of the report, as plain JSON-able data."""
+def summarize(trials: list[TrialScores], reps: int, planned: list[str]) -> dict[str, Any]:
+    """Every number of the report, as plain JSON-able data; `planned` names the trials the sweep meant to run."""
     finished = [t for t in trials if t.finished]
     scores: dict[str, dict[str, dict[int, float]]] = defaultdict(lambda: defaultdict(dict))
     memory_labels, labels = set(), set()
@@ -234,7 +234,7 @@ def summarize(trials: list[TrialScores], reps: int) -> dict[str, Any]:
                 )
     return {
         "trials": len(trials),
-        "not_started": [],
+        "not_started": sorted(set(planned) - {t.name for t in trials}),
         "finished": len(finished),
         "unfinished": [
             {"name": t.name, "global_step": int(t.steps[-1]), "total_steps": t.total_steps}
@@ -396,8 +396,7 @@ def write_report(
     trials = load_trials(sweep_dir, metric)
     if not any(t.finished for t in trials):
         raise ShelmError(f"no trial in '{sweep_dir}' has reached its step budget yet; finish them with `shelm sweep`")
-    summary = summarize(trials, reps)
-    summary["not_started"] = sorted(set(planned_trials(sweep_dir)) - {t.name for t in trials})
+    summary = summarize(trials, reps, planned_trials(sweep_dir))
     figures_dir = figures_dir or out.parent
     figures_dir.mkdir(parents=True, exist_ok=True)
     stem = sweep_dir.resolve().name
