@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
+import signal
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
@@ -22,6 +23,15 @@ QUICKSTART_AGENT = "shelm"
 # The packaged SmolLM2 cut to its first 2 of 30 blocks keeps the whole quickstart within minutes on 2 cores.
 QUICKSTART_SETTINGS = ["lm_layers=2"]
 QUICKSTART_STEPS = 40_000
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (`kill`, a cluster scheduler's stop) unwinds like Ctrl-C: a sweep stops its workers and frees its pool
+    instead of dying with them orphaned and its semaphores leaked."""
+
+
+def _raise_terminated(signum: int, frame: object) -> NoReturn:
+    raise Terminated
 
 
 class _Parser(argparse.ArgumentParser):
@@ -390,8 +400,17 @@ COMMANDS = {
 }
 
 
+RESUME_HINTS = {
+    "train": "; `shelm train --resume RUN_DIR` continues from the last checkpoint",
+    "quickstart": "; `shelm train --resume RUN_DIR` continues from the last checkpoint",
+    "sweep": "; the same `shelm sweep` command continues each trial from its last checkpoint",
+}
+
+
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
+    if argv is None:  # the process's own command line: this process owns its signals
+        argv = sys.argv[1:]
+        signal.signal(signal.SIGTERM, _raise_terminated)
     args = build_parser().parse_args(argv)
     args.command_line = shlex.join(["shelm", *argv])  # recorded in config.json
     try:
@@ -399,12 +418,9 @@ def main(argv: list[str] | None = None) -> int:
     except ShelmError as exc:
         print(f"shelm: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(
-            "shelm: interrupted; a training run continues with `shelm train --resume RUN_DIR`",
-            file=sys.stderr,
-        )
-        return 130
+    except KeyboardInterrupt as exc:
+        print(f"shelm: interrupted{RESUME_HINTS.get(args.command, '')}", file=sys.stderr)
+        return 128 + signal.SIGTERM if isinstance(exc, Terminated) else 130
 
 
 if __name__ == "__main__":

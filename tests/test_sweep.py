@@ -95,18 +95,28 @@ def _unlocked(run_dir: Path) -> bool:
         os.close(fd)
 
 
-def test_a_killed_sweep_skips_finished_trials_and_resumes_the_interrupted_one(tmp_path, capsys):
+@pytest.mark.parametrize("kill", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
+def test_a_killed_sweep_skips_finished_trials_and_resumes_the_interrupted_one(tmp_path, capsys, kill):
     sweep, steps = tmp_path / "sweep", 20 * BATCH
     argv = ["sweep", "--agents", "cnn", "--envs", ENV, "--seeds", "2", "--steps", str(steps), "--out", str(sweep)]
     argv += [*SETS, "--set", "checkpoint_every=1", "--workers", "1"]
     first, second = sweep / f"{ENV}__cnn__s1", sweep / f"{ENV}__cnn__s2"
-    proc = subprocess.Popen([sys.executable, "-m", "shelm.cli", *argv], stdout=subprocess.DEVNULL)
-    deadline = time.monotonic() + 240
-    while len(read_metrics(second)) < 3:  # seed 1 is done (one worker runs trials in order), seed 2 is mid-way
-        assert proc.poll() is None and time.monotonic() < deadline, "the sweep did not progress"
-        time.sleep(0.05)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+    with (tmp_path / "stderr").open("w+") as stderr:
+        proc = subprocess.Popen([sys.executable, "-m", "shelm.cli", *argv], stdout=subprocess.DEVNULL, stderr=stderr)
+        deadline = time.monotonic() + 240
+        while len(read_metrics(second)) < 3:  # seed 1 is done (one worker runs trials in order), seed 2 is mid-way
+            assert proc.poll() is None and time.monotonic() < deadline, "the sweep did not progress"
+            time.sleep(0.05)
+        os.kill(proc.pid, kill)
+        returncode = proc.wait(timeout=60)
+        stderr.seek(0)
+        said = stderr.read()
+    if kill == signal.SIGTERM:  # unwinds like Ctrl-C: its pool is shut down, nothing leaks
+        assert returncode == 128 + signal.SIGTERM
+        assert "shelm: interrupted; the same `shelm sweep` command continues" in said
+        assert "leaked" not in said
+    else:
+        assert returncode == -signal.SIGKILL
     deadline = time.monotonic() + 30
     while not _unlocked(second):  # the worker dies with the sweep: nothing trains the trial any more
         assert time.monotonic() < deadline, "the pool worker outlived the killed sweep"
