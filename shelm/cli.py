@@ -400,9 +400,10 @@ COMMANDS = {
 }
 
 
+_TRAIN_RESUME_HINT = "; `shelm train --resume RUN_DIR` continues from the last checkpoint"
 RESUME_HINTS = {
-    "train": "; `shelm train --resume RUN_DIR` continues from the last checkpoint",
-    "quickstart": "; `shelm train --resume RUN_DIR` continues from the last checkpoint",
+    "train": _TRAIN_RESUME_HINT,
+    "quickstart": _TRAIN_RESUME_HINT,
     "sweep": "; the same `shelm sweep` command continues each trial from its last checkpoint",
 }
 

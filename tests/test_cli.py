@@ -13,7 +13,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from shelm.cli import main
+from shelm.cli import COMMANDS, Terminated, main
 
 
 def _snapshot(root: Path) -> dict[str, str]:
@@ -70,6 +70,26 @@ def test_usage_errors_are_one_line_too(capsys):
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "invalid int value: 'many'" in err
+
+
+@pytest.mark.parametrize(
+    ("command", "interrupt", "code", "hint"),
+    [
+        (["train", "--env", "MiniGrid-Empty-5x5-v0"], Terminated, 143, "`shelm train --resume RUN_DIR` continues"),
+        (["quickstart"], KeyboardInterrupt, 130, "`shelm train --resume RUN_DIR` continues"),
+        (["envs"], KeyboardInterrupt, 130, None),
+    ],
+)
+def test_an_interrupt_exits_with_its_signal_code_and_says_how_to_resume(
+    monkeypatch, capsys, command, interrupt, code, hint
+):
+    def interrupted(args):
+        raise interrupt
+
+    monkeypatch.setitem(COMMANDS, command[0], interrupted)
+    assert main(command) == code
+    err = capsys.readouterr().err
+    assert err == (f"shelm: interrupted; {hint} from the last checkpoint\n" if hint else "shelm: interrupted\n")
 
 
 def test_existing_run_dir_is_never_overwritten(capsys, cnn_run):
