@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 from shelm.envs import minigrid as minigrid_suite
 from shelm.errors import ShelmError
+from shelm.precision import pick_device, resolve_dtype
 
 
 def _doc(text: str) -> dict[str, str]:
@@ -94,7 +95,21 @@ class TrainConfig:
     )
     mem_len: int = field(default=255, metadata=_doc("past positions each environment's LM memory attends to"))
     lm_layers: int = field(default=0, metadata=_doc("keep only the LM's first L transformer blocks; 0 keeps all"))
-    lm_dtype: Literal["float32", "bfloat16"] = field(default="float32", metadata=_doc("dtype of the frozen LM"))
+    lm_dtype: Literal["auto", "float32", "bfloat16"] = field(
+        default="auto",
+        metadata=_doc(
+            "dtype of the frozen LM's weights and activations, and of the frozen mapping feeding it; 'auto': "
+            "bfloat16 where the device computes it natively (AMX, AVX-512 BF16, CUDA), else float32"
+        ),
+    )
+    lm_compile: Literal["auto", "true", "false"] = field(
+        default="auto",
+        metadata=_doc(
+            "the LM step as one compiled graph (inductor; CPU weights frozen and prepacked, CUDA graphs on GPUs); "
+            "'auto' compiles for runs of >= 100k steps, where the one-off compile (seconds per block) pays; "
+            "falls back to the eager step, saying so, if compilation fails"
+        ),
+    )
     beta: float = field(
         default=1.0, metadata=_doc("FrozenHopfield inverse temperature (paper: 1, 100 or 1000; large = one token)")
     )
@@ -132,6 +147,13 @@ class TrainConfig:
     )
 
     # --- bookkeeping
+    precision: Literal["auto", "float32", "bfloat16"] = field(
+        default="auto",
+        metadata=_doc(
+            "the trained agent's compute: 'bfloat16' autocasts acting and the PPO update (losses, advantages, "
+            "returns and optimizer state stay float32); 'auto': bfloat16 where the device computes it natively"
+        ),
+    )
     device: Literal["auto", "cpu", "cuda"] = field(default="auto", metadata=_doc("'auto' uses CUDA when available"))
     torch_threads: int = field(default=0, metadata=_doc("torch intra-op threads; 0 keeps torch's default"))
     stats_window: int = field(default=100, metadata=_doc("episodes averaged into return_mean and success_rate"))
@@ -177,11 +199,16 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
-        """Rebuild a saved config; unknown keys are an error (a config from another shelm version)."""
+        """Rebuild a saved config; unknown keys are an error (a config from another shelm version). A config
+        saved before a setting existed gets the value that reproduces how it ran (`SETTINGS_BEFORE_THEY_EXISTED`)."""
         unknown = sorted(set(values) - {f.name for f in dataclasses.fields(cls)})
         if unknown:
             raise ShelmError(f"config has unknown keys {unknown}; it was written by another shelm version")
-        return cls(**values)
+        return cls(**{**SETTINGS_BEFORE_THEY_EXISTED, **values})
+
+
+# Runs saved before mixed precision and the compiled LM step trained in float32 with the eager step.
+SETTINGS_BEFORE_THEY_EXISTED: dict[str, Any] = {"precision": "float32", "lm_compile": "false"}
 
 
 def config_help() -> list[tuple[str, str, str]]:
@@ -368,9 +395,13 @@ def resolve_config(env_id: str, agent: str, overrides: dict[str, Any]) -> tuple[
     values = {**applied, **overrides, "env_id": env_id, "agent": agent}
     config = TrainConfig(**values)
     config.validate()
-    # 'auto' is resolved here so that config.json, the CLI and every page name the retriever that produced words.
+    # 'auto' is resolved here so that config.json, the CLI and every page name the retriever that produced words
+    # and the precisions that ran.
     if agent == "shelm" and config.retriever == "auto":
         config.retriever = "symbolic" if minigrid_suite.handles(env_id) else "imagenet"
     if agent == "helmv2" and config.image_encoder == "auto":
         config.image_encoder = "imagenet"
+    device = pick_device(config.device)
+    config.precision = resolve_dtype(config.precision, device)
+    config.lm_dtype = resolve_dtype(config.lm_dtype, device)
     return config, {k: v for k, v in applied.items() if k not in overrides}

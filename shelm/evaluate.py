@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from pathlib import Path
 from typing import Any
@@ -32,7 +33,9 @@ def load_policy(run_dir: Path, checkpoint: str = "latest") -> tuple[TrainConfig,
     envs = make_vec_env(config.env_id, 1, "sync", config.minigrid_tile_size)
     shape, n_actions = envs.single_observation_space.shape, int(envs.single_action_space.n)
     envs.close()
-    policy = build_policy(config, shape, n_actions)
+    # Evaluation, inspection and the analyses play a few episodes, too few to pay for compiling the LM step.
+    playing = dataclasses.replace(config, lm_compile="false") if config.lm_compile == "auto" else config
+    policy = build_policy(playing, shape, n_actions)
     state = load_checkpoint(path, config, policy.agent, optimizer=None, memory=policy.memory)
     policy.agent.eval()
     return config, policy, state
@@ -78,7 +81,7 @@ def run_episodes(
                 frames.append(frame if isinstance(frame, np.ndarray) else obs[0])
             with torch.no_grad():
                 memory = policy.read_memory(obs_t, episode_start, infos)
-                logits, _, state = policy.agent.step(obs_t, memory, state, episode_start)
+                logits, _, state = policy.act(obs_t, memory, state, episode_start)
                 if greedy:
                     action = logits.argmax(-1)
                 else:

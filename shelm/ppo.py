@@ -6,11 +6,16 @@ update, log and checkpoint. Agents differ only in their memory module and traina
 - the frozen memory is called once per environment step, under no_grad, and its output is stored in the
   rollout, so the update never calls it;
 - recurrent agents are updated on whole episode segments, feed-forward ones on shuffled steps.
+Under `precision=bfloat16` the agent's forward passes (acting and the update) run under autocast; its
+outputs are cast back to float32 at once, so the distributions, losses, advantages, returns, the recurrent
+state carried between steps and the optimizer state are all float32 (the parameters stay float32).
 """
 
 from __future__ import annotations
 
 import math
+import resource
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -26,6 +31,7 @@ from shelm.agents import Agent, get_agent_spec
 from shelm.config import TrainConfig
 from shelm.envs import make_env, make_vec_env
 from shelm.memory import FrozenMemory
+from shelm.precision import autocast, pick_device, resolve_dtype
 from shelm.progress import TrainingProgress
 from shelm.rollout import (
     EpisodeTracker,
@@ -44,14 +50,30 @@ from shelm.runs import (
     truncate_metrics,
 )
 
-# Keys of a metrics row that measure wall-clock time and so differ between identical runs.
-TIMING_KEYS = ("sps", "time_env", "time_memory", "time_agent", "time_update", "time_total")
+# Keys of a metrics row that measure the machine (wall-clock time, memory) and so differ between identical runs.
+MACHINE_KEYS = (
+    "sps",
+    "time_env",
+    "time_memory",
+    "time_agent",
+    "time_update",
+    "time_total",
+    "time_compile",
+    "peak_rss_mb",
+)
 
 
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+def peak_rss_mb() -> float:
+    """The most resident memory this process has held so far, in MiB. On Linux it is the kernel's high-water mark
+    of this program (VmHWM), which starts afresh at exec; getrusage's figure would include the parent's memory
+    at the time it forked this process."""
+    status = Path("/proc/self/status")
+    if status.is_file():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 2**10  # kB
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 2**10  # bytes on macOS, KiB elsewhere
 
 
 @dataclass
@@ -61,6 +83,8 @@ class Policy:
     agent: Agent
     memory: FrozenMemory | None
     device: torch.device
+    precision: str
+    """The agent's compute, 'float32' or 'bfloat16' (the config's, with 'auto' resolved for `device`)."""
 
     @property
     def memory_dim(self) -> int:
@@ -72,6 +96,14 @@ class Policy:
         if self.memory is None:
             return torch.zeros(obs.shape[0], 0, device=self.device)
         return self.memory.step(obs, episode_start, info)
+
+    def act(
+        self, obs: torch.Tensor, memory: torch.Tensor, state: torch.Tensor, episode_start: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """`agent.step` in the policy's precision; logits, values and the next state come back float32."""
+        with autocast(self.device, self.precision):
+            logits, values, state = self.agent.step(obs, memory, state, episode_start)
+        return logits.float(), values.float(), state.float()
 
 
 def check_buildable(config: TrainConfig) -> None:
@@ -90,7 +122,7 @@ def build_policy(config: TrainConfig, obs_shape: tuple[int, int, int], n_actions
     memory = spec.build_memory(config, obs_shape, device) if spec.build_memory else None
     memory_dim = 0 if memory is None else memory.output_dim
     agent = spec.build(config, obs_shape, n_actions, memory_dim).to(device)
-    return Policy(agent=agent, memory=memory, device=device)
+    return Policy(agent=agent, memory=memory, device=device, precision=resolve_dtype(config.precision, device))
 
 
 def schedule(start: float, end: float, progress: float) -> float:
@@ -126,15 +158,13 @@ class Collector:
     def collect(self) -> Rollout:
         """One rollout of n_steps per env. The memory output of each observation is computed exactly once,
         when the observation arrives, and reused for acting, storage and the bootstrap value."""
-        config, agent = self.config, self.policy.agent
-        rollout = Rollout.empty(
-            config.n_steps, config.n_envs, tuple(self.obs.shape[1:]), self.policy.memory_dim, self.state
-        )
+        config, policy = self.config, self.policy
+        rollout = Rollout.empty(config.n_steps, config.n_envs, tuple(self.obs.shape[1:]), policy.memory_dim, self.state)
         self.timings = {"time_env": 0.0, "time_memory": 0.0, "time_agent": 0.0}
         for t in range(config.n_steps):
             tick = time.perf_counter()
             with torch.no_grad():
-                logits, value, self.state = agent.step(self.obs, self.memory_out, self.state, self.episode_start)
+                logits, value, self.state = policy.act(self.obs, self.memory_out, self.state, self.episode_start)
                 dist = Categorical(logits=logits)
                 action = dist.sample()
             rollout.obs[t], rollout.memory[t] = self.obs.cpu(), self.memory_out.cpu()
@@ -150,17 +180,17 @@ class Collector:
                 reward = self.normalizer(reward, done)
             rollout.rewards[t] = torch.as_tensor(reward, dtype=torch.float32)
             rollout.dones[t] = torch.as_tensor(done)
-            self.obs = torch.as_tensor(obs, device=self.policy.device)
-            self.episode_start = torch.as_tensor(done, device=self.policy.device)
+            self.obs = torch.as_tensor(obs, device=policy.device)
+            self.episode_start = torch.as_tensor(done, device=policy.device)
             tick = time.perf_counter()
             self.timings["time_env"] += tick - tock
 
             with torch.no_grad():
-                self.memory_out = self.policy.read_memory(self.obs, self.episode_start, infos)
+                self.memory_out = policy.read_memory(self.obs, self.episode_start, infos)
             self.timings["time_memory"] += time.perf_counter() - tick
 
         with torch.no_grad():
-            _, last_value, _ = agent.step(self.obs, self.memory_out, self.state, self.episode_start)
+            _, last_value, _ = policy.act(self.obs, self.memory_out, self.state, self.episode_start)
         rollout.compute_returns(last_value.cpu(), config.gamma, config.gae_lambda)
         return rollout
 
@@ -183,14 +213,21 @@ def ppo_update(
     ent_coef: float,
     generator: torch.Generator,
     device: torch.device,
+    precision: str,
 ) -> dict[str, float]:
-    """n_epochs passes of the clipped PPO objective over the rollout; returns averaged diagnostics."""
+    """n_epochs passes of the clipped PPO objective over the rollout; returns averaged diagnostics.
+
+    Only the agent's forward pass runs in `precision` ('float32' or 'bfloat16' autocast); its logits and
+    values are cast to float32 before the distribution and the losses, and backward runs outside autocast.
+    """
     sums: dict[str, float] = {}
     count = 0
     for _ in range(config.n_epochs):
         for cpu_batch in minibatches(rollout, agent, config, generator):
             batch = _to(cpu_batch, device)
-            logits, values = agent.forward_sequences(batch.obs, batch.memory, batch.initial_state)
+            with autocast(device, precision):
+                logits, values = agent.forward_sequences(batch.obs, batch.memory, batch.initial_state)
+            logits, values = logits.float(), values.float()
             mask = batch.mask
             dist = Categorical(logits=logits[mask])
             logprob = dist.log_prob(batch.actions[mask])
@@ -307,7 +344,9 @@ def train(
                 rollout = collector.collect()
                 global_step += config.batch_size
                 tick = time.perf_counter()
-                losses = ppo_update(agent, optimizer, rollout, config, ent_coef, generator, policy.device)
+                losses = ppo_update(
+                    agent, optimizer, rollout, config, ent_coef, generator, policy.device, policy.precision
+                )
                 time_update = time.perf_counter() - tick
 
                 duration = time.perf_counter() - started
@@ -325,6 +364,7 @@ def train(
                     **(policy.memory.metrics() if policy.memory is not None else {}),
                     "time_update": time_update,
                     "time_total": elapsed,
+                    "peak_rss_mb": peak_rss_mb(),
                 }
                 append_metrics(run_dir, row)
                 for key, value in row.items():

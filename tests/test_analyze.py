@@ -232,7 +232,10 @@ def test_tokens_on_a_shelm_run(shelm_run: Path, tmp_path: Path, capsys: pytest.C
 
 def test_attention_on_a_shelm_run(shelm_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     result = _analyze(capsys, str(shelm_run), "--what", "attention", "--episodes", "2", "--out", str(tmp_path))
-    assert result["replay_max_abs_diff"] < 1e-4  # the replay is the rollout's own computation
+    # The replay is the rollout's own computation, to the rounding of the LM's dtype: float32, or bfloat16 (8
+    # significant bits) where `lm_dtype=auto` chose it; the tiny LM's hidden states are of order 1.
+    lm_dtype = json.loads((shelm_run / "config.json").read_text())["config"]["lm_dtype"]
+    assert result["replay_max_abs_diff"] < (1e-4 if lm_dtype == "float32" else 5e-2)
     assert result["positions_per_step"] == 2 and list(result["layers"]) == ["0", "1"]
     for layer in result["layers"].values():
         maps = torch.tensor(layer["maps"])

@@ -33,7 +33,7 @@ def test_cnn_ppo_learns_empty_5x5(tmp_path, capsys):
 
 
 def _comparable(rows: list[dict]) -> list[dict]:
-    return [{k: v for k, v in row.items() if k not in ppo.TIMING_KEYS} for row in rows]
+    return [{k: v for k, v in row.items() if k not in ppo.MACHINE_KEYS} for row in rows]
 
 
 @pytest.mark.parametrize("agent", ["cnn", "lstm"])

@@ -3,11 +3,18 @@
 With the default tile size of 8 pixels the 7x7-cell view becomes a 56x56x3 uint8 image. The symbolic view
 of the same cells (object, colour, state per cell, as MiniGrid encodes them) travels in
 `info["symbolic_view"]`: SHELM's symbolic retriever reads the objects in view from it.
+
+The RGB view is drawn by `PartialRGBView`, which produces MiniGrid's own `RGBImgPartialObsWrapper` image bit for
+bit at a fraction of its cost (MiniGrid recomputes the view and copies its tiles one by one in Python, which
+dominates the step time of these environments).
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import gymnasium as gym
+import numpy as np
 
 PREFIXES = ("MiniGrid-", "BabyAI-")
 
@@ -24,6 +31,9 @@ def env_ids() -> list[str]:
 
 SYMBOLIC_VIEW = "symbolic_view"
 
+# MiniGrid draws its agent in the middle of the view's bottom row, facing up (direction index 3).
+POV_AGENT_DIR = 3
+
 
 class SymbolicViewInfo(gym.Wrapper):
     """Copies MiniGrid's symbolic partial view [view, view, 3] (uint8) into the info of every reset and step."""
@@ -37,9 +47,96 @@ class SymbolicViewInfo(gym.Wrapper):
         return obs, reward, terminated, truncated, {**info, SYMBOLIC_VIEW: obs["image"].copy()}
 
 
+class PartialRGBView(gym.ObservationWrapper):
+    """The agent's partial view as a uint8 [view * tile, view * tile, 3] image, identical to what MiniGrid's
+    `ImgObsWrapper(RGBImgPartialObsWrapper(env, tile_size))` returns, drawn from the symbolic view.
+
+    MiniGrid draws every cell of the view as a tile that depends only on the cell's `encode()` triple, on whether
+    the agent is drawn there and on whether the cell is visible (highlighted); its own tile cache is keyed on
+    exactly that. The symbolic view carries all of it: an invisible cell encodes as "unseen" and is drawn as an
+    empty, unhighlighted tile; a visible one carries its object's triple ("empty" for no object, the carried object
+    on the agent's cell) and is highlighted; the agent always sits at (view // 2, view - 1). So this wrapper keeps
+    an atlas of tiles indexed by (agent drawn here, type, colour, state) and assembles each frame with a single
+    numpy gather. A triple it has not seen yet is drawn by MiniGrid itself: the wrapper asks the env for the
+    objects in view and lets `Grid.render_tile` draw their tiles, so every pixel in the atlas is MiniGrid's.
+    A frame whose symbolic view does not match the world (a wrapper below changed it) is MiniGrid's own render.
+    This relies on no object encoding as "unseen" or "empty", which MiniGrid's own objects never do.
+    """
+
+    def __init__(self, env: gym.Env, tile_size: int = 8):
+        super().__init__(env)
+        self.tile_size = tile_size
+        view = env.observation_space["image"].shape[0]
+        self.view = view
+        self.observation_space = gym.spaces.Box(0, 255, (view * tile_size, view * tile_size, 3), np.uint8)
+        # Whether the agent is drawn at each cell of the view, indexed [x, y] like the symbolic view.
+        self._agent_here = np.zeros((view, view), dtype=np.intp)
+        self._agent_here[view // 2, view - 1] = 1
+        # Tile slot of every (agent drawn, type, colour, state) key, -1 where not drawn yet; grows with the keys.
+        self._slots = np.full((2, 0, 0, 0), -1, dtype=np.intp)
+        self._bounds = np.zeros(3, dtype=np.intp)
+        # Every pixel row of every tile, [slot * tile + row, tile * 3]: a frame is one gather of these rows.
+        self._rows = np.zeros((0, tile_size * 3), dtype=np.uint8)
+        # Frame pixel row (y, r) at cell column x reads row r of the tile at cell (x, y).
+        self._row_in_tile = np.arange(tile_size, dtype=np.intp)[None, :, None]
+
+    def observation(self, observation: dict[str, Any]) -> np.ndarray:
+        symbolic = observation["image"]
+        slots = self._lookup(symbolic)
+        if slots is None:
+            self._draw_tiles_in_view()
+            slots = self._lookup(symbolic)
+            if slots is None:  # the symbolic view no longer matches the env's state: let MiniGrid draw the frame
+                return self.unwrapped.get_frame(tile_size=self.tile_size, agent_pov=True)
+        rows = slots.T[:, None, :] * self.tile_size + self._row_in_tile
+        size = self.view * self.tile_size
+        return np.take(self._rows, rows, axis=0).reshape(size, size, 3)
+
+    def _lookup(self, symbolic: np.ndarray) -> np.ndarray | None:
+        """Atlas slot of every cell [x, y], or None when some cell's tile is not in the atlas yet."""
+        if not (symbolic < self._bounds).all():
+            return None
+        slots = self._slots[self._agent_here, symbolic[..., 0], symbolic[..., 1], symbolic[..., 2]]
+        return None if (slots < 0).any() else slots
+
+    def _draw_tiles_in_view(self) -> None:
+        """Adds to the atlas the tile, drawn by MiniGrid, of every cell the agent sees now."""
+        from minigrid.core.grid import Grid
+
+        grid, visible = self.unwrapped.gen_obs_grid()
+        symbolic = grid.encode(visible)
+        self._grow(symbolic.reshape(-1, 3).max(axis=0).astype(np.intp) + 1)
+        for x in range(self.view):
+            for y in range(self.view):
+                agent_here = self._agent_here[x, y]
+                key = (agent_here, *symbolic[x, y])
+                if self._slots[key] >= 0:
+                    continue
+                tile = Grid.render_tile(
+                    grid.get(x, y),
+                    agent_dir=POV_AGENT_DIR if agent_here else None,
+                    highlight=bool(visible[x, y]),
+                    tile_size=self.tile_size,
+                )
+                # MiniGrid's tiles are float averages of supersampled pixels, truncated where MiniGrid copies
+                # them into its uint8 frame; storing them the same way keeps its exact pixel values.
+                pixels = np.empty((self.tile_size, self.tile_size * 3), dtype=np.uint8)
+                pixels[:] = tile.reshape(self.tile_size, self.tile_size * 3)
+                self._slots[key] = len(self._rows) // self.tile_size
+                self._rows = np.concatenate([self._rows, pixels])
+
+    def _grow(self, bounds: np.ndarray) -> None:
+        """Widens the slot table to cover types, colours and states below `bounds`."""
+        bounds = np.maximum(self._bounds, bounds)
+        if (bounds > self._bounds).any():
+            slots = np.full((2, *bounds), -1, dtype=np.intp)
+            types, colours, states = self._bounds
+            slots[:, :types, :colours, :states] = self._slots
+            self._slots, self._bounds = slots, bounds
+
+
 def make(env_id: str, tile_size: int = 8, render_mode: str | None = None) -> gym.Env:
     import minigrid  # noqa: F401
-    from minigrid.wrappers import ImgObsWrapper, RGBImgPartialObsWrapper
 
     env = gym.make(env_id, render_mode=render_mode)
-    return ImgObsWrapper(RGBImgPartialObsWrapper(SymbolicViewInfo(env), tile_size=tile_size))
+    return PartialRGBView(SymbolicViewInfo(env), tile_size=tile_size)

@@ -121,7 +121,7 @@ def record_policy(
             obs_t = torch.as_tensor(obs, device=device)
             with torch.no_grad():
                 memory_out = policy.read_memory(obs_t, episode_start, infos)
-                logits, value, agent_state = policy.agent.step(obs_t, memory_out, agent_state, episode_start)
+                logits, value, agent_state = policy.act(obs_t, memory_out, agent_state, episode_start)
             symbolic = infos.get(SYMBOLIC_VIEW)
             lm_inputs = None
             if memory is not None:

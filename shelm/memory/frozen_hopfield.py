@@ -6,6 +6,9 @@ with o_t the flattened observation in [0, 1] (n values), E [V, d] the LM's input
 P [d, n] a random matrix fixed at construction, entries i.i.d. N(0, n/d) (Johnson-Lindenstrauss). The cosine
 makes the scale of P irrelevant. beta = 0 gives the mean embedding, beta -> infinity the single most similar
 token's embedding; beta = 1 roughly preserves distances between observations.
+
+The two products (P o_t, then its cosine with all V embeddings) run in the language model's dtype: in bfloat16
+they read half the bytes, which is what bounds them; the softmax over the vocabulary runs in float32.
 """
 
 from __future__ import annotations
@@ -16,25 +19,29 @@ import torch
 
 
 class FrozenHopfield:
-    def __init__(self, embeddings: torch.Tensor, obs_size: int, beta: float, seed: int):
+    def __init__(
+        self, embeddings: torch.Tensor, obs_size: int, beta: float, seed: int, dtype: torch.dtype = torch.float32
+    ):
         width = embeddings.shape[1]
         generator = torch.Generator().manual_seed(seed)
         projection = torch.randn(width, obs_size, generator=generator) * math.sqrt(obs_size / width)
-        self.embeddings = embeddings.detach().float()
-        self.unit_embeddings = torch.nn.functional.normalize(self.embeddings, dim=-1)
-        self.projection = projection.to(self.embeddings.device)
+        self.dtype = dtype
+        self.embeddings = embeddings.detach().to(dtype)
+        self.unit_embeddings = torch.nn.functional.normalize(embeddings.detach().float(), dim=-1).to(dtype)
+        self.projection = projection.to(self.embeddings.device)  # float32: the saved state, whatever the dtype
+        self._projection = self.projection.to(dtype)
         self.beta = beta
 
     def similarities(self, obs: torch.Tensor) -> torch.Tensor:
-        """cos(P o, E_i) for every token: obs uint8 [N, H, W, C] -> [N, V]."""
-        flat = obs.flatten(1).float().div_(255.0).to(self.projection.device)
-        query = torch.nn.functional.normalize(flat @ self.projection.T, dim=-1)
-        return query @ self.unit_embeddings.T
+        """cos(P o, E_i) for every token: obs uint8 [N, H, W, C] -> float32 [N, V]."""
+        flat = obs.flatten(1).to(self.projection.device, self.dtype).div_(255.0)
+        query = torch.nn.functional.normalize((flat @ self._projection.T).float(), dim=-1).to(self.dtype)
+        return (query @ self.unit_embeddings.T).float()
 
     def __call__(self, obs: torch.Tensor) -> torch.Tensor:
         """[N, H, W, C] -> [N, d]: one LM input vector per observation, inside the embeddings' convex hull."""
         weights = torch.softmax(self.beta * self.similarities(obs), dim=-1)
-        return weights @ self.embeddings
+        return weights.to(self.dtype) @ self.embeddings
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         return {"projection": self.projection.cpu()}
@@ -44,4 +51,5 @@ class FrozenHopfield:
             raise ValueError(
                 f"projection of shape {tuple(state['projection'].shape)}, expected {tuple(self.projection.shape)}"
             )
-        self.projection = state["projection"].to(self.projection.device)
+        self.projection = state["projection"].float().to(self.projection.device)
+        self._projection = self.projection.to(self.dtype)

@@ -13,6 +13,7 @@ from shelm.config import TrainConfig
 from shelm.memory.frozen_hopfield import FrozenHopfield
 from shelm.memory.retrieval import MemoCache
 from shelm.memory.weights import LoadedLanguageModel, load_language_model, load_tokenizer
+from shelm.precision import DTYPES, resolve_dtype
 
 if TYPE_CHECKING:
     from shelm.memory.weights import LMMemory
@@ -22,6 +23,26 @@ if TYPE_CHECKING:
 def cached_language_model(lm: str, dtype: str, layers: int) -> LoadedLanguageModel:
     """One load per process: training and the evaluation after it share the frozen weights."""
     return load_language_model(lm, dtype, layers)
+
+
+# The compiled LM step costs seconds per block to build once; below this many training steps it does not pay.
+COMPILE_AUTO_MIN_STEPS = 100_000
+
+
+def compile_requested(lm_compile: str, total_steps: int) -> bool:
+    """Whether the setting `lm_compile` asks for the compiled LM step in a run of `total_steps`."""
+    return lm_compile == "true" or (lm_compile == "auto" and total_steps >= COMPILE_AUTO_MIN_STEPS)
+
+
+def frozen_language_model(
+    config: TrainConfig, device: torch.device, mem_len: int, inputs_per_step: int = 1
+) -> tuple[LoadedLanguageModel, LMMemory, str]:
+    """The run's frozen LM (loaded once per process) as a per-environment memory on `device`, and the dtype it
+    computes in (`lm_dtype`, with 'auto' resolved for the device)."""
+    dtype = resolve_dtype(config.lm_dtype, device)
+    loaded = cached_language_model(config.lm, dtype, config.lm_layers)
+    compile = compile_requested(config.lm_compile, config.total_steps)
+    return loaded, loaded.memory(device, mem_len, inputs_per_step, compile=compile), dtype
 
 
 @functools.lru_cache(maxsize=2)
@@ -83,7 +104,7 @@ class HELMMemory:
         return token_texts(ids, best, self._identity["lm"])
 
     def metrics(self) -> dict[str, float]:
-        return self.memo.metrics()
+        return {**self.memo.metrics(), **self.lm.metrics()}
 
     def identity(self) -> dict[str, Any]:
         return dict(self._identity)
@@ -96,15 +117,14 @@ class HELMMemory:
 
 
 def build_helm_memory(config: TrainConfig, obs_shape: tuple[int, int, int], device: torch.device) -> HELMMemory:
-    loaded = cached_language_model(config.lm, config.lm_dtype, config.lm_layers)
-    lm = loaded.memory(device, config.mem_len)
-    hopfield = FrozenHopfield(lm.embedding_matrix, math.prod(obs_shape), config.beta, seed=config.seed)
+    loaded, lm, dtype = frozen_language_model(config, device, config.mem_len)
+    hopfield = FrozenHopfield(lm.embedding_matrix, math.prod(obs_shape), config.beta, config.seed, DTYPES[dtype])
     identity = {
         "kind": "helm",
         "lm": config.lm,
         "lm_sha256": loaded.sha256,
         "lm_layers": loaded.layers,
-        "lm_dtype": config.lm_dtype,
+        "lm_dtype": dtype,
         "mem_len": config.mem_len,
         "beta": config.beta,
     }

@@ -22,8 +22,9 @@ import numpy as np
 import torch
 
 from shelm.config import TrainConfig
-from shelm.memory.helm import cached_language_model, nearest_tokens
+from shelm.memory.helm import frozen_language_model, nearest_tokens
 from shelm.memory.retrieval import MemoCache
+from shelm.precision import autocast
 
 if TYPE_CHECKING:
     from shelm.memory.weights import LMMemory
@@ -111,7 +112,13 @@ class HELMv2Memory:
         self._last = None
 
     def features(self, obs: torch.Tensor) -> torch.Tensor:
-        return self.memo(obs, lambda x: (self.encoder.features(x),))[0]
+        """The image encoder's features [N, F] (float32), computed under the LM's precision (`lm_dtype`)."""
+
+        def compute(frames: torch.Tensor) -> tuple[torch.Tensor]:
+            with autocast(self.lm.device, self._identity["lm_dtype"]):
+                return (self.encoder.features(frames).float(),)
+
+        return self.memo(obs, compute)[0]
 
     def step(
         self, obs: torch.Tensor, episode_start: torch.Tensor, info: Mapping[str, Any] | None = None
@@ -130,7 +137,7 @@ class HELMv2Memory:
         return nearest_tokens(self._last, self.lm.embedding_matrix, self.lm_name)
 
     def metrics(self) -> dict[str, float]:
-        return self.memo.metrics()
+        return {**self.memo.metrics(), **self.lm.metrics()}
 
     def identity(self) -> dict[str, Any]:
         return dict(self._identity)
@@ -170,8 +177,7 @@ def build_image_encoder(config: TrainConfig, device: torch.device) -> ImageEncod
 
 
 def build_helmv2_memory(config: TrainConfig, obs_shape: tuple[int, int, int], device: torch.device) -> HELMv2Memory:
-    loaded = cached_language_model(config.lm, config.lm_dtype, config.lm_layers)
-    lm = loaded.memory(device, config.mem_len)
+    loaded, lm, dtype = frozen_language_model(config, device, config.mem_len)
     encoder = build_image_encoder(config, device)
     mapping = AffineToEmbeddings(encoder.feature_dim, lm.embedding_matrix.detach(), seed=config.seed)
     identity = {
@@ -179,7 +185,7 @@ def build_helmv2_memory(config: TrainConfig, obs_shape: tuple[int, int, int], de
         "lm": config.lm,
         "lm_sha256": loaded.sha256,
         "lm_layers": loaded.layers,
-        "lm_dtype": config.lm_dtype,
+        "lm_dtype": dtype,
         "mem_len": config.mem_len,
         **encoder.identity(),
     }

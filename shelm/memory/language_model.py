@@ -15,15 +15,28 @@ sliding window of the last `mem_len` positions as the model's key/value cache:
 - a new episode empties exactly that environment's window: its ring slots are masked out (attention weight
   exactly 0) and its position counter restarts, so its outputs equal those of a model that never saw the
   previous episode.
+
+Two implementations of the step share this bookkeeping and give equal outputs (within the dtype's rounding):
+- the eager step calls the Hugging Face decoder with the window as its key/value cache; it works for any
+  causal LM;
+- the prepared step (`prepared_step.PreparedDecoder`: fused weights, one pure function per step, compiled by
+  `torch.compile`) serves the architectures it knows and is several times faster. With it the window lives in
+  two tensors [layers, N, kv_heads, mem_len, head_dim] and the step's new keys and values are written into the
+  oldest slots after the forward. If compiling fails, the memory says so once and runs the prepared step eagerly.
 """
 
 from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
 
 import torch
 from transformers import PreTrainedModel
 from transformers.cache_utils import Cache, CacheLayerMixin
 
-from shelm.errors import ShelmError
+from shelm.errors import ShelmError, first_line
+from shelm.memory.prepared_step import PreparedDecoder, prepare_decoder, unsupported_reason
 
 
 def check_window(mem_len: int, inputs_per_step: int) -> None:
@@ -79,10 +92,29 @@ class _RingCache(Cache):
         super().__init__(layers=[_RingLayer(n_envs, mem_len, k) for _ in range(n_layers)])
 
 
-class LanguageModelMemory:
-    """A frozen causal LM with one sliding key/value window of `mem_len` positions per environment."""
+def compile_decoder(decoder: PreparedDecoder, device: torch.device) -> Callable[..., tuple[torch.Tensor, ...]]:
+    """The prepared step compiled for `device` (one graph per batch size): on the CPU inductor freezes the
+    weights into the graph as constants and fuses the elementwise work between the matrix products; on CUDA the
+    graph is also captured and replayed (CUDA graphs)."""
+    if device.type == "cuda":
+        return torch.compile(decoder, dynamic=False, mode="reduce-overhead")
+    return torch.compile(decoder, dynamic=False, options={"freezing": True})
 
-    def __init__(self, model: PreTrainedModel, mem_len: int, inputs_per_step: int = 1):
+
+class LanguageModelMemory:
+    """A frozen causal LM with one sliding key/value window of `mem_len` positions per environment.
+
+    The step computes in the model's dtype. `compile` asks for the prepared, compiled step (models whose
+    architecture has none keep the eager step, and say so).
+    """
+
+    def __init__(
+        self,
+        model: PreTrainedModel,
+        mem_len: int,
+        inputs_per_step: int = 1,
+        compile: bool = False,
+    ):
         check_window(mem_len, inputs_per_step)
         self.model = model.eval()
         self.model.requires_grad_(False)
@@ -94,6 +126,17 @@ class LanguageModelMemory:
         self.device = next(model.parameters()).device
         self.dtype = next(model.parameters()).dtype
         self.n_envs = 0
+        self.prepared: PreparedDecoder | None = None
+        self._compiled: Callable[..., tuple[torch.Tensor, ...]] | None = None
+        self._compiled_shapes: set[int] = set()
+        self.compile_seconds = 0.0
+        if compile:
+            reason = unsupported_reason(model)
+            if reason is not None:
+                print(f"shelm: lm_compile: no prepared step for {reason}; using the eager step", file=sys.stderr)
+            else:
+                self.prepared = prepare_decoder(model, self.dtype)
+                self._compiled = compile_decoder(self.prepared, self.device)
 
     @staticmethod
     def _position_limit(model: PreTrainedModel) -> int | None:
@@ -111,15 +154,24 @@ class LanguageModelMemory:
 
     def reset(self, n_envs: int) -> None:
         self.n_envs = n_envs
-        n_layers = int(self.model.config.num_hidden_layers)
-        self.cache = _RingCache(n_layers, n_envs, self.mem_len, self.k)
+        if self.prepared is not None:
+            prepared = self.prepared
+            shape = (prepared.n_layers, n_envs, prepared.kv_heads, self.mem_len, prepared.head_dim)
+            self.window_keys = torch.zeros(shape, dtype=self.dtype, device=self.device)
+            self.window_values = torch.zeros(shape, dtype=self.dtype, device=self.device)
+        else:
+            self.cache = _RingCache(int(self.model.config.num_hidden_layers), n_envs, self.mem_len, self.k)
         self.valid = torch.zeros(n_envs, self.mem_len, dtype=torch.bool, device=self.device)
         self.positions = torch.zeros(n_envs, dtype=torch.long, device=self.device)
         self.head = 0  # the oldest ring slot; every env advances in lockstep, so one pointer serves all
 
+    def _causal(self) -> torch.Tensor:
+        """[k, k] bool: new position i sees new positions 0..i."""
+        return torch.ones(self.k, self.k, dtype=torch.bool, device=self.device).tril()
+
     def _attention_mask(self) -> torch.Tensor:
         """Additive mask [N, 1, k, mem_len + k]: valid ring slots for every query, scratch slots causally."""
-        causal = torch.ones(self.k, self.k, dtype=torch.bool, device=self.device).tril()
+        causal = self._causal()
         allowed = torch.cat([self.valid[:, None, :].expand(-1, self.k, -1), causal.expand(self.n_envs, -1, -1)], dim=-1)
         mask = torch.zeros(allowed.shape, dtype=self.dtype, device=self.device)
         return mask.masked_fill_(~allowed, torch.finfo(self.dtype).min).unsqueeze(1)
@@ -138,17 +190,74 @@ class LanguageModelMemory:
                 f"an episode reached position {int(position_ids.max())}, past the {self.max_positions} positions this "
                 "language model has; use a model with rotary positions (e.g. the default smollm2) for longer episodes"
             )
-        out = self.decoder(
-            inputs_embeds=inputs_embeds.to(device=self.device, dtype=self.dtype),
-            attention_mask=self._attention_mask(),
-            position_ids=position_ids,
-            past_key_values=self.cache,
-            use_cache=True,
-        )
+        inputs_embeds = inputs_embeds.to(device=self.device, dtype=self.dtype)
         slots = (self.head + torch.arange(self.k, device=self.device)) % self.mem_len
-        for layer in self.cache.layers:
-            layer.commit(slots)
+        if self.prepared is not None:
+            hidden = self._prepared_step(inputs_embeds, position_ids, slots)
+        else:
+            out = self.decoder(
+                inputs_embeds=inputs_embeds,
+                attention_mask=self._attention_mask(),
+                position_ids=position_ids,
+                cache=self.cache,
+                use_cache=True,
+            )
+            for layer in self.cache.layers:
+                layer.commit(slots)
+            hidden = out.last_hidden_state[:, -1]
         self.valid[:, slots] = True
         self.head = (self.head + self.k) % self.mem_len
         self.positions += self.k
-        return out.last_hidden_state[:, -1].float()
+        return hidden.float()
+
+    def _prepared_step(
+        self, inputs_embeds: torch.Tensor, position_ids: torch.Tensor, slots: torch.Tensor
+    ) -> torch.Tensor:
+        prepared = self.prepared
+        assert prepared is not None
+        lowest = torch.finfo(torch.float32).min  # additive biases on float32 scores: 0 where seen, lowest where not
+        window_bias = torch.zeros(self.valid.shape, device=self.device).masked_fill_(~self.valid, lowest)
+        causal_bias = torch.zeros(self.k, self.k, device=self.device).masked_fill_(~self._causal(), lowest)
+        args = (
+            inputs_embeds,
+            prepared.positional(position_ids, self.dtype),
+            self.window_keys,
+            self.window_values,
+            window_bias[:, None, None, :],
+            causal_bias,
+        )
+        hidden, new_keys, new_values = self._run_prepared(args)
+        self.window_keys[:, :, :, slots] = new_keys
+        self.window_values[:, :, :, slots] = new_values
+        return hidden
+
+    def _run_prepared(self, args: tuple) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The compiled step, compiling on the first call for a batch size (timed into `compile_seconds`); if
+        compilation fails, the eager prepared step from then on."""
+        assert self.prepared is not None
+        if self._compiled is None:
+            return self.prepared(*args)
+        if self.n_envs in self._compiled_shapes:
+            hidden, new_keys, new_values = self._compiled(*args)
+        else:
+            started = time.perf_counter()
+            try:
+                hidden, new_keys, new_values = self._compiled(*args)
+            except Exception as exc:  # any compiler failure: the eager step gives the same outputs
+                print(
+                    f"shelm: compiling the LM step failed ({first_line(exc, 160)}); using the eager prepared step",
+                    file=sys.stderr,
+                )
+                self._compiled = None
+                return self.prepared(*args)
+            self._compiled_shapes.add(self.n_envs)
+            self.compile_seconds += time.perf_counter() - started
+        # CUDA graphs reuse their output buffers on the next replay: keep this step's outputs.
+        if self.device.type == "cuda":
+            hidden, new_keys, new_values = hidden.clone(), new_keys.clone(), new_values.clone()
+        return hidden, new_keys, new_values
+
+    def metrics(self) -> dict[str, float]:
+        """Seconds spent compiling the step since the last call (reported, so the one-off cost is visible)."""
+        seconds, self.compile_seconds = self.compile_seconds, 0.0
+        return {"time_compile": seconds} if seconds else {}

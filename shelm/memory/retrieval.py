@@ -71,8 +71,9 @@ def item_vectors(token_ids: list[list[int]], embeddings: torch.Tensor) -> torch.
     for i, ids in enumerate(token_ids):
         index[i, : len(ids)] = torch.tensor(ids)
         weight[i, : len(ids)] = 1.0 / len(ids)
-    index, weight = index.to(embeddings.device), weight.to(embeddings.device, embeddings.dtype)
-    return (embeddings[index] * weight[..., None]).sum(1)
+    index, weight = index.to(embeddings.device), weight.to(embeddings.device)
+    # Averaged in float32 whatever the LM's dtype (a bfloat16 sum would cancel digits), then in the LM's dtype.
+    return (embeddings[index].float() * weight[..., None]).sum(1).to(embeddings.dtype)
 
 
 def top_k(scores: torch.Tensor, k: int, pad_item: int | None) -> tuple[torch.Tensor, torch.Tensor]:

@@ -15,9 +15,10 @@ import torch
 
 from shelm.config import TrainConfig
 from shelm.errors import ShelmError
-from shelm.memory.helm import cached_language_model
+from shelm.memory.helm import frozen_language_model
 from shelm.memory.retrieval import MemoCache, Retriever, item_vectors, top_k
 from shelm.memory.weights import load_tokenizer
+from shelm.precision import autocast
 
 if TYPE_CHECKING:
     from shelm.memory.weights import LMMemory
@@ -79,7 +80,12 @@ class SHELMMemory:
             raise ShelmError(f"retriever={self.retriever.name} needs info['{key}'] from the environment; it has none")
         else:
             inputs = torch.as_tensor(info[key])
-        ids, scores = self.memo(inputs, lambda x: top_k(self.retriever.scores(x), self.k, self.retriever.pad_item))
+
+        def compute(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            with autocast(self.lm.device, self._identity["lm_dtype"]):  # the retriever runs in the LM's precision
+                return top_k(self.retriever.scores(x).float(), self.k, self.retriever.pad_item)
+
+        ids, scores = self.memo(inputs, compute)
         return ids.to(self.vectors.device), scores
 
     def step(
@@ -103,7 +109,7 @@ class SHELMMemory:
         ]
 
     def metrics(self) -> dict[str, float]:
-        return self.memo.metrics()
+        return {**self.memo.metrics(), **self.lm.metrics()}
 
     def identity(self) -> dict[str, Any]:
         return dict(self._identity)
@@ -117,7 +123,7 @@ class SHELMMemory:
 
 
 def build_shelm_memory(config: TrainConfig, obs_shape: tuple[int, int, int], device: torch.device) -> SHELMMemory:
-    loaded = cached_language_model(config.lm, config.lm_dtype, config.lm_layers)
+    loaded, lm, dtype = frozen_language_model(config, device, config.mem_len * config.topk, config.topk)
     tokenizer = load_tokenizer(config.lm)
     retriever = build_retriever(config, tokenizer, loaded.sha256, device)
     if config.topk > len(retriever.vocabulary):
@@ -125,14 +131,13 @@ def build_shelm_memory(config: TrainConfig, obs_shape: tuple[int, int, int], dev
             f"topk={config.topk} exceeds the {len(retriever.vocabulary)} words of retriever={retriever.name}; "
             f"choose 1..{len(retriever.vocabulary)}"
         )
-    lm = loaded.memory(device, config.mem_len * config.topk, inputs_per_step=config.topk)
     vectors = item_vectors(retriever.lm_tokens(tokenizer), lm.embedding_matrix.detach()).to(lm.dtype)
     identity = {
         "kind": "shelm",
         "lm": config.lm,
         "lm_sha256": loaded.sha256,
         "lm_layers": loaded.layers,
-        "lm_dtype": config.lm_dtype,
+        "lm_dtype": dtype,
         "mem_len": config.mem_len,
         "topk": config.topk,
         **retriever.identity(),

