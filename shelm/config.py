@@ -105,7 +105,7 @@ class TrainConfig:
     lm_compile: Literal["auto", "true", "false"] = field(
         default="auto",
         metadata=_doc(
-            "the LM step as one compiled graph (inductor; CPU weights frozen and prepacked, CUDA graphs on GPUs); "
+            "the LM step as one compiled graph (inductor, the weights frozen into it; CUDA graphs on GPUs); "
             "'auto' compiles for runs of >= 100k steps, where the one-off compile (seconds per block) pays; "
             "falls back to the eager step, saying so, if compilation fails"
         ),
