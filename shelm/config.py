@@ -377,9 +377,20 @@ ENV_PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
+# Settings of an agent that hold on every task. The HELM authors' per-task configs leave FrozenHopfield's beta
+# unset, so their top-level value, 100, is what every task ran with. (shelm's default of 1 maps each frame to
+# nearly the mean token embedding.)
+AGENT_PRESETS: dict[str, dict[str, Any]] = {
+    "helm": {"beta": 100.0},
+}
+
+
 def paper_preset(env_id: str, agent: str) -> dict[str, Any]:
     """The paper's settings for this pair (empty when the papers have none)."""
-    return {**ENV_PRESETS.get(env_id, {}), **PAPER_PRESETS.get((env_id, agent), {})}
+    pair = PAPER_PRESETS.get((env_id, agent))
+    if pair is None:
+        return dict(ENV_PRESETS.get(env_id, {}))
+    return {**ENV_PRESETS.get(env_id, {}), **AGENT_PRESETS.get(agent, {}), **pair}
 
 
 def resolve_config(env_id: str, agent: str, overrides: dict[str, Any]) -> tuple[TrainConfig, dict[str, Any]]:

@@ -37,6 +37,16 @@ def test_paper_preset_applies_and_explicit_values_win():
     assert applied["lr"] == 5e-5
 
 
+def test_helm_preset_carries_the_authors_top_level_beta_and_explicit_beta_wins():
+    config, applied = resolve_config("MiniGrid-MemoryS11-v0", "helm", {})
+    assert config.beta == 100.0 and applied["beta"] == 100.0
+    config, applied = resolve_config("MiniGrid-MemoryS11-v0", "helm", {"beta": 1.0})
+    assert config.beta == 1.0 and "beta" not in applied
+    # Off the papers' tasks, and for agents without a FrozenHopfield, no preset sets beta.
+    assert resolve_config("MiniGrid-Empty-5x5-v0", "helm", {})[0].beta == TrainConfig().beta
+    assert "beta" not in resolve_config("MiniGrid-MemoryS11-v0", "shelm", {})[1]
+
+
 def test_preset_none_keeps_defaults():
     config, applied = resolve_config("MiniGrid-DoorKey-6x6-v0", "lstm", {"preset": "none"})
     assert applied == {} and config.lr == TrainConfig().lr
