@@ -43,6 +43,12 @@ def _shelm_memory(config: TrainConfig, obs_shape: tuple[int, int, int], device: 
     return build_shelm_memory(config, obs_shape, device)
 
 
+def _oracle_memory(config: TrainConfig, obs_shape: tuple[int, int, int], device: torch.device) -> FrozenMemory:
+    from shelm.memory.oracle import build_oracle_memory
+
+    return build_oracle_memory(config, obs_shape, device)
+
+
 def _cnn_with_memory(config: TrainConfig, shape: tuple[int, int, int], n_actions: int, memory_dim: int) -> Agent:
     """The HELM family's trainable part: the CNN of the current frame, concatenated with the memory, -> heads."""
     return CNNAgent(shape, n_actions, memory_dim, config.cnn_features, config.actor_hidden, config.critic_hidden)
@@ -78,6 +84,13 @@ AGENTS: dict[str, AgentSpec] = {
         "its memory reads as text (`shelm inspect`)",
         _cnn_with_memory,
         _shelm_memory,
+    ),
+    "oracle": AgentSpec(
+        "oracle",
+        "ORACLE control, not a method: the episode's cue read from the env's state (MiniGrid Memory tasks) as a "
+        "perfect memory + CNN -> heads; shows what PPO and the heads reach when memory is solved",
+        _cnn_with_memory,
+        _oracle_memory,
     ),
 }
 

@@ -30,6 +30,7 @@ def env_ids() -> list[str]:
 
 
 SYMBOLIC_VIEW = "symbolic_view"
+MEMORY_CUE = "memory_cue"
 
 # MiniGrid draws its agent in the middle of the view's bottom row, facing up (direction index 3).
 POV_AGENT_DIR = 3
@@ -45,6 +46,31 @@ class SymbolicViewInfo(gym.Wrapper):
     def step(self, action):
         obs, reward, terminated, truncated, info = self.env.step(action)
         return obs, reward, terminated, truncated, {**info, SYMBOLIC_VIEW: obs["image"].copy()}
+
+
+class MemoryCueInfo(gym.Wrapper):
+    """Puts the cue of MiniGrid's Memory task into the info of every reset and step: MiniGrid's object index of
+    what lies in the start room (a key or a ball), which the object at the end of the hallway must match.
+
+    Only the oracle-memory control reads it; it is the environment's state, which no learning agent is given.
+    """
+
+    def reset(self, **kwargs):
+        obs, info = self.env.reset(**kwargs)
+        world = self.env.unwrapped
+        self._cue = world.grid.get(1, world.height // 2 - 1).encode()[0]
+        return obs, {**info, MEMORY_CUE: self._cue}
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        return obs, reward, terminated, truncated, {**info, MEMORY_CUE: self._cue}
+
+
+def has_memory_cue(env: gym.Env) -> bool:
+    """Whether `env` is MiniGrid's Memory task, whose cue `MemoryCueInfo` can read."""
+    from minigrid.envs.memory import MemoryEnv
+
+    return isinstance(env.unwrapped, MemoryEnv)
 
 
 class PartialRGBView(gym.ObservationWrapper):
@@ -139,4 +165,6 @@ def make(env_id: str, tile_size: int = 8, render_mode: str | None = None) -> gym
     import minigrid  # noqa: F401
 
     env = gym.make(env_id, render_mode=render_mode)
+    if has_memory_cue(env):
+        env = MemoryCueInfo(env)
     return PartialRGBView(SymbolicViewInfo(env), tile_size=tile_size)

@@ -1,0 +1,48 @@
+"""Copy the light part (config.json, metrics.jsonl) of every FINISHED trial of a sweep folder into docs/runs/NAME.
+
+A trial is finished when its last metrics row has reached the config's total_steps. Unfinished trials are left
+alone, so a docs folder only ever holds complete curves. Copies are atomic (write, then rename).
+
+    python experiments/publish_finished.py runs/evidence/memory-s11 memory-s11
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+
+def finished(run_dir: Path) -> bool:
+    config = json.loads((run_dir / "config.json").read_text())
+    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+    return bool(lines) and json.loads(lines[-1])["global_step"] >= config["config"]["total_steps"]
+
+
+def copy_atomic(source: Path, target: Path) -> None:
+    partial = target.with_suffix(target.suffix + ".partial")
+    partial.write_bytes(source.read_bytes())
+    os.replace(partial, target)
+
+
+def publish(sweep_dir: Path, name: str, docs: Path = Path("docs/runs")) -> list[str]:
+    published = []
+    for run_dir in sorted(p.parent for p in sweep_dir.glob("*/metrics.jsonl")):
+        if not (run_dir / "config.json").is_file() or not finished(run_dir):
+            continue
+        target = docs / name / run_dir.name
+        target.mkdir(parents=True, exist_ok=True)
+        for file in ("config.json", "metrics.jsonl"):
+            copy_atomic(run_dir / file, target / file)
+        published.append(run_dir.name)
+    if (sweep_dir / "sweep.json").is_file() and published:
+        copy_atomic(sweep_dir / "sweep.json", docs / name / "sweep.json")
+    return published
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 3:
+        sys.exit("usage: python experiments/publish_finished.py SWEEP_DIR NAME")
+    for trial in publish(Path(sys.argv[1]), sys.argv[2]):
+        print(f"published {trial}")
