@@ -44,7 +44,8 @@ def test_oracle_memory_is_the_one_hot_of_each_envs_cue_across_autoresets():
         out = memory.step(torch.as_tensor(obs), start, info)
         assert out.shape == (3, N_OBJECT_TYPES)
         expected = np.zeros((3, N_OBJECT_TYPES), dtype=np.float32)
-        expected[np.arange(3), [e.unwrapped.grid.get(1, e.unwrapped.height // 2 - 1).encode()[0] for e in envs.envs]] = 1
+        cues = [e.unwrapped.grid.get(1, e.unwrapped.height // 2 - 1).encode()[0] for e in envs.envs]
+        expected[np.arange(3), cues] = 1
         np.testing.assert_array_equal(out.numpy(), expected)
         obs, _, terminated, truncated, info = envs.step(envs.action_space.sample())
         start = torch.as_tensor(terminated | truncated)
