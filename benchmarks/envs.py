@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from shelm.config import resolve_config
+from shelm.agents import resolve_config
 from shelm.envs import make_vec_env
 from shelm.ppo import train
 from shelm.runs import read_metrics, save_run_config

@@ -9,7 +9,8 @@ shelm's side is a plain sweep; this script trains the peer and writes one folder
 What is the same: the environment as shelm builds it (`shelm.envs.make_env`: the 56x56x3 RGB partial view), 16
 envs, rollouts of 128 steps, 3 epochs of 8 minibatches, lr 3e-4, gamma 0.99, GAE lambda 0.99, clip 0.2,
 entropy 0.01, value 0.5, grad norm 0.5 (shelm's defaults for this task, which has no paper preset), one torch
-thread. Episodes are scored by shelm's own `EpisodeTracker` (success = positive return on MiniGrid, averaged
+thread. Episodes are scored by shelm's own `EpisodeTracker` and the suite's success rule (a positive return on
+MiniGrid), averaged
 over the last 100 episodes) and a metrics row is written after every rollout, as `shelm train` does.
 What differs is the peer's own network and PPO: NatureCNN -> 512 -> an actor LSTM 256 and a critic LSTM 256,
 linear heads, sequences cut at episode starts by sb3-contrib.
@@ -38,9 +39,10 @@ from sb3_contrib import RecurrentPPO
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.env_util import make_vec_env
 
-from shelm.envs import make_env
-from shelm.rollout import EpisodeTracker
-from shelm.runs import append_metrics, read_metrics, write_json_atomic
+from shelm.acting import EpisodeTracker
+from shelm.envs import make_env, success_rule
+from shelm.files import write_json_atomic
+from shelm.runs import append_metrics, read_metrics
 
 PEER = "sb3-rppo"
 SETTINGS: dict[str, Any] = {
@@ -63,10 +65,10 @@ STATS_WINDOW = 100
 class ShelmMetrics(BaseCallback):
     """Scores episodes with shelm's EpisodeTracker and appends a metrics row after every rollout."""
 
-    def __init__(self, run_dir: Path, n_envs: int):
+    def __init__(self, run_dir: Path, env_id: str, n_envs: int):
         super().__init__()
         self.run_dir = run_dir
-        self.tracker = EpisodeTracker(n_envs, STATS_WINDOW)
+        self.tracker = EpisodeTracker(n_envs, STATS_WINDOW, success_rule(env_id))
         self.started = time.perf_counter()
 
     def _on_step(self) -> bool:
@@ -111,7 +113,7 @@ def train_peer(env_id: str, seed: int, steps: int, out: Path, command: str) -> P
         "CnnLstmPolicy", envs, policy_kwargs=POLICY_KWARGS, device="cpu", seed=seed, verbose=0, **hyper
     )
     print(f"start  {run_dir.name}")
-    model.learn(total_timesteps=steps, callback=ShelmMetrics(run_dir, SETTINGS["n_envs"]))
+    model.learn(total_timesteps=steps, callback=ShelmMetrics(run_dir, env_id, SETTINGS["n_envs"]))
     envs.close()
     last = read_metrics(run_dir)[-1]
     print(f"done   {run_dir.name}: success_rate {last['success_rate']:.3f} at {last['global_step']} steps")

@@ -22,7 +22,8 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
-from shelm.config import TrainConfig, parse_overrides, resolve_config
+from shelm.agents import resolve_config
+from shelm.config import TrainConfig, parse_overrides
 from shelm.ppo import train
 from shelm.runs import create_run_dir, load_run_config, read_metrics, save_run_config
 

@@ -12,8 +12,8 @@ import argparse
 
 import numpy as np
 
-from shelm.envs import make_vec_env
-from shelm.rollout import EpisodeTracker
+from shelm.acting import EpisodeTracker
+from shelm.envs import make_vec_env, success_rule
 
 
 def main() -> None:
@@ -26,7 +26,7 @@ def main() -> None:
 
     envs = make_vec_env(args.env_id, args.envs)
     rng = np.random.default_rng(args.seed)
-    tracker = EpisodeTracker(args.envs, window=args.envs * args.steps)
+    tracker = EpisodeTracker(args.envs, args.envs * args.steps, success_rule(args.env_id))
     try:
         envs.reset(seed=args.seed)
         for _ in range(args.steps):

@@ -196,8 +196,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _train_new(args: argparse.Namespace) -> tuple[Path, TrainConfig]:
-    from shelm.agents import get_agent_spec
-    from shelm.config import parse_overrides, resolve_config
+    from shelm.agents import get_agent_spec, resolve_config
+    from shelm.config import parse_overrides
     from shelm.ppo import check_buildable
     from shelm.runs import create_run_dir, default_run_dir, save_run_config
 
@@ -230,6 +230,7 @@ def _train_resume(args: argparse.Namespace) -> tuple[Path, TrainConfig]:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from shelm.agents import get_agent_spec
     from shelm.ppo import train
     from shelm.progress import TrainingProgress, fmt_metric
     from shelm.runs import checkpoint_step
@@ -240,8 +241,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if start >= config.total_steps:
         progress.message(f"{run_dir} already finished its {config.total_steps} steps: `shelm eval {run_dir}`")
         return 0
-    memory = {"shelm": f" (words by the {config.retriever} retriever)", "helmv2": f" ({config.image_encoder} features)"}
-    what = f"{config.agent}{memory.get(config.agent, '')}"
+    what = get_agent_spec(config.agent).label(config)
     progress.message(f"training {what} on {config.env_id} for {config.total_steps} steps -> {run_dir}")
     row = train(config, run_dir, resume=bool(args.resume), progress=progress)
     summary = ", ".join(f"{key} {fmt_metric(row[key], '.3f')}" for key in ("return_mean", "success_rate"))

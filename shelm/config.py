@@ -1,9 +1,9 @@
-"""Every training setting in one place, each documented, and the papers' per-task presets.
+"""Every training setting in one place, each documented.
 
 A run's configuration is resolved in three layers, later ones winning:
 1. the defaults of `TrainConfig` below;
-2. the paper preset for the (environment, agent) pair, when `preset="paper"` and the pair is in the
-   authors' published configs (../shared/reference-hyperparameters.md);
+2. the paper preset, when `preset="paper"`: the settings the HELM, HELMv2 and SHELM authors published for the
+   (environment, agent) pair, kept beside each environment suite (`shelm.envs.pair_preset`, `task_preset`);
 3. what the user gave explicitly (`--steps`, `--seed`, `--n-envs`, `--set key=value`).
 The resolved config, and which keys the preset set, are saved in the run's `config.json`.
 """
@@ -17,9 +17,7 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from shelm.envs import minigrid as minigrid_suite
 from shelm.errors import ShelmError
-from shelm.precision import pick_device, resolve_dtype
 
 
 def _doc(text: str) -> dict[str, str]:
@@ -51,7 +49,7 @@ class TrainConfig:
         metadata=_doc("pixels per MiniGrid cell of the RGB partial view (8 -> 56x56x3, as in the papers)"),
     )
 
-    # --- PPO (SPEC section 7)
+    # --- PPO
     n_steps: int = field(default=128, metadata=_doc("rollout length per environment between updates"))
     lr: float = field(default=3e-4, metadata=_doc("AdamW learning rate"))
     lr_decay: Literal["none", "linear"] = field(
@@ -79,7 +77,7 @@ class TrainConfig:
     )
     reward_clip: float = field(default=1.0, metadata=_doc("normalised rewards are clipped to [-reward_clip, +]"))
 
-    # --- network sizes (SPEC section 6)
+    # --- network sizes
     cnn_features: int = field(default=1024, metadata=_doc("width of the CNN encoder's output layer"))
     actor_hidden: int = field(default=128, metadata=_doc("hidden width of the actor head"))
     critic_hidden: int = field(default=512, metadata=_doc("hidden width of the critic head"))
@@ -115,17 +113,18 @@ class TrainConfig:
     )
 
     # --- SHELM's retrieval and HELMv2's image features
-    retriever: Literal["auto", "symbolic", "imagenet", "clip"] = field(
+    retriever: str = field(
         default="auto",
         metadata=_doc(
             "SHELM: how an observation becomes words. 'clip': the paper's CLIP (clip_model) against the words "
             "CLIP and the LM share; 'imagenet': EfficientNet-Lite0's ImageNet class names (offline, barely "
             "discriminates grid worlds); 'symbolic': MiniGrid/BabyAI's objects and colours in view, an oracle "
-            "standing in for a perfect CLIP; 'auto': symbolic on MiniGrid/BabyAI, else imagenet"
+            "standing in for a perfect CLIP; 'auto': symbolic on MiniGrid/BabyAI, else imagenet; any name added "
+            "with shelm.memory.retrievers.register_retriever"
         ),
     )
     topk: int = field(default=1, metadata=_doc("SHELM: words retrieved per step, most similar first (paper 1-4)"))
-    image_encoder: Literal["auto", "imagenet", "clip"] = field(
+    image_encoder: str = field(
         default="auto",
         metadata=_doc(
             "HELMv2: image features mapped into the LM's embedding space. 'clip': clip_model's image embedding "
@@ -265,154 +264,3 @@ def parse_overrides(pairs: list[str]) -> dict[str, Any]:
             raise ShelmError(f"--set {pair!r}: expected key=value, e.g. --set lr=1e-4")
         out[key.strip()] = parse_value(key.strip(), text.strip())
     return out
-
-
-# --- paper presets -------------------------------------------------------------------------------
-# From the authors' published configs (reference-hyperparameters.md). Columns the trainer has no use
-# for are left out on purpose: the reference LSTM's "batch size in sequences" does not apply because
-# shelm's recurrent minibatches are `n_minibatches` groups of whole episode segments.
-
-
-def _row(
-    lr: float,
-    ent_coef: float,
-    ent_decay: str,
-    n_steps: int,
-    total_steps: int,
-    mem_len: int | None = None,
-    topk: int | None = None,
-) -> dict[str, Any]:
-    row = {"lr": lr, "ent_coef": ent_coef, "ent_decay": ent_decay, "n_steps": n_steps, "total_steps": total_steps}
-    row |= {} if mem_len is None else {"mem_len": mem_len}
-    return row if topk is None else {**row, "topk": topk}
-
-
-PAPER_PRESETS: dict[tuple[str, str], dict[str, Any]] = {
-    ("MiniGrid-DoorKey-5x5-v0", "cnn"): _row(5e-5, 0.005, "none", 64, 500_000),
-    ("MiniGrid-DoorKey-5x5-v0", "lstm"): _row(3e-4, 0.05, "none", 32, 500_000),
-    ("MiniGrid-DoorKey-6x6-v0", "cnn"): _row(1e-4, 0.001, "none", 64, 500_000),
-    ("MiniGrid-DoorKey-6x6-v0", "lstm"): _row(5e-5, 0.01, "none", 64, 500_000),
-    ("MiniGrid-Dynamic-Obstacles-Random-5x5-v0", "cnn"): _row(3e-4, 0.001, "none", 64, 500_000),
-    ("MiniGrid-Dynamic-Obstacles-Random-5x5-v0", "lstm"): _row(3e-4, 0.05, "none", 128, 500_000),
-    ("MiniGrid-KeyCorridorS3R1-v0", "cnn"): _row(1e-5, 0.005, "none", 64, 500_000),
-    ("MiniGrid-KeyCorridorS3R1-v0", "lstm"): _row(5e-5, 0.05, "none", 64, 500_000),
-    ("MiniGrid-MemoryS11-v0", "cnn"): _row(5e-5, 0.01, "none", 256, 2_000_000),
-    ("MiniGrid-MemoryS11-v0", "lstm"): _row(5e-5, 0.001, "none", 128, 2_000_000),
-    ("MiniGrid-RedBlueDoors-6x6-v0", "cnn"): _row(5e-5, 0.05, "linear", 256, 500_000),
-    ("MiniGrid-RedBlueDoors-6x6-v0", "lstm"): _row(5e-5, 0.05, "linear", 64, 500_000),
-    ("MiniGrid-Unlock-v0", "cnn"): _row(5e-5, 0.01, "none", 64, 500_000),
-    ("MiniGrid-Unlock-v0", "lstm"): _row(5e-5, 0.01, "none", 128, 500_000),
-    # HELM: the reference always used mem_len 511 whatever its configs said; shelm honours the configs.
-    ("MiniGrid-DoorKey-5x5-v0", "helm"): _row(1e-4, 0.005, "none", 32, 500_000, mem_len=255),
-    ("MiniGrid-DoorKey-6x6-v0", "helm"): _row(3e-4, 0.01, "none", 128, 500_000, mem_len=255),
-    ("MiniGrid-Dynamic-Obstacles-Random-5x5-v0", "helm"): _row(3e-4, 0.005, "none", 64, 500_000, mem_len=63),
-    ("MiniGrid-KeyCorridorS3R1-v0", "helm"): _row(3e-4, 0.05, "none", 32, 500_000, mem_len=255),
-    ("MiniGrid-MemoryS11-v0", "helm"): _row(1e-4, 0.005, "none", 128, 2_000_000, mem_len=15),
-    ("MiniGrid-RedBlueDoors-6x6-v0", "helm"): _row(3e-4, 0.05, "linear", 128, 500_000, mem_len=511),
-    ("MiniGrid-Unlock-v0", "helm"): _row(3e-4, 0.01, "none", 64, 500_000, mem_len=255),
-    # HELMv2 and SHELM. shelm's mem_len counts environment steps and SHELM's window holds mem_len * topk
-    # positions, so the reference's SHELM position counts (e.g. 1021 = 255 * 4 + 1) become steps here.
-    ("MiniGrid-DoorKey-5x5-v0", "helmv2"): _row(3e-4, 0.005, "none", 32, 500_000, mem_len=255),
-    ("MiniGrid-DoorKey-6x6-v0", "helmv2"): _row(3e-4, 0.01, "none", 128, 500_000, mem_len=255),
-    ("MiniGrid-Dynamic-Obstacles-Random-5x5-v0", "helmv2"): _row(1e-4, 0.005, "none", 64, 500_000, mem_len=63),
-    ("MiniGrid-KeyCorridorS3R1-v0", "helmv2"): _row(5e-4, 0.05, "none", 32, 500_000, mem_len=255),
-    ("MiniGrid-MemoryS11-v0", "helmv2"): _row(3e-4, 0.005, "none", 128, 2_000_000, mem_len=15),
-    ("MiniGrid-RedBlueDoors-6x6-v0", "helmv2"): _row(3e-4, 0.05, "linear", 128, 500_000, mem_len=511),
-    ("MiniGrid-Unlock-v0", "helmv2"): _row(1e-4, 0.01, "none", 64, 500_000, mem_len=255),
-    ("MiniGrid-DoorKey-5x5-v0", "shelm"): _row(1e-4, 0.005, "none", 32, 500_000, mem_len=255, topk=2),
-    ("MiniGrid-DoorKey-6x6-v0", "shelm"): _row(5e-4, 0.01, "none", 128, 500_000, mem_len=255, topk=2),
-    ("MiniGrid-Dynamic-Obstacles-Random-5x5-v0", "shelm"): _row(1e-4, 0.005, "none", 64, 500_000, mem_len=63, topk=4),
-    ("MiniGrid-KeyCorridorS3R1-v0", "shelm"): _row(5e-5, 0.05, "none", 32, 500_000, mem_len=255, topk=4),
-    ("MiniGrid-MemoryS11-v0", "shelm"): _row(5e-4, 0.005, "none", 128, 2_000_000, mem_len=15, topk=1),
-    ("MiniGrid-RedBlueDoors-6x6-v0", "shelm"): _row(5e-4, 0.05, "linear", 128, 500_000, mem_len=512, topk=1),
-    ("MiniGrid-Unlock-v0", "shelm"): _row(5e-5, 0.01, "none", 64, 500_000, mem_len=255, topk=2),
-    # MiniWorld (the SHELM paper's tasks; its "PickupObjs" is MiniWorld-PickupObjects-v0). SHELM's position
-    # counts become steps as above: floor(positions / topk).
-    ("MiniWorld-CollectHealth-v0", "cnn"): _row(5e-4, 0.005, "none", 128, 500_000),
-    ("MiniWorld-CollectHealth-v0", "lstm"): _row(1e-4, 0.005, "none", 64, 500_000),
-    ("MiniWorld-CollectHealth-v0", "helm"): _row(5e-5, 0.001, "none", 128, 500_000, mem_len=63),
-    ("MiniWorld-CollectHealth-v0", "helmv2"): _row(1e-4, 0.001, "none", 128, 500_000, mem_len=63),
-    ("MiniWorld-CollectHealth-v0", "shelm"): _row(5e-5, 0.001, "none", 128, 500_000, mem_len=63, topk=2),
-    ("MiniWorld-FourRooms-v0", "cnn"): _row(5e-5, 0.01, "none", 128, 500_000),
-    ("MiniWorld-FourRooms-v0", "lstm"): _row(5e-5, 0.01, "none", 128, 500_000),
-    ("MiniWorld-FourRooms-v0", "helm"): _row(5e-5, 0.005, "none", 128, 500_000, mem_len=255),
-    ("MiniWorld-FourRooms-v0", "helmv2"): _row(5e-5, 0.005, "none", 128, 500_000, mem_len=255),
-    ("MiniWorld-FourRooms-v0", "shelm"): _row(1e-4, 0.005, "none", 128, 500_000, mem_len=255, topk=4),
-    ("MiniWorld-MazeS3Fast-v0", "cnn"): _row(5e-5, 0.05, "none", 128, 500_000),
-    ("MiniWorld-MazeS3Fast-v0", "lstm"): _row(5e-5, 0.01, "none", 128, 500_000),
-    ("MiniWorld-MazeS3Fast-v0", "helm"): _row(5e-5, 0.05, "none", 128, 500_000, mem_len=255),
-    ("MiniWorld-MazeS3Fast-v0", "helmv2"): _row(1e-4, 0.05, "none", 128, 500_000, mem_len=255),
-    ("MiniWorld-MazeS3Fast-v0", "shelm"): _row(5e-5, 0.05, "none", 64, 500_000, mem_len=255, topk=1),
-    ("MiniWorld-PickupObjects-v0", "cnn"): _row(5e-5, 0.01, "none", 64, 500_000),
-    ("MiniWorld-PickupObjects-v0", "lstm"): _row(5e-5, 0.005, "none", 128, 500_000),
-    ("MiniWorld-PickupObjects-v0", "helm"): _row(5e-5, 0.001, "none", 64, 500_000, mem_len=511),
-    ("MiniWorld-PickupObjects-v0", "helmv2"): _row(5e-5, 0.001, "none", 64, 500_000, mem_len=511),
-    ("MiniWorld-PickupObjects-v0", "shelm"): _row(5e-5, 0.001, "none", 64, 500_000, mem_len=511, topk=4),
-    ("MiniWorld-PutNext-v0", "cnn"): _row(5e-5, 0.005, "none", 128, 500_000),
-    ("MiniWorld-PutNext-v0", "lstm"): _row(3e-4, 0.05, "none", 64, 500_000),
-    ("MiniWorld-PutNext-v0", "helm"): _row(5e-5, 0.01, "none", 32, 500_000, mem_len=255),
-    ("MiniWorld-PutNext-v0", "helmv2"): _row(5e-4, 0.01, "none", 32, 500_000, mem_len=255),
-    ("MiniWorld-PutNext-v0", "shelm"): _row(3e-4, 0.01, "none", 32, 500_000, mem_len=256, topk=1),
-    ("MiniWorld-Sign-v0", "cnn"): _row(1e-4, 0.01, "none", 64, 500_000),
-    ("MiniWorld-Sign-v0", "lstm"): _row(3e-4, 0.01, "none", 32, 500_000),
-    ("MiniWorld-Sign-v0", "helm"): _row(5e-4, 0.01, "none", 64, 500_000, mem_len=31),
-    ("MiniWorld-Sign-v0", "helmv2"): _row(5e-4, 0.01, "none", 64, 500_000, mem_len=31),
-    ("MiniWorld-Sign-v0", "shelm"): _row(1e-4, 0.01, "none", 64, 500_000, mem_len=31, topk=2),
-    ("MiniWorld-TMaze-v0", "cnn"): _row(1e-4, 0.01, "none", 64, 500_000),
-    ("MiniWorld-TMaze-v0", "lstm"): _row(5e-5, 0.01, "none", 128, 500_000),
-    ("MiniWorld-TMaze-v0", "helm"): _row(1e-4, 0.001, "none", 64, 500_000, mem_len=255),
-    ("MiniWorld-TMaze-v0", "helmv2"): _row(1e-4, 0.001, "none", 64, 500_000, mem_len=255),
-    ("MiniWorld-TMaze-v0", "shelm"): _row(1e-4, 0.001, "none", 64, 500_000, mem_len=255, topk=4),
-    ("MiniWorld-YMaze-v0", "cnn"): _row(1e-4, 0.05, "none", 64, 500_000),
-    ("MiniWorld-YMaze-v0", "lstm"): _row(5e-5, 0.01, "none", 64, 500_000),
-    ("MiniWorld-YMaze-v0", "helm"): _row(5e-5, 0.005, "none", 64, 500_000, mem_len=255),
-    ("MiniWorld-YMaze-v0", "helmv2"): _row(1e-4, 0.005, "none", 64, 500_000, mem_len=255),
-    ("MiniWorld-YMaze-v0", "shelm"): _row(1e-4, 0.005, "none", 64, 500_000, mem_len=255, topk=2),
-}
-
-# Settings of a task that hold for every agent: the papers did not normalise RandomMaze rewards and
-# trained it for 2M steps.
-ENV_PRESETS: dict[str, dict[str, Any]] = {
-    "shelm/RandomMaze-v0": {"norm_reward": False, "total_steps": 2_000_000},
-}
-
-
-# Settings of an agent that hold on every task. The HELM authors' per-task configs leave FrozenHopfield's beta
-# unset, so their top-level value, 100, is what every task ran with. (shelm's default of 1 maps each frame to
-# nearly the mean token embedding.)
-AGENT_PRESETS: dict[str, dict[str, Any]] = {
-    "helm": {"beta": 100.0},
-}
-
-
-def paper_preset(env_id: str, agent: str) -> dict[str, Any]:
-    """The paper's settings for this pair (empty when the papers have none)."""
-    pair = PAPER_PRESETS.get((env_id, agent))
-    if pair is None:
-        return dict(ENV_PRESETS.get(env_id, {}))
-    return {**ENV_PRESETS.get(env_id, {}), **AGENT_PRESETS.get(agent, {}), **pair}
-
-
-def resolve_config(env_id: str, agent: str, overrides: dict[str, Any]) -> tuple[TrainConfig, dict[str, Any]]:
-    """Defaults, then the paper preset (unless `preset=none` is among the overrides), then the overrides.
-
-    Returns the validated config and the keys the preset set (for config.json).
-    """
-    unknown = [k for k in overrides if k not in {f.name for f in dataclasses.fields(TrainConfig)}]
-    if unknown:
-        parse_value(unknown[0], "")  # raises the unknown-key error with its suggestion
-    preset_name = overrides.get("preset", "paper")
-    applied = paper_preset(env_id, agent) if preset_name == "paper" else {}
-    values = {**applied, **overrides, "env_id": env_id, "agent": agent}
-    config = TrainConfig(**values)
-    config.validate()
-    # 'auto' is resolved here so that config.json, the CLI and every page name the retriever that produced words
-    # and the precisions that ran.
-    if agent == "shelm" and config.retriever == "auto":
-        config.retriever = "symbolic" if minigrid_suite.handles(env_id) else "imagenet"
-    if agent == "helmv2" and config.image_encoder == "auto":
-        config.image_encoder = "imagenet"
-    device = pick_device(config.device)
-    config.precision = resolve_dtype(config.precision, device)
-    config.lm_dtype = resolve_dtype(config.lm_dtype, device)
-    return config, {k: v for k, v in applied.items() if k not in overrides}

@@ -11,12 +11,12 @@ import imageio.v2 as imageio
 import numpy as np
 import torch
 
+from shelm.acting import EnvLoop, EpisodeResult, EpisodeTracker, summarize
+from shelm.agents.policy import Actor, Policy, build_policy
 from shelm.config import TrainConfig
-from shelm.envs import make_vec_env
+from shelm.envs import make_vec_env, success_rule
 from shelm.envs.perturbations import Perturbation, Perturber
 from shelm.errors import ShelmError
-from shelm.ppo import Policy, build_policy
-from shelm.rollout import episode_success
 from shelm.runs import checkpoint_path, load_checkpoint, load_run_config
 
 MODES = ("greedy", "sampled")
@@ -62,54 +62,25 @@ def run_episodes(
         config.env_id, n_envs, "sync", config.minigrid_tile_size, render_mode="rgb_array" if record else None
     )
     frames: list[np.ndarray] = []
-    perturb = Perturber(perturbation or Perturbation(), seed)
+    sampler = torch.Generator(device=policy.device).manual_seed(seed)  # own RNG: evaluation is reproducible
+    actor = Actor(policy, n_envs, sampler, greedy=greedy)
+    tracker = EpisodeTracker(n_envs, None, success_rule(config.env_id))
+    loop = EnvLoop(envs, actor, tracker, view=Perturber(perturbation or Perturbation(), seed))
+    counted: list[EpisodeResult] = []
+    done_count = np.zeros(n_envs, dtype=np.int64)
     try:
-        obs, infos = perturb(*envs.reset(seed=seed))
-        device = policy.device
-        obs_t = torch.as_tensor(obs, device=device)
-        episode_start = torch.ones(n_envs, dtype=torch.bool, device=device)
-        if policy.memory is not None:
-            policy.memory.reset(n_envs)
-        state = policy.agent.initial_state(n_envs).to(device)
-        sampler = torch.Generator(device=device).manual_seed(seed)  # own RNG: evaluation is reproducible
-        done_count = np.zeros(n_envs, dtype=np.int64)
-        returns, lengths = np.zeros(n_envs), np.zeros(n_envs, dtype=np.int64)
-        results: list[tuple[float, int, bool]] = []
+        loop.reset(seed)
         while (done_count < targets).any():
             if record and done_count[0] < targets[0]:
                 frame = envs.envs[0].render()
-                frames.append(frame if isinstance(frame, np.ndarray) else obs[0])
-            with torch.no_grad():
-                memory = policy.read_memory(obs_t, episode_start, infos)
-                logits, _, state = policy.act(obs_t, memory, state, episode_start)
-                if greedy:
-                    action = logits.argmax(-1)
-                else:
-                    action = torch.multinomial(logits.softmax(-1), 1, generator=sampler).squeeze(-1)
-            obs, reward, terminated, truncated, infos = envs.step(action.cpu().numpy())
-            obs, infos = perturb(obs, infos)
-            done = terminated | truncated
-            returns += reward
-            lengths += 1
-            for env in np.flatnonzero(done):
-                if done_count[env] < targets[env]:
-                    success = episode_success(infos, env, float(returns[env]))
-                    results.append((float(returns[env]), int(lengths[env]), success))
-                    done_count[env] += 1
-            returns[done], lengths[done] = 0.0, 0
-            obs_t = torch.as_tensor(obs, device=device)
-            episode_start = torch.as_tensor(done, device=device)
+                frames.append(frame if isinstance(frame, np.ndarray) else actor.obs[0].cpu().numpy())
+            for episode in loop.step().finished:
+                if done_count[episode.env] < targets[episode.env]:
+                    counted.append(episode)
+                    done_count[episode.env] += 1
     finally:
         envs.close()
-    r, length, s = (np.asarray(x, dtype=np.float64) for x in zip(*results, strict=True))
-    stats = {
-        "episodes": len(results),
-        "return_mean": float(r.mean()),
-        "return_std": float(r.std()),
-        "length_mean": float(length.mean()),
-        "success_rate": float(s.mean()),
-    }
-    return stats, frames
+    return {"episodes": len(counted), **summarize(counted)}, frames
 
 
 def write_video(path: Path, frames: list[np.ndarray], fps: int = 10) -> Path:

@@ -1,4 +1,4 @@
-"""The one PPO trainer of every shelm agent (SPEC section 7).
+"""The one PPO trainer of every shelm agent.
 
 `train(config, run_dir)` reads top to bottom: build envs, the frozen memory (if the agent has one) and the
 trainable agent; then per iteration collect a rollout, compute GAE returns, run the clipped-objective
@@ -18,7 +18,7 @@ import resource
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,14 +27,14 @@ import torch
 from torch.distributions import Categorical
 from torch.utils.tensorboard import SummaryWriter
 
-from shelm.agents import Agent, get_agent_spec
+from shelm.acting import EnvLoop, EpisodeTracker
+from shelm.agents import Agent
+from shelm.agents.policy import Actor, build_policy, generator_continuing_global
 from shelm.config import TrainConfig
-from shelm.envs import make_env, make_vec_env
-from shelm.memory import FrozenMemory
-from shelm.precision import autocast, pick_device, resolve_dtype
+from shelm.envs import make_env, make_vec_env, success_rule
+from shelm.precision import autocast
 from shelm.progress import TrainingProgress
 from shelm.rollout import (
-    EpisodeTracker,
     Minibatch,
     RewardNormalizer,
     Rollout,
@@ -76,36 +76,6 @@ def peak_rss_mb() -> float:
     return peak / 2**20 if sys.platform == "darwin" else peak / 2**10  # bytes on macOS, KiB elsewhere
 
 
-@dataclass
-class Policy:
-    """What acts in an environment: the frozen memory (or None) and the trainable agent."""
-
-    agent: Agent
-    memory: FrozenMemory | None
-    device: torch.device
-    precision: str
-    """The agent's compute, 'float32' or 'bfloat16' (the config's, with 'auto' resolved for `device`)."""
-
-    @property
-    def memory_dim(self) -> int:
-        return 0 if self.memory is None else self.memory.output_dim
-
-    def read_memory(
-        self, obs: torch.Tensor, episode_start: torch.Tensor, info: dict[str, Any] | None = None
-    ) -> torch.Tensor:
-        if self.memory is None:
-            return torch.zeros(obs.shape[0], 0, device=self.device)
-        return self.memory.step(obs, episode_start, info)
-
-    def act(
-        self, obs: torch.Tensor, memory: torch.Tensor, state: torch.Tensor, episode_start: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """`agent.step` in the policy's precision; logits, values and the next state come back float32."""
-        with autocast(self.device, self.precision):
-            logits, values, state = self.agent.step(obs, memory, state, episode_start)
-        return logits.float(), values.float(), state.float()
-
-
 def check_buildable(config: TrainConfig) -> None:
     """Build the env and the policy once, so that a bad env id, model path or memory setting is refused before a
     run writes anything (the language model load is cached for the real run)."""
@@ -116,15 +86,6 @@ def check_buildable(config: TrainConfig) -> None:
         env.close()
 
 
-def build_policy(config: TrainConfig, obs_shape: tuple[int, int, int], n_actions: int) -> Policy:
-    spec = get_agent_spec(config.agent)
-    device = pick_device(config.device)
-    memory = spec.build_memory(config, obs_shape, device) if spec.build_memory else None
-    memory_dim = 0 if memory is None else memory.output_dim
-    agent = spec.build(config, obs_shape, n_actions, memory_dim).to(device)
-    return Policy(agent=agent, memory=memory, device=device, precision=resolve_dtype(config.precision, device))
-
-
 def schedule(start: float, end: float, progress: float) -> float:
     """Linear interpolation from start to end as progress goes from 0 to 1."""
     return start + (end - start) * min(max(progress, 0.0), 1.0)
@@ -132,66 +93,27 @@ def schedule(start: float, end: float, progress: float) -> float:
 
 @dataclass
 class Collector:
-    """Steps the vector env with the policy; keeps what carries over between rollouts."""
+    """Fills rollouts from the environment loop; the loop carries episodes and memories over between rollouts."""
 
-    envs: Any
-    policy: Policy
+    loop: EnvLoop
     config: TrainConfig
     normalizer: RewardNormalizer
-    episodes: EpisodeTracker
-    obs: torch.Tensor = field(init=False)
-    episode_start: torch.Tensor = field(init=False)
-    memory_out: torch.Tensor = field(init=False)
-    state: torch.Tensor = field(init=False)
-    timings: dict[str, float] = field(default_factory=dict)
-
-    def reset(self, seed: int) -> None:
-        obs, infos = self.envs.reset(seed=seed)
-        device, n = self.policy.device, self.config.n_envs
-        self.obs = torch.as_tensor(obs, device=device)
-        self.episode_start = torch.ones(n, dtype=torch.bool, device=device)
-        if self.policy.memory is not None:
-            self.policy.memory.reset(n)
-        self.memory_out = self.policy.read_memory(self.obs, self.episode_start, infos)
-        self.state = self.policy.agent.initial_state(n).to(device)
 
     def collect(self) -> Rollout:
         """One rollout of n_steps per env. The memory output of each observation is computed exactly once,
         when the observation arrives, and reused for acting, storage and the bootstrap value."""
-        config, policy = self.config, self.policy
-        rollout = Rollout.empty(config.n_steps, config.n_envs, tuple(self.obs.shape[1:]), policy.memory_dim, self.state)
-        self.timings = {"time_env": 0.0, "time_memory": 0.0, "time_agent": 0.0}
+        config, actor = self.config, self.loop.actor
+        obs_shape = tuple(actor.obs.shape[1:])
+        rollout = Rollout.empty(config.n_steps, config.n_envs, obs_shape, actor.policy.memory_dim, actor.state)
         for t in range(config.n_steps):
-            tick = time.perf_counter()
-            with torch.no_grad():
-                logits, value, self.state = policy.act(self.obs, self.memory_out, self.state, self.episode_start)
-                dist = Categorical(logits=logits)
-                action = dist.sample()
-            rollout.obs[t], rollout.memory[t] = self.obs.cpu(), self.memory_out.cpu()
-            rollout.episode_start[t], rollout.actions[t] = self.episode_start.cpu(), action.cpu()
-            rollout.logprobs[t], rollout.values[t] = dist.log_prob(action).cpu(), value.cpu()
-            tock = time.perf_counter()
-            self.timings["time_agent"] += tock - tick
-
-            obs, reward, terminated, truncated, infos = self.envs.step(action.cpu().numpy())
-            done = terminated | truncated
-            self.episodes.update(reward, done, infos)
-            if config.norm_reward:
-                reward = self.normalizer(reward, done)
+            step = self.loop.step()
+            rollout.obs[t], rollout.memory[t] = step.obs.cpu(), step.memory_out.cpu()
+            rollout.episode_start[t], rollout.actions[t] = step.episode_start.cpu(), step.decision.action.cpu()
+            rollout.logprobs[t], rollout.values[t] = step.decision.logprob.cpu(), step.decision.value.cpu()
+            reward = self.normalizer(step.reward, step.done) if config.norm_reward else step.reward
             rollout.rewards[t] = torch.as_tensor(reward, dtype=torch.float32)
-            rollout.dones[t] = torch.as_tensor(done)
-            self.obs = torch.as_tensor(obs, device=policy.device)
-            self.episode_start = torch.as_tensor(done, device=policy.device)
-            tick = time.perf_counter()
-            self.timings["time_env"] += tick - tock
-
-            with torch.no_grad():
-                self.memory_out = policy.read_memory(self.obs, self.episode_start, infos)
-            self.timings["time_memory"] += time.perf_counter() - tick
-
-        with torch.no_grad():
-            _, last_value, _ = policy.act(self.obs, self.memory_out, self.state, self.episode_start)
-        rollout.compute_returns(last_value.cpu(), config.gamma, config.gae_lambda)
+            rollout.dones[t] = torch.as_tensor(step.done)
+        rollout.compute_returns(actor.value().cpu(), config.gamma, config.gae_lambda)
         return rollout
 
 
@@ -270,6 +192,8 @@ def ppo_update(
 def _trainer_state(
     config: TrainConfig, global_step: int, iteration: int, best: float, elapsed: float, collector: Collector
 ) -> dict[str, Any]:
+    """What a checkpoint records of the trainer besides the weights: progress, the reward normaliser and the
+    recent episodes behind the logged statistics."""
     return {
         "env_id": config.env_id,
         "agent": config.agent,
@@ -278,7 +202,7 @@ def _trainer_state(
         "best_return": best if math.isfinite(best) else None,
         "elapsed_s": elapsed,
         "normalizer": collector.normalizer.state_dict(),
-        "episodes": collector.episodes.state_dict(),
+        "episodes": collector.loop.episodes.state_dict(),
     }
 
 
@@ -301,12 +225,12 @@ def train(
     optimizer = torch.optim.AdamW(
         agent.parameters(), lr=config.lr, eps=config.adam_eps, weight_decay=config.weight_decay, fused=True
     )
+    # Actions are drawn from their own generator, which continues the seeded global stream where building the
+    # networks left it (see `generator_continuing_global`).
+    actor = Actor(policy, config.n_envs, generator_continuing_global(policy.device))
+    episodes = EpisodeTracker(config.n_envs, config.stats_window, success_rule(config.env_id))
     collector = Collector(
-        envs,
-        policy,
-        config,
-        RewardNormalizer(config.n_envs, config.gamma, config.reward_clip),
-        EpisodeTracker(config.n_envs, config.stats_window),
+        EnvLoop(envs, actor, episodes), config, RewardNormalizer(config.n_envs, config.gamma, config.reward_clip)
     )
     global_step, start_iteration, best, elapsed = 0, 0, -math.inf, 0.0
     if resume:
@@ -317,11 +241,11 @@ def train(
         global_step, start_iteration, elapsed = state["global_step"], state["iteration"], state["elapsed_s"]
         best = -math.inf if state["best_return"] is None else state["best_return"]
         collector.normalizer.load_state_dict(state["normalizer"])
-        collector.episodes.load_state_dict(state["episodes"])
+        episodes.load_state_dict(state["episodes"])
     if resume:
         truncate_metrics(run_dir, global_step)
     # Episodes in flight at the checkpoint are lost; a resumed run starts fresh ones from new seeds.
-    collector.reset(seed=config.seed + 1_000_003 * start_iteration)
+    collector.loop.reset(seed=config.seed + 1_000_003 * start_iteration)
     generator = torch.Generator().manual_seed(config.seed + start_iteration)
 
     writer = SummaryWriter(str(run_dir), purge_step=global_step + 1 if resume else None)
@@ -355,12 +279,12 @@ def train(
                     "global_step": global_step,
                     "iteration": iteration + 1,
                     "sps": config.batch_size / duration,
-                    **collector.episodes.summary(),
-                    "episodes": collector.episodes.total_episodes,
+                    **episodes.summary(),
+                    "episodes": episodes.total_episodes,
                     **losses,
                     "lr": lr,
                     "ent_coef": ent_coef,
-                    **collector.timings,
+                    **collector.loop.take_timings(),
                     **(policy.memory.metrics() if policy.memory is not None else {}),
                     "time_update": time_update,
                     "time_total": elapsed,

@@ -7,7 +7,6 @@ for every step, so the update re-evaluates only the trainable parts.
 from __future__ import annotations
 
 import itertools
-from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -183,53 +182,3 @@ class RewardNormalizer:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.mean, self.var, self.count = state["mean"], state["var"], state["count"]
         self.returns = np.asarray(state["returns"], dtype=np.float64)
-
-
-def episode_success(infos: dict[str, Any], env: int, episode_return: float) -> bool:
-    """Whether env's episode that just ended succeeded: the env's `is_success` flag where it reports one
-    (RandomMaze), else a positive return (MiniGrid rewards only success)."""
-    final = infos.get("final_info", {})
-    flag = final.get("is_success")
-    if flag is not None and bool(final["_is_success"][env]):
-        return bool(flag[env])
-    return episode_return > 0
-
-
-class EpisodeTracker:
-    """Raw (unnormalised) returns, lengths and successes (`episode_success`) of finished episodes, over a
-    sliding window."""
-
-    def __init__(self, n_envs: int, window: int):
-        self.returns = np.zeros(n_envs)
-        self.lengths = np.zeros(n_envs, dtype=np.int64)
-        self.recent: deque[tuple[float, int, bool]] = deque(maxlen=window)
-        self.total_episodes = 0
-
-    def update(self, rewards: np.ndarray, dones: np.ndarray, infos: dict[str, Any]) -> None:
-        self.returns += rewards
-        self.lengths += 1
-        for env in np.flatnonzero(dones):
-            success = episode_success(infos, env, float(self.returns[env]))
-            self.recent.append((float(self.returns[env]), int(self.lengths[env]), success))
-            self.total_episodes += 1
-        self.returns[dones] = 0.0
-        self.lengths[dones] = 0
-
-    def summary(self) -> dict[str, float | None]:
-        if not self.recent:
-            return {"return_mean": None, "return_std": None, "length_mean": None, "success_rate": None}
-        returns, lengths, successes = (np.asarray(x, dtype=np.float64) for x in zip(*self.recent, strict=True))
-        return {
-            "return_mean": float(returns.mean()),
-            "return_std": float(returns.std()),
-            "length_mean": float(lengths.mean()),
-            "success_rate": float(successes.mean()),
-        }
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"recent": list(self.recent), "total_episodes": self.total_episodes}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.recent.clear()
-        self.recent.extend(tuple(x) for x in state["recent"])  # type: ignore[misc]
-        self.total_episodes = state["total_episodes"]

@@ -36,37 +36,12 @@ from safetensors.torch import load_file, save_file
 
 from shelm.config import TrainConfig
 from shelm.errors import ShelmError
+from shelm.files import write_atomic, write_json_atomic
 from shelm.memory import FrozenMemory
 
 CHECKPOINT_FORMAT = "shelm-checkpoint"
 CHECKPOINT_VERSION = 1
 TRACKED_PACKAGES = ["shelm", "torch", "numpy", "gymnasium", "minigrid", "safetensors"]
-
-
-# --- atomic files ----------------------------------------------------------------------------------
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, 0o644)  # mkstemp's 0600 would hide the file from other users of a shared run folder
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def write_json_atomic(path: Path, obj: Any) -> None:
-    write_atomic(path, (json.dumps(obj, indent=2, allow_nan=False) + "\n").encode())
-
-
-def _json_safe(value: Any) -> Any:
-    """NaN and infinities are not JSON: write them as null."""
-    return None if isinstance(value, float) and not math.isfinite(value) else value
 
 
 # --- the run directory -----------------------------------------------------------------------------
@@ -131,6 +106,11 @@ def load_run_config(path: Path) -> TrainConfig:
 
 
 # --- metrics ---------------------------------------------------------------------------------------
+
+
+def _json_safe(value: Any) -> Any:
+    """NaN and infinities are not JSON: write them as null."""
+    return None if isinstance(value, float) and not math.isfinite(value) else value
 
 
 def append_metrics(path: Path, row: dict[str, Any]) -> None:

@@ -17,16 +17,16 @@ from shelm.envs.minigrid import SYMBOLIC_VIEW
 from shelm.envs.perturbations import Perturbation, Perturber
 from shelm.errors import ShelmError
 from shelm.inspect import ANALYSES
-from shelm.inspect.analyze import _specs
-from shelm.inspect.attention import chosen_layers, per_step, replay, window_mask
-from shelm.inspect.distances import hopfield_inputs, pairwise_distances, rank_correlation
+from shelm.inspect.analyze import SPECS
+from shelm.inspect.attention import chosen_layers, per_step
+from shelm.inspect.distances import pairwise_distances, rank_correlation
 from shelm.memory.frozen_hopfield import FrozenHopfield
-from shelm.memory.language_model import LanguageModelMemory
+from shelm.memory.lm_backend import replay_mask
 from shelm.memory.weights import load_language_model
 
 
 def test_every_analysis_is_offered_on_the_command_line() -> None:
-    assert tuple(_specs()) == ANALYSES
+    assert tuple(SPECS) == ANALYSES
 
 
 # --- distances -----------------------------------------------------------------------------------------------
@@ -54,14 +54,14 @@ def test_small_beta_preserves_the_order_of_distances_and_large_beta_does_not() -
     obs = _equal_norm_observations(40)
     pixels = pairwise_distances(obs.flatten(1).float() / 255)
     hopfield = _isotropic_hopfield()
-    inputs = hopfield_inputs(hopfield, obs, (1e-3, 1e4))
+    inputs = hopfield.inputs_at_betas(obs, (1e-3, 1e4))
     small = rank_correlation(pixels, pairwise_distances(inputs[1e-3]))
     large = rank_correlation(pixels, pairwise_distances(inputs[1e4]))
     assert small > 0.999
     assert large < 0.5  # each observation snaps to one of 128 tokens: distances collapse to a few values
     # The same limit through the run's kind of projection (random Gaussian, Johnson-Lindenstrauss): still high.
     jl = FrozenHopfield(torch.cat([torch.eye(512), -torch.eye(512)]), obs_size=64, beta=1.0, seed=0)
-    assert rank_correlation(pixels, pairwise_distances(hopfield_inputs(jl, obs, [1e-3])[1e-3])) > 0.9
+    assert rank_correlation(pixels, pairwise_distances(jl.inputs_at_betas(obs, [1e-3])[1e-3])) > 0.9
 
 
 def test_rank_correlation_of_a_monotone_transform_is_one_and_of_its_reverse_minus_one() -> None:
@@ -74,7 +74,7 @@ def test_hopfield_inputs_at_the_trained_beta_are_what_the_memory_feeds() -> None
     embeddings = torch.randn(50, 16, generator=torch.Generator().manual_seed(0))
     hopfield = FrozenHopfield(embeddings, obs_size=64, beta=3.0, seed=2)
     obs = _equal_norm_observations(5)
-    (inputs,) = hopfield_inputs(hopfield, obs, [3.0]).values()
+    (inputs,) = hopfield.inputs_at_betas(obs, [3.0]).values()
     torch.testing.assert_close(inputs.float(), hopfield(obs), rtol=1e-5, atol=1e-6)
 
 
@@ -84,13 +84,13 @@ def test_hopfield_inputs_at_the_trained_beta_are_what_the_memory_feeds() -> None
 @pytest.mark.parametrize("k", [1, 2])
 def test_the_replay_reproduces_the_sliding_window_step_outputs(tiny_llama_dir: Path, k: int) -> None:
     """mem_len 6 positions with 9 steps: the window slides, and the replay's mask must follow it exactly."""
-    lm = LanguageModelMemory(load_language_model(str(tiny_llama_dir)).model, mem_len=6, inputs_per_step=k)
+    lm = load_language_model(str(tiny_llama_dir)).memory(torch.device("cpu"), mem_len=6, inputs_per_step=k)
     lm.reset(1)
     inputs = torch.randn(9, k, 32, generator=torch.Generator().manual_seed(0))
     stepped = torch.cat(
         [lm.step(x[None], torch.tensor([t == 0])) for t, x in enumerate(inputs)]
     )  # [9, d], one step at a time through the KV-cache ring
-    attentions, replayed = replay(lm, inputs)
+    attentions, replayed = lm.attention(inputs)
     torch.testing.assert_close(replayed, stepped, rtol=1e-4, atol=1e-5)
     assert len(attentions) == 3 and attentions[0].shape == (4, 9 * k, 9 * k)
     maps = per_step(attentions[2], k)
@@ -102,8 +102,8 @@ def test_the_replay_reproduces_the_sliding_window_step_outputs(tiny_llama_dir: P
         assert seen == list(range(max(0, t - window_steps), t + 1))
 
 
-def test_window_mask_and_layer_choice() -> None:
-    mask = window_mask(steps=3, k=2, mem_len=2, dtype=torch.float32)[0, 0] == 0
+def test_replay_mask_and_layer_choice() -> None:
+    mask = replay_mask(steps=3, k=2, mem_len=2)
     expected = torch.tensor(
         [
             [1, 0, 0, 0, 0, 0],

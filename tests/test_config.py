@@ -1,7 +1,8 @@
 import pytest
 
-from shelm.config import PAPER_PRESETS, TrainConfig, parse_overrides, parse_value, resolve_config
-from shelm.envs import list_envs
+from shelm.agents import resolve_config
+from shelm.config import TrainConfig, parse_overrides, parse_value
+from shelm.envs import list_envs, paper_presets
 from shelm.errors import ShelmError
 
 
@@ -59,14 +60,14 @@ def test_env_preset_turns_off_reward_normalisation_for_random_maze():
 
 def test_every_preset_is_a_valid_config_of_a_registered_env():
     registered = {env_id for env_id, _ in list_envs()}
-    for (env_id, agent), row in PAPER_PRESETS.items():
+    for (env_id, agent), row in paper_presets().items():
         resolve_config(env_id, agent, {})
         assert set(row) <= set(TrainConfig().to_dict())
         assert env_id in registered, env_id
 
 
 def test_miniworld_presets_follow_the_reference_with_shelm_windows_in_steps():
-    assert sum(env_id.startswith("MiniWorld-") for env_id, _ in PAPER_PRESETS) == 8 * 5
+    assert sum(env_id.startswith("MiniWorld-") for env_id, _ in paper_presets()) == 8 * 5
     config, applied = resolve_config("MiniWorld-Sign-v0", "shelm", {})
     # Reference: lr 1e-4, entropy 0.01, 64-step rollouts, 63 LM positions at top-2 words per step.
     assert (config.lr, config.ent_coef, config.n_steps, config.mem_len, config.topk) == (1e-4, 0.01, 64, 31, 2)

@@ -10,11 +10,13 @@ import pytest
 import torch
 
 from shelm import precision
+from shelm.acting import EnvLoop, EpisodeTracker
+from shelm.agents.policy import Actor, Policy, build_policy
 from shelm.cli import main
 from shelm.config import TrainConfig
-from shelm.envs import make_vec_env
-from shelm.ppo import Collector, Policy, build_policy, ppo_update
-from shelm.rollout import EpisodeTracker, RewardNormalizer, Rollout
+from shelm.envs import make_vec_env, success_rule
+from shelm.ppo import Collector, ppo_update
+from shelm.rollout import RewardNormalizer, Rollout
 
 
 def _tiny_config(agent: str, agent_precision: str) -> TrainConfig:
@@ -38,14 +40,10 @@ def _collect(config: TrainConfig) -> tuple[Policy, Rollout]:
     envs = make_vec_env(config.env_id, config.n_envs)
     try:
         policy = build_policy(config, envs.single_observation_space.shape, int(envs.single_action_space.n))
-        collector = Collector(
-            envs,
-            policy,
-            config,
-            RewardNormalizer(config.n_envs, config.gamma, config.reward_clip),
-            EpisodeTracker(config.n_envs, config.stats_window),
-        )
-        collector.reset(seed=config.seed)
+        actor = Actor(policy, config.n_envs, torch.Generator().manual_seed(config.seed))
+        loop = EnvLoop(envs, actor, EpisodeTracker(config.n_envs, config.stats_window, success_rule(config.env_id)))
+        collector = Collector(loop, config, RewardNormalizer(config.n_envs, config.gamma, config.reward_clip))
+        loop.reset(seed=config.seed)
         rollout = collector.collect()
     finally:
         envs.close()

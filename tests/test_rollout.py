@@ -3,7 +3,6 @@ import torch
 
 from shelm.agents.lstm import LSTMAgent
 from shelm.rollout import (
-    EpisodeTracker,
     RewardNormalizer,
     Rollout,
     episode_segments,
@@ -124,14 +123,3 @@ def test_reward_normalizer_tracks_the_std_of_discounted_returns():
         returns[dones] = 0.0
     clipped = RewardNormalizer(n_envs=1, gamma=0.9, clip=1.0)
     assert clipped(np.array([1000.0]), np.array([False]))[0] == 1.0
-
-
-def test_episode_tracker_uses_is_success_when_the_env_reports_it():
-    tracker = EpisodeTracker(n_envs=2, window=10)
-    tracker.update(np.array([-0.5, 1.0]), np.array([False, False]), {})
-    infos = {"final_info": {"is_success": np.array([True, False]), "_is_success": np.array([True, True])}}
-    tracker.update(np.array([-0.2, 0.5]), np.array([True, True]), infos)
-    s = tracker.summary()
-    assert s["return_mean"] == (-0.7 + 1.5) / 2 and s["success_rate"] == 0.5  # env 0 succeeded with return < 0
-    tracker.update(np.array([0.0, 2.0]), np.array([False, True]), {})  # no flag: positive return = success
-    assert tracker.summary()["success_rate"] == 2 / 3 and tracker.total_episodes == 3

@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from shelm.agents import resolve_config
 from shelm.cli import main
-from shelm.config import resolve_config
 from shelm.experiments.report import markers
 from shelm.runs import append_metrics, read_metrics, save_run_config
 
@@ -283,7 +283,7 @@ def test_report_fills_only_its_marked_region_and_refuses_an_unmarked_file(tmp_pa
 
 
 def test_a_sweep_parent_releases_the_models_it_loaded_to_check_its_trials(tmp_path, tiny_llama_with_tokenizer_dir):
-    from shelm.memory.helm import cached_language_model
+    from shelm.memory.caches import cached_language_model
 
     lm = str(tiny_llama_with_tokenizer_dir)
     argv = ["sweep", "--agents", "helm", "--envs", ENV, "--seeds", "1", "--steps", str(BATCH), "--out", str(tmp_path)]

@@ -10,7 +10,7 @@ import torch
 from conftest import train_run
 
 from shelm import ppo
-from shelm.agents import AGENTS, AgentSpec
+from shelm.agents import AGENTS, AgentSpec, get_agent_spec
 from shelm.agents.cnn import CNNAgent
 from shelm.cli import main
 from shelm.config import TrainConfig
@@ -36,13 +36,17 @@ def _comparable(rows: list[dict]) -> list[dict]:
     return [{k: v for k, v in row.items() if k not in ppo.MACHINE_KEYS} for row in rows]
 
 
-@pytest.mark.parametrize("agent", ["cnn", "lstm"])
-def test_same_seed_gives_identical_metrics(tmp_path, agent):
-    first = train_run(tmp_path / "a", "MiniGrid-MemoryS7-v0", agent, 384)
-    second = train_run(tmp_path / "b", "MiniGrid-MemoryS7-v0", agent, 384)
+@pytest.mark.parametrize("agent", ["cnn", "lstm", "helm", "helmv2", "shelm", "oracle"])
+def test_same_seed_gives_identical_metrics(tmp_path, agent, tiny_llama_with_tokenizer_dir):
+    """Every agent, its frozen memory included, is a function of the seed: the same seed gives the same metrics
+    rows (all but the machine's timings), another seed different ones."""
+    lm = ["--set", f"lm={tiny_llama_with_tokenizer_dir}", "--set", "mem_len=8"]
+    extra = lm if get_agent_spec(agent).has_language_model else []
+    first = train_run(tmp_path / "a", "MiniGrid-MemoryS7-v0", agent, 384, *extra)
+    second = train_run(tmp_path / "b", "MiniGrid-MemoryS7-v0", agent, 384, *extra)
     rows = _comparable(read_metrics(first))
     assert len(rows) == 3 and rows == _comparable(read_metrics(second))
-    other = train_run(tmp_path / "c", "MiniGrid-MemoryS7-v0", agent, 384, seed=2)
+    other = train_run(tmp_path / "c", "MiniGrid-MemoryS7-v0", agent, 384, *extra, seed=2)
     assert _comparable(read_metrics(other)) != rows
 
 

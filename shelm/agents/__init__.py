@@ -1,28 +1,79 @@
-"""The agents: each a trainable part (`Agent`) plus, for the HELM family, a frozen memory module."""
+"""The agents: each a trainable part (`Agent`) plus, for the HELM family, a frozen memory module.
+
+`AGENTS` is the registry. Each `AgentSpec` says how to build the agent and its memory and what the agent can do
+(whether it has a language-model memory, what its words are, which analyses apply, how it is labelled), so
+that no other module needs to know agents by name. `resolve_config` turns a request (env, agent, overrides)
+into the run's full config: defaults, the papers' preset, the overrides, then each 'auto' setting resolved.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
 from shelm.agents.base import Agent
 from shelm.agents.cnn import CNNAgent
 from shelm.agents.lstm import LSTMAgent
-from shelm.config import TrainConfig
+from shelm.config import TrainConfig, parse_value
+from shelm.envs import minigrid as minigrid_suite
+from shelm.envs import pair_preset, task_preset
 from shelm.errors import ShelmError
 from shelm.memory import FrozenMemory
+from shelm.precision import pick_device, resolve_dtype
+
+# The analyses of `shelm analyze` that read a language-model memory, and the one every agent supports.
+LM_ANALYSES = ("distances", "tokens", "attention")
+ANY_AGENT_ANALYSES = ("robustness",)
+
+
+def _no_details(config: TrainConfig) -> list[str]:
+    return []
+
+
+def _nothing_to_resolve(config: TrainConfig) -> None:
+    return None
 
 
 @dataclass(frozen=True)
 class AgentSpec:
+    """One agent: how to build it, and what it can do."""
+
     name: str
     summary: str
     build: Callable[[TrainConfig, tuple[int, int, int], int, int], Agent]
     """(config, obs_shape, n_actions, memory_dim) -> the trainable agent."""
     build_memory: Callable[[TrainConfig, tuple[int, int, int], torch.device], FrozenMemory] | None = None
     """(config, obs_shape, device) -> the frozen memory module; None for agents without one."""
+    has_language_model: bool = False
+    """Whether its memory is a frozen language model (its window, inputs and attention can be analysed)."""
+    words: Callable[[TrainConfig], str] | None = None
+    """What the words its memory shows are (`shelm inspect`), e.g. 'symbolic' for SHELM's retriever; None when
+    it shows none."""
+    details: Callable[[TrainConfig], list[str]] = _no_details
+    """The settings that tell this agent's variants apart on plots and tables (e.g. SHELM's retriever)."""
+    resolve_auto: Callable[[TrainConfig], None] = _nothing_to_resolve
+    """Replaces the config's 'auto' settings that depend on this agent with what will run."""
+    paper_settings: dict[str, Any] = field(default_factory=dict)
+    """Settings the papers used for this agent on every task they report, applied with their per-task presets."""
+    is_control: bool = False
+    """A control, not a method (it is given what no agent can see); labelled so everywhere."""
+
+    @property
+    def analyses(self) -> tuple[str, ...]:
+        """The `shelm analyze` analyses that apply to this agent."""
+        return (LM_ANALYSES if self.has_language_model else ()) + ANY_AGENT_ANALYSES
+
+    def label(self, config: TrainConfig) -> str:
+        """The agent plus what tells its variants apart, e.g. 'shelm (symbolic, lm_layers=2)'."""
+        details = self.details(config)
+        if self.has_language_model and config.lm_layers:
+            details = [*details, f"lm_layers={config.lm_layers}"]
+        name = f"{self.name} [control]" if self.is_control else self.name
+        return f"{name} ({', '.join(details)})" if details else name
 
 
 def _helm_memory(config: TrainConfig, obs_shape: tuple[int, int, int], device: torch.device) -> FrozenMemory:
@@ -54,6 +105,16 @@ def _cnn_with_memory(config: TrainConfig, shape: tuple[int, int, int], n_actions
     return CNNAgent(shape, n_actions, memory_dim, config.cnn_features, config.actor_hidden, config.critic_hidden)
 
 
+def _shelm_retriever(config: TrainConfig) -> None:
+    if config.retriever == "auto":  # the symbolic oracle where the env has a symbolic view, else ImageNet
+        config.retriever = "symbolic" if minigrid_suite.handles(config.env_id) else "imagenet"
+
+
+def _helmv2_encoder(config: TrainConfig) -> None:
+    if config.image_encoder == "auto":
+        config.image_encoder = "imagenet"
+
+
 AGENTS: dict[str, AgentSpec] = {
     "cnn": AgentSpec(
         "cnn", "CNN-PPO: the papers' Markovian baseline (CNN 64-128 -> 1024 -> actor-critic heads)", _cnn_with_memory
@@ -70,6 +131,11 @@ AGENTS: dict[str, AgentSpec] = {
         "HELM: FrozenHopfield -> frozen LM memory (default SmolLM2-135M, offline) + CNN -> heads",
         _cnn_with_memory,
         _helm_memory,
+        has_language_model=True,
+        words=lambda config: "nearest token (FrozenHopfield)",
+        # The HELM authors' per-task configs leave FrozenHopfield's beta unset, so their top-level value, 100,
+        # is what every task ran with (shelm's default of 1 maps each frame to nearly the mean embedding).
+        paper_settings={"beta": 100.0},
     ),
     "helmv2": AgentSpec(
         "helmv2",
@@ -77,6 +143,10 @@ AGENTS: dict[str, AgentSpec] = {
         "frozen LM memory + CNN -> heads",
         _cnn_with_memory,
         _helmv2_memory,
+        has_language_model=True,
+        words=lambda config: "nearest token (affine image features)",
+        details=lambda config: [config.image_encoder],
+        resolve_auto=_helmv2_encoder,
     ),
     "shelm": AgentSpec(
         "shelm",
@@ -84,6 +154,10 @@ AGENTS: dict[str, AgentSpec] = {
         "its memory reads as text (`shelm inspect`)",
         _cnn_with_memory,
         _shelm_memory,
+        has_language_model=True,
+        words=lambda config: config.retriever,
+        details=lambda config: [config.retriever],
+        resolve_auto=_shelm_retriever,
     ),
     "oracle": AgentSpec(
         "oracle",
@@ -91,11 +165,55 @@ AGENTS: dict[str, AgentSpec] = {
         "perfect memory + CNN -> heads; shows what PPO and the heads reach when memory is solved",
         _cnn_with_memory,
         _oracle_memory,
+        words=lambda config: "the cue, read from the environment (oracle)",
+        is_control=True,
     ),
 }
+
+
+def register_agent(spec: AgentSpec) -> None:
+    """Make an agent available to every command (`shelm train --agent NAME`, sweeps, reports) by its name."""
+    if spec.name in AGENTS:
+        raise ShelmError(f"agent '{spec.name}' is already registered; pick another name")
+    AGENTS[spec.name] = spec
+
+
+def unregister_agent(name: str) -> None:
+    """Forget an agent registered with `register_agent` (tests, notebooks)."""
+    AGENTS.pop(name, None)
 
 
 def get_agent_spec(name: str) -> AgentSpec:
     if name not in AGENTS:
         raise ShelmError(f"unknown agent '{name}'; choose one of: {', '.join(AGENTS)} (`shelm agents`)")
     return AGENTS[name]
+
+
+def paper_preset(env_id: str, agent: str) -> dict[str, Any]:
+    """The papers' settings for this pair: the task's own, the agent's, then the pair's row. Where the papers have
+    no row for the pair, only the task's settings apply."""
+    row = pair_preset(env_id, agent)
+    if row is None:
+        return task_preset(env_id)
+    return {**task_preset(env_id), **get_agent_spec(agent).paper_settings, **row}
+
+
+def resolve_config(env_id: str, agent: str, overrides: dict[str, Any]) -> tuple[TrainConfig, dict[str, Any]]:
+    """Defaults, then the paper preset (unless `preset=none` is among the overrides), then the overrides; then
+    every 'auto' setting resolved, so that config.json, the CLI and every page name what ran (the retriever
+    that produced words, the precisions).
+
+    Returns the validated config and the keys the preset set (for config.json).
+    """
+    unknown = [k for k in overrides if k not in {f.name for f in dataclasses.fields(TrainConfig)}]
+    if unknown:
+        parse_value(unknown[0], "")  # raises the unknown-key error with its suggestion
+    spec = get_agent_spec(agent)
+    applied = paper_preset(env_id, agent) if overrides.get("preset", "paper") == "paper" else {}
+    config = TrainConfig(**{**applied, **overrides, "env_id": env_id, "agent": agent})
+    config.validate()
+    spec.resolve_auto(config)
+    device = pick_device(config.device)
+    config.precision = resolve_dtype(config.precision, device)
+    config.lm_dtype = resolve_dtype(config.lm_dtype, device)
+    return config, {k: v for k, v in applied.items() if k not in overrides}

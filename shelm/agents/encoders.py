@@ -1,4 +1,4 @@
-"""Trainable image encoders (SPEC section 6)."""
+"""Trainable image encoders: the papers' CNN of the current frame, and the smaller CNN in front of the LSTM."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The actor-critic heads (SPEC section 6): Linear -> LayerNorm without affine -> ReLU -> Linear."""
+"""The actor-critic heads: Linear -> LayerNorm without affine -> ReLU -> Linear."""
 
 from __future__ import annotations
 

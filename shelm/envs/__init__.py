@@ -1,89 +1,106 @@
-"""Environments: one module per suite behind `make_env` / `make_vec_env`.
+"""Environments: one module per suite, each described by a `Suite` record in the registry (`shelm.envs.registry`).
 
-Every environment shelm trains on yields uint8 HxWxC images and takes discrete actions. Suites:
+Every environment shelm trains on yields uint8 HxWxC images and takes discrete actions. Built-in suites:
 - `minigrid`: every MiniGrid and BabyAI id, as the agent's RGB partial view (56x56x3 at tile size 8);
 - `random_maze`: `shelm/RandomMaze-v0`, the HELM paper's random maze (9x9x3 egocentric crop);
 - `procgen` (extra): `procgen/GAME-MODE`, 64x64x3, natively batched; the papers used MODE=memory;
 - `miniworld` (extra): `MiniWorld-*`, 60x80x3 first-person 3D frames, rendered headless;
 - `memory_gym` (extra): Mortar Mayhem, Mystery Path, Searing Spotlights, 84x84x3;
+- `avalon`, `dmlab`: the papers' suites that no package registry can provide; asking for them says why;
 - any other registered gymnasium id whose observation is a uint8 image Box and whose actions are Discrete.
-Avalon and DeepMind Lab (Psychlab) cannot be installed from the package registries: asking for them says why.
+`register_suite` adds another suite, from inside or outside the package. Every function below asks the registry:
+which suite builds an id, the papers' presets for it, and when its episodes count as successes.
 Vector envs reset finished episodes in the same step (the final observation goes to `info["final_obs"]`),
 so the trainer never sees a dummy transition between episodes.
 """
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
 
-from shelm.envs import memory_gym as memory_gym_suite
-from shelm.envs import minigrid as minigrid_suite
-from shelm.envs import miniworld as miniworld_suite
-from shelm.envs import procgen as procgen_suite
-from shelm.envs import random_maze  # noqa: F401  (registers shelm/RandomMaze-v0)
+from shelm.envs import memory_gym, minigrid, miniworld, procgen, random_maze, unavailable
+from shelm.envs.registry import (
+    SuccessRule,
+    Suite,
+    flag_or_positive_return,
+    get_suite,
+    gym_make,
+    register_suite,
+    registered_suites,
+    unregister_suite,
+)
 from shelm.errors import ShelmError
 
-RANDOM_MAZE_ID = "shelm/RandomMaze-v0"
-EXTRA_SUITES = {"miniworld": miniworld_suite, "memory_gym": memory_gym_suite}  # gymnasium ids after an import
+__all__ = [
+    "RANDOM_MAZE_ID",
+    "SuccessRule",
+    "Suite",
+    "flag_or_positive_return",
+    "get_suite",
+    "gym_make",
+    "list_envs",
+    "make_env",
+    "make_vec_env",
+    "pair_preset",
+    "paper_presets",
+    "register_suite",
+    "registered_suites",
+    "success_rule",
+    "suite_of",
+    "suites",
+    "task_preset",
+    "unregister_suite",
+]
 
-# The papers' other suites that no package registry can provide, and what each would need.
-UNAVAILABLE = {
-    "avalon": (
-        "Avalon downloads its Godot game-engine binary from GitHub at run time (and pins gym 0.25.2); machines "
-        "without internet cannot run it, so shelm does not support it"
-    ),
-    "dmlab": (
-        "DeepMind Lab (and its Psychlab tasks) has no wheel on PyPI and its Bazel build fetches sources from the "
-        "internet; build it from github.com/google-deepmind/lab on a connected machine, then register a gymnasium "
-        "wrapper that returns uint8 RGB frames and pass its id"
-    ),
-}
+RANDOM_MAZE_ID = random_maze.ENV_ID
+
+register_suite(minigrid.SUITE)
+register_suite(random_maze.SUITE)
+register_suite(procgen.SUITE)
+register_suite(miniworld.SUITE)
+register_suite(memory_gym.SUITE)
+register_suite(unavailable.AVALON)
+register_suite(unavailable.DMLAB)
 
 
 def suite_of(env_id: str) -> str:
-    if minigrid_suite.handles(env_id):
-        return "minigrid"
-    if env_id == RANDOM_MAZE_ID:
-        return "random_maze"
-    if procgen_suite.handles(env_id):
-        return "procgen"
-    if miniworld_suite.handles(env_id):
-        return "miniworld"
-    if memory_gym_suite.handles(env_id):
-        return "memory_gym"
-    return "gymnasium"
+    """The name of the suite that builds `env_id` ('gymnasium' when no registered suite claims it)."""
+    return get_suite(env_id).name
 
 
 def suites() -> list[tuple[str, bool, str]]:
-    """(suite, installed, how to get it) for every suite of the papers."""
-    return [
-        ("minigrid", True, "core dependency"),
-        ("random_maze", True, "built in"),
-        ("procgen", procgen_suite.installed(), "pip install -e '.[procgen]'"),
-        ("miniworld", miniworld_suite.installed(), "pip install -e '.[miniworld]'"),
-        ("memory_gym", memory_gym_suite.installed(), "pip install -e '.[memory-gym]'"),
-        *((name, False, why) for name, why in UNAVAILABLE.items()),
-    ]
+    """(suite, installed, how to get it) for every registered suite."""
+    return [(suite.name, suite.installed(), suite.install_hint) for suite in registered_suites()]
 
 
 def list_envs() -> list[tuple[str, str]]:
     """(id, suite) for every id shelm knows to work with what is installed."""
-    ids = [(RANDOM_MAZE_ID, "random_maze")] + [(i, "minigrid") for i in minigrid_suite.env_ids()]
-    ids += [(i, "procgen") for i in procgen_suite.env_ids()] if procgen_suite.installed() else []
-    ids += [(i, "miniworld") for i in miniworld_suite.env_ids()] if miniworld_suite.installed() else []
-    ids += [(i, "memory_gym") for i in memory_gym_suite.env_ids()] if memory_gym_suite.installed() else []
-    return ids
+    return [(env_id, suite.name) for suite in registered_suites() if suite.installed() for env_id in suite.ids()]
 
 
-def _refuse_unavailable(env_id: str) -> None:
-    lowered = env_id.lower()
-    for name, why in UNAVAILABLE.items():
-        if lowered.startswith(name) or f"/{name}" in lowered or (name == "dmlab" and "psychlab" in lowered):
-            raise ShelmError(f"env '{env_id}': {why}")
+def paper_presets() -> dict[tuple[str, str], dict[str, Any]]:
+    """Every (env id, agent) row of the papers' presets, over every registered suite."""
+    return {pair: dict(row) for suite in registered_suites() for pair, row in suite.presets.items()}
+
+
+def pair_preset(env_id: str, agent: str) -> dict[str, Any] | None:
+    """The authors' settings for this (environment, agent) pair, None when their configs have none."""
+    row = get_suite(env_id).presets.get((env_id, agent))
+    return None if row is None else dict(row)
+
+
+def task_preset(env_id: str) -> dict[str, Any]:
+    """The papers' settings of a task that hold for every agent (empty for most tasks)."""
+    return dict(get_suite(env_id).task_presets.get(env_id, {}))
+
+
+def success_rule(env_id: str) -> SuccessRule:
+    """When an episode of `env_id` counts as a success: its suite's rule (`flag_or_positive_return` by default)."""
+    return get_suite(env_id).success
 
 
 def _check_spaces(env_id: str, env: gym.Env) -> None:
@@ -100,27 +117,8 @@ def _check_spaces(env_id: str, env: gym.Env) -> None:
 
 
 def make_env(env_id: str, tile_size: int = 8, render_mode: str | None = None) -> gym.Env:
-    """One environment of any supported suite, with its spaces checked."""
-    suite = suite_of(env_id)
-    if suite == "procgen":
-        return procgen_suite.ProcgenEnv(env_id, render_mode)
-    _refuse_unavailable(env_id)
-    if suite == "minigrid":
-        import minigrid  # noqa: F401
-    elif suite in EXTRA_SUITES:
-        EXTRA_SUITES[suite].register(env_id)
-
-    if env_id not in gym.registry:
-        close = difflib.get_close_matches(env_id, list(gym.registry), n=1)
-        hint = f"did you mean '{close[0]}'? " if close else ""
-        raise ShelmError(f"unknown env '{env_id}'; {hint}`shelm envs` lists the available ids")
-    if suite == "minigrid":
-        env = minigrid_suite.make(env_id, tile_size=tile_size, render_mode=render_mode)
-    elif suite in EXTRA_SUITES:
-        env = EXTRA_SUITES[suite].make(env_id, render_mode)
-    else:
-        # Only pass render_mode when asked: not every env's constructor accepts it.
-        env = gym.make(env_id, **({"render_mode": render_mode} if render_mode else {}))
+    """One environment of any suite, with its spaces checked."""
+    env = get_suite(env_id).make(env_id, tile_size, render_mode)
     _check_spaces(env_id, env)
     return env
 
@@ -130,16 +128,14 @@ def make_vec_env(
 ) -> gym.vector.VectorEnv:
     """`n_envs` copies of `env_id`; seed them with `reset(seed=s)` (copy i gets s + i; Procgen draws its games'
     seeds from s)."""
-    suite = suite_of(env_id)
-    if suite == "procgen" and render_mode is None:
-        return procgen_suite.ProcgenVecEnv(env_id, n_envs)  # its own batching; recording needs per-copy renders
+    suite = get_suite(env_id)
+    if suite.make_vec is not None and render_mode is None:
+        return suite.make_vec(env_id, n_envs)  # its own batching; recording needs per-copy renders
     make_env(env_id, tile_size=tile_size).close()  # fail fast, in this process, with a clear error
     thunks: list[Callable[[], gym.Env]] = [
         lambda: make_env(env_id, tile_size=tile_size, render_mode=render_mode) for _ in range(n_envs)
     ]
     mode = gym.vector.AutoresetMode.SAME_STEP
     if vectorization == "async":
-        # MiniWorld's OpenGL context does not survive a fork; spawn is also the safe choice for any suite.
-        context = "spawn" if suite == "miniworld" else None
-        return gym.vector.AsyncVectorEnv(thunks, autoreset_mode=mode, context=context)
+        return gym.vector.AsyncVectorEnv(thunks, autoreset_mode=mode, context=suite.async_context)
     return gym.vector.SyncVectorEnv(thunks, autoreset_mode=mode)

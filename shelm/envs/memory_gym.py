@@ -20,6 +20,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from shelm.envs.registry import Suite, gym_make
 from shelm.envs.wrappers import FrameFromDict
 from shelm.errors import ShelmError
 
@@ -81,9 +82,20 @@ class SuccessInfo(gym.Wrapper):
 
 
 def make(env_id: str, render_mode: str | None = None) -> gym.Env:
-    env = gym.make(env_id, **({"render_mode": render_mode} if render_mode else {}))
+    register(env_id)
+    env = gym_make(env_id, render_mode)
     if isinstance(env.observation_space, gym.spaces.Dict):
         env = FrameFromDict(env, IMAGE_KEY)
     if isinstance(env.action_space, gym.spaces.MultiDiscrete):
         env = FlatDiscrete(env)
     return SuccessInfo(env)
+
+
+SUITE = Suite(
+    "memory_gym",
+    handles=handles,
+    ids=env_ids,
+    make=lambda env_id, tile_size, render_mode: make(env_id, render_mode),
+    installed=installed,
+    install_hint="pip install -e '.[memory-gym]'",
+)

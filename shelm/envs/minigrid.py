@@ -16,6 +16,9 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from shelm.envs.registry import Suite, gym_make
+from shelm.envs.registry import paper_row as _row
+
 PREFIXES = ("MiniGrid-", "BabyAI-")
 
 
@@ -162,9 +165,61 @@ class PartialRGBView(gym.ObservationWrapper):
 
 
 def make(env_id: str, tile_size: int = 8, render_mode: str | None = None) -> gym.Env:
-    import minigrid  # noqa: F401
+    import minigrid  # noqa: F401  (registers the ids)
 
-    env = gym.make(env_id, render_mode=render_mode)
+    env = gym_make(env_id, render_mode)
     if has_memory_cue(env):
         env = MemoryCueInfo(env)
     return PartialRGBView(SymbolicViewInfo(env), tile_size=tile_size)
+
+
+# The papers' settings per (task, agent), from the authors' published configs of HELM, HELMv2 and SHELM.
+PRESETS: dict[tuple[str, str], dict[str, Any]] = {
+    ("MiniGrid-DoorKey-5x5-v0", "cnn"): _row(5e-5, 0.005, "none", 64, 500_000),
+    ("MiniGrid-DoorKey-5x5-v0", "lstm"): _row(3e-4, 0.05, "none", 32, 500_000),
+    ("MiniGrid-DoorKey-6x6-v0", "cnn"): _row(1e-4, 0.001, "none", 64, 500_000),
+    ("MiniGrid-DoorKey-6x6-v0", "lstm"): _row(5e-5, 0.01, "none", 64, 500_000),
+    ("MiniGrid-Dynamic-Obstacles-Random-5x5-v0", "cnn"): _row(3e-4, 0.001, "none", 64, 500_000),
+    ("MiniGrid-Dynamic-Obstacles-Random-5x5-v0", "lstm"): _row(3e-4, 0.05, "none", 128, 500_000),
+    ("MiniGrid-KeyCorridorS3R1-v0", "cnn"): _row(1e-5, 0.005, "none", 64, 500_000),
+    ("MiniGrid-KeyCorridorS3R1-v0", "lstm"): _row(5e-5, 0.05, "none", 64, 500_000),
+    ("MiniGrid-MemoryS11-v0", "cnn"): _row(5e-5, 0.01, "none", 256, 2_000_000),
+    ("MiniGrid-MemoryS11-v0", "lstm"): _row(5e-5, 0.001, "none", 128, 2_000_000),
+    ("MiniGrid-RedBlueDoors-6x6-v0", "cnn"): _row(5e-5, 0.05, "linear", 256, 500_000),
+    ("MiniGrid-RedBlueDoors-6x6-v0", "lstm"): _row(5e-5, 0.05, "linear", 64, 500_000),
+    ("MiniGrid-Unlock-v0", "cnn"): _row(5e-5, 0.01, "none", 64, 500_000),
+    ("MiniGrid-Unlock-v0", "lstm"): _row(5e-5, 0.01, "none", 128, 500_000),
+    # HELM: the reference always used mem_len 511 whatever its configs said; shelm honours the configs.
+    ("MiniGrid-DoorKey-5x5-v0", "helm"): _row(1e-4, 0.005, "none", 32, 500_000, mem_len=255),
+    ("MiniGrid-DoorKey-6x6-v0", "helm"): _row(3e-4, 0.01, "none", 128, 500_000, mem_len=255),
+    ("MiniGrid-Dynamic-Obstacles-Random-5x5-v0", "helm"): _row(3e-4, 0.005, "none", 64, 500_000, mem_len=63),
+    ("MiniGrid-KeyCorridorS3R1-v0", "helm"): _row(3e-4, 0.05, "none", 32, 500_000, mem_len=255),
+    ("MiniGrid-MemoryS11-v0", "helm"): _row(1e-4, 0.005, "none", 128, 2_000_000, mem_len=15),
+    ("MiniGrid-RedBlueDoors-6x6-v0", "helm"): _row(3e-4, 0.05, "linear", 128, 500_000, mem_len=511),
+    ("MiniGrid-Unlock-v0", "helm"): _row(3e-4, 0.01, "none", 64, 500_000, mem_len=255),
+    # HELMv2 and SHELM. shelm's mem_len counts environment steps and SHELM's window holds mem_len * topk
+    # positions, so the reference's SHELM position counts (e.g. 1021 = 255 * 4 + 1) become steps here.
+    ("MiniGrid-DoorKey-5x5-v0", "helmv2"): _row(3e-4, 0.005, "none", 32, 500_000, mem_len=255),
+    ("MiniGrid-DoorKey-6x6-v0", "helmv2"): _row(3e-4, 0.01, "none", 128, 500_000, mem_len=255),
+    ("MiniGrid-Dynamic-Obstacles-Random-5x5-v0", "helmv2"): _row(1e-4, 0.005, "none", 64, 500_000, mem_len=63),
+    ("MiniGrid-KeyCorridorS3R1-v0", "helmv2"): _row(5e-4, 0.05, "none", 32, 500_000, mem_len=255),
+    ("MiniGrid-MemoryS11-v0", "helmv2"): _row(3e-4, 0.005, "none", 128, 2_000_000, mem_len=15),
+    ("MiniGrid-RedBlueDoors-6x6-v0", "helmv2"): _row(3e-4, 0.05, "linear", 128, 500_000, mem_len=511),
+    ("MiniGrid-Unlock-v0", "helmv2"): _row(1e-4, 0.01, "none", 64, 500_000, mem_len=255),
+    ("MiniGrid-DoorKey-5x5-v0", "shelm"): _row(1e-4, 0.005, "none", 32, 500_000, mem_len=255, topk=2),
+    ("MiniGrid-DoorKey-6x6-v0", "shelm"): _row(5e-4, 0.01, "none", 128, 500_000, mem_len=255, topk=2),
+    ("MiniGrid-Dynamic-Obstacles-Random-5x5-v0", "shelm"): _row(1e-4, 0.005, "none", 64, 500_000, mem_len=63, topk=4),
+    ("MiniGrid-KeyCorridorS3R1-v0", "shelm"): _row(5e-5, 0.05, "none", 32, 500_000, mem_len=255, topk=4),
+    ("MiniGrid-MemoryS11-v0", "shelm"): _row(5e-4, 0.005, "none", 128, 2_000_000, mem_len=15, topk=1),
+    ("MiniGrid-RedBlueDoors-6x6-v0", "shelm"): _row(5e-4, 0.05, "linear", 128, 500_000, mem_len=512, topk=1),
+    ("MiniGrid-Unlock-v0", "shelm"): _row(5e-5, 0.01, "none", 64, 500_000, mem_len=255, topk=2),
+}
+
+SUITE = Suite(
+    "minigrid",
+    handles=handles,
+    ids=env_ids,
+    make=make,
+    install_hint="core dependency",
+    presets=PRESETS,
+)

@@ -18,6 +18,7 @@ from typing import Any, ClassVar
 import gymnasium as gym
 import numpy as np
 
+from shelm.envs.registry import Suite
 from shelm.errors import ShelmError
 
 PREFIX = "procgen/"
@@ -155,3 +156,14 @@ class ProcgenEnv(gym.Env):
 
     def render(self) -> np.ndarray:
         return self._frame.copy()
+
+
+SUITE = Suite(
+    "procgen",
+    handles=handles,
+    ids=env_ids,
+    make=lambda env_id, tile_size, render_mode: ProcgenEnv(env_id, render_mode),
+    make_vec=ProcgenVecEnv,
+    installed=installed,
+    install_hint="pip install -e '.[procgen]'",
+)

@@ -20,6 +20,8 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
+from shelm.envs.registry import Suite
+
 ENV_ID = "shelm/RandomMaze-v0"
 MAX_EPISODE_STEPS = 100
 
@@ -175,3 +177,12 @@ if ENV_ID not in gym.registry:
         entry_point="shelm.envs.random_maze:RandomMazeEnv",
         max_episode_steps=MAX_EPISODE_STEPS,
     )
+
+
+SUITE = Suite(
+    "random_maze",
+    handles=lambda env_id: env_id == ENV_ID,
+    ids=lambda: [ENV_ID],
+    # The papers did not normalise RandomMaze's rewards and trained it for 2M steps, whatever the agent.
+    task_presets={ENV_ID: {"norm_reward": False, "total_steps": 2_000_000}},
+)

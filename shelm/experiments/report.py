@@ -29,8 +29,9 @@ from typing import Any
 import numpy as np
 
 from shelm.errors import ShelmError
+from shelm.files import write_atomic, write_json_atomic
 from shelm.inspect.curves import agent_label, final_value, metric_series, on_common_steps
-from shelm.runs import load_run_config, write_atomic, write_json_atomic
+from shelm.runs import load_run_config
 
 ALPHA = 0.05
 
@@ -265,7 +266,7 @@ def plot_curves(trials: list[TrialScores], metric: str, reps: int, path: Path) -
     import matplotlib.pyplot as plt
     from rliable import metrics
 
-    from shelm.inspect.analyze import save_figure
+    from shelm.inspect.figures import save_figure
 
     grouped = _by_env_and_label(trials)
     labels = sorted({label for by_label in grouped.values() for label in by_label})  # one colour per agent
@@ -296,7 +297,7 @@ def plot_final(summary: dict[str, Any], metric: str, path: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from shelm.inspect.analyze import save_figure
+    from shelm.inspect.figures import save_figure
 
     envs = list(dict.fromkeys(row["env"] for row in summary["table"]))
     labels = sorted({row["agent"] for row in summary["table"]})

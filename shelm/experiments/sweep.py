@@ -32,10 +32,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from shelm.config import TrainConfig, parse_overrides, resolve_config
+from shelm.agents import resolve_config
+from shelm.config import TrainConfig, parse_overrides
 from shelm.errors import ShelmError
+from shelm.files import write_json_atomic
 from shelm.memory import release_models
-from shelm.runs import checkpoint_step, load_run_config, write_json_atomic
+from shelm.runs import checkpoint_step, load_run_config
 
 MANIFEST = "sweep.json"
 
@@ -257,8 +259,10 @@ def _run_local(trials: list[Trial], workers: int, report: Callable[[TrialResult]
         except BaseException:
             for future in pending:
                 future.cancel()
-            for process in list(getattr(pool, "_processes", {}).values()):
-                process.kill()  # stop the trainers now; their checkpoints let the next sweep resume
+            # Stop the trainers now (their checkpoints let the next sweep resume). The pool's workers are this
+            # process's only multiprocessing children.
+            for process in multiprocessing.active_children():
+                process.kill()
             raise
     return results
 

@@ -11,87 +11,48 @@ number behind them into OUT (default RUN_DIR/analysis):
 
 from __future__ import annotations
 
-import io
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from shelm.agents import AGENTS, get_agent_spec
 from shelm.config import TrainConfig
 from shelm.errors import ShelmError
-from shelm.inspect import ANALYSES
-from shelm.inspect.trace import Trace, record_policy
-from shelm.ppo import Policy
-from shelm.runs import load_run_config, write_atomic, write_json_atomic
-
-LM_AGENTS = ("helm", "helmv2", "shelm")
-
-
-@dataclass
-class Analysis:
-    """One analysis run on one trained policy."""
-
-    run_dir: Path
-    config: TrainConfig
-    policy: Policy
-    global_step: int
-    out: Path
-    episodes: int
-    seed: int | None
-    greedy: bool
-    """Arg-max actions in the rollouts; by default they are sampled, as in training (a greedy MiniGrid policy
-    often repeats one action and sees a handful of observations)."""
-
-    def figure_path(self, name: str) -> Path:
-        return self.out / f"{name}.png"
-
-    def rollout(self) -> Trace:
-        return record_policy(
-            self.run_dir, self.config, self.policy, self.global_step, self.episodes, self.seed, sampled=not self.greedy
-        )
+from shelm.files import write_json_atomic
+from shelm.inspect import ANALYSES, attention, distances, robustness, tokens
+from shelm.inspect.figures import Analysis
+from shelm.runs import load_run_config
 
 
 @dataclass(frozen=True)
 class AnalysisSpec:
-    agents: tuple[str, ...] | None
-    """The agents it applies to; None: every agent."""
+    """How to run one analysis; which agents it applies to is each agent's to say (`AgentSpec.analyses`)."""
+
     run: Callable[[Analysis], dict[str, Any]]
     default_episodes: int
 
 
-def _specs() -> dict[str, AnalysisSpec]:
-    from shelm.inspect import attention, distances, robustness, tokens
-
-    return {
-        "distances": AnalysisSpec(LM_AGENTS, distances.run, default_episodes=10),
-        "tokens": AnalysisSpec(LM_AGENTS, tokens.run, default_episodes=10),
-        "attention": AnalysisSpec(LM_AGENTS, attention.run, default_episodes=5),  # it shows the longest
-        "robustness": AnalysisSpec(None, robustness.run, default_episodes=20),  # per action mode and level
-    }
-
-
-def save_figure(fig: Any, path: Path) -> Path:
-    """PNG written atomically; the figure is closed."""
-    import matplotlib.pyplot as plt
-
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    write_atomic(path, buffer.getvalue())
-    return path
+SPECS: dict[str, AnalysisSpec] = {
+    "distances": AnalysisSpec(distances.run, default_episodes=10),
+    "tokens": AnalysisSpec(tokens.run, default_episodes=10),
+    "attention": AnalysisSpec(attention.run, default_episodes=5),  # it shows the longest
+    "robustness": AnalysisSpec(robustness.run, default_episodes=20),  # per action mode and level
+}
 
 
 def check_applies(what: str, config: TrainConfig, run_dir: Path) -> AnalysisSpec:
-    specs = _specs()
-    if what not in specs:
+    """The analysis `what`, if it applies to the run's agent; otherwise a one-line error naming the agents it
+    applies to."""
+    if what not in SPECS:
         raise ShelmError(f"--what {what}: unknown analysis; choose one of {', '.join(ANALYSES)}")
-    spec = specs[what]
-    if spec.agents is not None and config.agent not in spec.agents:
+    if what not in get_agent_spec(config.agent).analyses:
+        agents = [name for name, spec in AGENTS.items() if what in spec.analyses]
         raise ShelmError(
-            f"--what {what} needs an agent with a language-model memory ({', '.join(spec.agents)}); "
+            f"--what {what} needs an agent with a language-model memory ({', '.join(agents)}); "
             f"{run_dir} is a {config.agent} run"
         )
-    return spec
+    return SPECS[what]
 
 
 def analyze(
@@ -136,8 +97,6 @@ def analyze(
 
 def compare(results: list[dict[str, Any]], out: Path) -> Path | None:
     """A figure comparing several runs' results, where the analysis has one (robustness); else None."""
-    from shelm.inspect import robustness
-
     if results[0]["analysis"] != "robustness":
         return None
     curves = {f"{r['label']}, seed {r['train_seed']}": r["curves"] for r in results}

@@ -1,60 +1,27 @@
 """Where does the frozen LM look? Its attention over one episode, step by step.
 
-The episode's LM inputs (as recorded during the rollout) are replayed through the frozen LM in one pass, with a
-mask that gives every position exactly the window it had during the rollout (the last `mem_len` positions
-before its step, plus its own step causally), so the replay reproduces the memory's outputs; the largest
-difference is reported. Attention is shown per head for an early, a middle and the last layer, with steps on both
-axes: row t is what the LM output of step t (its step's last position) attends to, summed over each step's k
-positions, so rows sum to 1. Key events, read from MiniGrid's symbolic view, are marked: the first sight of each
-key, ball, box, door and goal (e.g. the cue object of the Memory tasks) and the last step.
+The episode's LM inputs (as recorded during the rollout) are replayed through the frozen LM in one pass
+(`attention` of the memory), with a mask that gives every position exactly the window it had during the rollout
+(the last `mem_len` positions before its step, plus its own step causally), so the replay reproduces the memory's
+outputs; the largest difference is reported. Attention is shown per head for an early, a middle and the last
+layer, with steps on both axes: row t is what the LM output of step t (its step's last position) attends to, summed
+over each step's k positions, so rows sum to 1. Key events, read from MiniGrid's symbolic view, are marked: the
+first sight of each key, ball, box, door and goal (e.g. the cue object of the Memory tasks) and the last step.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
 
 from shelm.errors import ShelmError
+from shelm.inspect.figures import Analysis, save_figure
 from shelm.inspect.trace import Step
-from shelm.memory.language_model import LanguageModelMemory
-
-if TYPE_CHECKING:
-    from shelm.inspect.analyze import Analysis
+from shelm.memory.base import LanguageModelMemoryBase
 
 EVENT_OBJECTS = ("door", "key", "ball", "box", "goal")
-
-
-def window_mask(steps: int, k: int, mem_len: int, dtype: torch.dtype) -> torch.Tensor:
-    """Additive mask [1, 1, T*k, T*k]: position q (of step q // k) sees positions j <= q that were in its window
-    during the rollout, i.e. j >= (q // k) * k - mem_len."""
-    q = torch.arange(steps * k)[:, None]
-    j = torch.arange(steps * k)[None, :]
-    allowed = (j <= q) & (j >= (q // k) * k - mem_len)
-    mask = torch.zeros(allowed.shape, dtype=dtype).masked_fill_(~allowed, torch.finfo(dtype).min)
-    return mask[None, None]
-
-
-@torch.no_grad()
-def replay(lm: LanguageModelMemory, inputs: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
-    """inputs [T, k, d] of one episode -> (per layer the attention [heads, T*k, T*k], the outputs [T, d_out])."""
-    steps, k, _ = inputs.shape
-    model = lm.model
-    previous = model.config._attn_implementation
-    model.set_attn_implementation("eager")  # the fused kernels do not return attention weights
-    try:
-        out = lm.decoder(
-            inputs_embeds=inputs.reshape(1, steps * k, -1).to(device=lm.device, dtype=lm.dtype),
-            attention_mask=window_mask(steps, k, lm.mem_len, lm.dtype).to(lm.device),
-            position_ids=torch.arange(steps * k, device=lm.device)[None],
-            output_attentions=True,
-            use_cache=False,
-        )
-    finally:
-        model.set_attn_implementation(previous)
-    attentions = [a[0].float().cpu() for a in out.attentions]
-    return attentions, out.last_hidden_state[0, k - 1 :: k].float().cpu()
 
 
 def per_step(attention: torch.Tensor, k: int) -> torch.Tensor:
@@ -102,23 +69,21 @@ def attention_to_events(maps: torch.Tensor, events: list[tuple[int, str]], windo
 def run(analysis: Analysis) -> dict[str, Any]:
     import matplotlib.pyplot as plt
 
-    from shelm.inspect.analyze import save_figure
-
     memory = analysis.policy.memory
-    lm = getattr(memory, "lm", None)
-    if not isinstance(lm, LanguageModelMemory):
-        raise ShelmError(f"--what attention needs a Hugging Face language model memory; {analysis.run_dir} has none")
+    if not isinstance(memory, LanguageModelMemoryBase):
+        raise ShelmError(f"--what attention needs a language-model memory; {analysis.run_dir} has none")
     trace = analysis.rollout()
     episode = max(trace.episodes, key=lambda e: len(e.steps))  # the longest: the most memory to look at
     steps = episode.steps
     inputs = torch.as_tensor(np.stack([s.lm_inputs for s in steps]))
-    attentions, outputs = replay(lm, inputs)
+    attentions, outputs = memory.attention(inputs)
     recorded = torch.as_tensor(np.stack([s.memory_out for s in steps]))
     replay_error = float((outputs - recorded).abs().max())
     events = key_events(steps)
     last = (steps[-1].t, f"last step (return {episode.episode_return:.2f})")
     layers = chosen_layers(len(attentions))
-    maps = {layer: per_step(attentions[layer], lm.k) for layer in layers}
+    k = memory.positions_per_step
+    maps = {layer: per_step(attentions[layer], k) for layer in layers}
     heads = maps[layers[0]].shape[0]
 
     fig, axes = plt.subplots(len(layers), heads, figsize=(2.0 * heads, 2.1 * len(layers)), squeeze=False)
@@ -142,13 +107,13 @@ def run(analysis: Analysis) -> dict[str, Any]:
     return {
         "episode": trace.episodes.index(episode) + 1,
         "steps": len(steps),
-        "positions_per_step": lm.k,
-        "window_positions": lm.mem_len,
+        "positions_per_step": k,
+        "window_positions": memory.window_positions,
         "replay_max_abs_diff": replay_error,
         "events": [{"t": t, "event": label} for t, label in events],
         "layers": {
             str(layer): {
-                "attention_to_events": attention_to_events(maps[layer], events, lm.mem_len // lm.k),
+                "attention_to_events": attention_to_events(maps[layer], events, memory.window_steps),
                 "maps": maps[layer].round(decimals=4).tolist(),
             }
             for layer in layers

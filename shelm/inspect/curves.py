@@ -8,18 +8,17 @@ from pathlib import Path
 
 import numpy as np
 
+from shelm.agents import get_agent_spec
+from shelm.config import TrainConfig
 from shelm.errors import ShelmError
 from shelm.runs import load_run_config, read_metrics
 
 Group = tuple[str, str]  # (env_id, agent label)
 
 
-def agent_label(config) -> str:
-    """The agent plus what tells its variants apart: SHELM's retriever, HELMv2's image encoder, a truncated LM."""
-    details = {"shelm": [config.retriever], "helmv2": [config.image_encoder]}.get(config.agent, [])
-    if config.agent in ("helm", "helmv2", "shelm") and config.lm_layers:
-        details.append(f"lm_layers={config.lm_layers}")
-    return f"{config.agent} ({', '.join(details)})" if details else config.agent
+def agent_label(config: TrainConfig) -> str:
+    """The agent plus what tells its variants apart (its spec's label), e.g. 'shelm (symbolic, lm_layers=2)'."""
+    return get_agent_spec(config.agent).label(config)
 
 
 def metric_series(run_dir: Path, metric: str) -> tuple[np.ndarray, np.ndarray]:

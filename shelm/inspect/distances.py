@@ -2,26 +2,25 @@
 
 For the distinct observations of a few rollouts, the pairwise Euclidean distances between observations (pixels
 in [0, 1]) beside the pairwise distances between their LM inputs, and the Spearman rank correlation between the
-two. For HELM the LM inputs are recomputed with the run's own FrozenHopfield projection at several beta: small
-beta keeps the ordering of distances (but, with a large vocabulary, squeezes every input towards the mean
-embedding), large beta snaps each observation to its nearest token. For HELMv2 and SHELM the LM inputs are those
-of their fixed mapping (for SHELM the k retrieved words' embeddings, concatenated).
+two. For HELM the LM inputs are recomputed with the run's own FrozenHopfield projection at several beta
+(`HELMMemory.inputs_at_betas`): small beta keeps the ordering of distances (but, with a large vocabulary, squeezes
+every input towards the mean embedding), large beta snaps each observation to its nearest token. For HELMv2 and
+SHELM the LM inputs are those of their fixed mapping (for SHELM the k retrieved words' embeddings, concatenated).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
 from scipy.stats import spearmanr
 
+from shelm.errors import ShelmError
+from shelm.inspect.figures import Analysis, save_figure
 from shelm.inspect.trace import distinct_steps
-from shelm.memory.frozen_hopfield import FrozenHopfield
-
-if TYPE_CHECKING:
-    from shelm.inspect.analyze import Analysis
+from shelm.memory.base import LanguageModelMemoryBase
+from shelm.memory.helm import HELMMemory
 
 BETAS = (1.0, 10.0, 100.0, 1000.0)
 QUERY_SPACE = "query P o / |P o|"
@@ -46,41 +45,31 @@ def rank_correlation(a: torch.Tensor, b: torch.Tensor) -> float:
     return float(spearmanr(x, y).statistic)
 
 
-def hopfield_inputs(hopfield: FrozenHopfield, obs: torch.Tensor, betas: Iterable[float]) -> dict[float, torch.Tensor]:
-    """FrozenHopfield's LM inputs for obs [n, H, W, C] at each beta, with its own projection and embeddings (the
-    [n, V] similarities are computed once: beta only rescales them)."""
-    similarities = hopfield.similarities(obs).double()
-    embeddings = hopfield.embeddings.double()
-    return {beta: torch.softmax(beta * similarities, dim=-1) @ embeddings for beta in betas}
-
-
 def run(analysis: Analysis) -> dict[str, Any]:
     import matplotlib.pyplot as plt
 
-    from shelm.inspect.analyze import save_figure
-
+    memory = analysis.policy.memory
+    if not isinstance(memory, LanguageModelMemoryBase):
+        raise ShelmError(f"--what distances needs a language-model memory; {analysis.run_dir} has none")
     trace = analysis.rollout()
     steps = [step for _, step in distinct_steps(trace, MAX_OBSERVATIONS)]
     if len(steps) < 3:
         return {"observations": len(steps), "note": "fewer than 3 distinct observations: nothing to compare"}
     obs = torch.as_tensor(np.stack([s.obs for s in steps]))
     observation_space = pairwise_distances(obs.flatten(1).float() / 255.0)
-    memory = analysis.policy.memory
     spaces: dict[str, torch.Tensor] = {}  # LM-input spaces
     before_softmax = None
-    hopfield = getattr(memory, "hopfield", None)
-    if analysis.config.agent == "helm" and hopfield is not None:
+    if isinstance(memory, HELMMemory):
         # FrozenHopfield's query: tells what the projection and the cosine do apart from what the softmax does.
-        query = torch.nn.functional.normalize(obs.flatten(1).float().div(255.0) @ hopfield.projection.T, dim=-1)
-        before_softmax = pairwise_distances(query)
-        for beta, inputs in hopfield_inputs(hopfield, obs, sorted({*BETAS, float(analysis.config.beta)})).items():
-            trained = " (trained)" if beta == analysis.config.beta else ""
+        before_softmax = pairwise_distances(memory.queries(obs))
+        for beta, inputs in memory.inputs_at_betas(obs, sorted({*BETAS, float(memory.beta)})).items():
+            trained = " (trained)" if beta == memory.beta else ""
             spaces[f"beta={beta:g}{trained}"] = pairwise_distances(inputs)
     else:
         inputs = torch.as_tensor(np.stack([s.lm_inputs.reshape(-1) for s in steps]))
         spaces[f"{analysis.config.agent} mapping"] = pairwise_distances(inputs)
     # The scale of LM-input distances: the mean distance between two vocabulary embeddings (a sample of pairs).
-    embeddings = memory.lm.embedding_matrix.detach().float()
+    embeddings = memory.embedding_matrix.detach().float()
     pick = torch.randint(0, embeddings.shape[0], (2, 2000), generator=torch.Generator().manual_seed(0))
     token_distance = float((embeddings[pick[0]] - embeddings[pick[1]]).norm(dim=-1).mean())
 

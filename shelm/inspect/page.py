@@ -19,8 +19,8 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from shelm.evaluate import write_video
+from shelm.files import write_atomic
 from shelm.inspect.trace import Episode, Trace, Words, record
-from shelm.runs import write_atomic
 
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 1.5em; color: #222; }

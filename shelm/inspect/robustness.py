@@ -9,16 +9,14 @@ is the plain evaluation. Compare agents with `shelm analyze RUN_A RUN_B ... --wh
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from shelm.envs.perturbations import Perturbation
 from shelm.evaluate import EVAL_SEED_OFFSET, MODES, run_episodes
 from shelm.inspect.curves import agent_label
-
-if TYPE_CHECKING:
-    from shelm.inspect.analyze import Analysis
+from shelm.inspect.figures import Analysis, save_figure
 
 LEVELS = {
     "noise": (0.0, 0.05, 0.1, 0.2, 0.4),
@@ -70,8 +68,6 @@ def run(analysis: Analysis) -> dict[str, Any]:
 def plot(curves_by_label: dict[str, dict[str, list[dict[str, Any]]]], path: Path, env_id: str) -> Path:
     """One panel per perturbation: mean return (± standard error) vs strength, a line per run and action mode."""
     import matplotlib.pyplot as plt
-
-    from shelm.inspect.analyze import save_figure
 
     fig, axes = plt.subplots(1, len(LEVELS), figsize=(4.2 * len(LEVELS), 3.4), squeeze=False)
     for ax, kind in zip(axes[0], LEVELS, strict=True):

@@ -9,12 +9,10 @@ from __future__ import annotations
 
 import textwrap
 from collections import defaultdict
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from shelm.inspect.figures import Analysis, save_figure
 from shelm.inspect.trace import Step, Trace, distinct_steps
-
-if TYPE_CHECKING:
-    from shelm.inspect.analyze import Analysis
 
 STRIP_STEPS = 32
 GROUP_ROWS, GROUP_COLUMNS = 8, 8
@@ -40,8 +38,6 @@ def _caption(step: Step) -> str:
 def _strip(trace: Trace, path: Any) -> Any:
     import matplotlib.pyplot as plt
 
-    from shelm.inspect.analyze import save_figure
-
     steps = trace.episodes[0].steps[:STRIP_STEPS]
     columns = min(8, len(steps))
     rows = -(-len(steps) // columns)
@@ -57,8 +53,6 @@ def _strip(trace: Trace, path: Any) -> Any:
 
 def _groups(trace: Trace, steps: list[Step], groups: dict[str, list[int]], path: Any) -> Any:
     import matplotlib.pyplot as plt
-
-    from shelm.inspect.analyze import save_figure
 
     shown = list(groups.items())[:GROUP_ROWS]
     fig, axes = plt.subplots(len(shown), GROUP_COLUMNS, figsize=(1.4 * GROUP_COLUMNS, 1.6 * len(shown)), squeeze=False)

@@ -15,12 +15,13 @@ from typing import Any
 import numpy as np
 import torch
 
+from shelm.acting import EnvLoop, EpisodeTracker
+from shelm.agents import get_agent_spec
+from shelm.agents.policy import Actor, Policy
 from shelm.config import TrainConfig
-from shelm.envs import make_vec_env
+from shelm.envs import make_vec_env, success_rule
 from shelm.envs.minigrid import SYMBOLIC_VIEW
 from shelm.evaluate import EVAL_SEED_OFFSET, load_policy
-from shelm.ppo import Policy
-from shelm.rollout import episode_success
 
 Words = list[tuple[str, float]]
 
@@ -78,12 +79,6 @@ def action_names(env: Any, n: int) -> list[str]:
         return [str(i) for i in range(n)]
 
 
-def describe_words(agent: str, retriever: str | None) -> str | None:
-    if agent == "shelm":
-        return retriever
-    return {"helm": "nearest token (FrozenHopfield)", "helmv2": "nearest token (affine image features)"}.get(agent)
-
-
 def record(
     run_dir: Path, episodes: int = 1, checkpoint: str = "latest", seed: int | None = None, sampled: bool = False
 ) -> Trace:
@@ -106,61 +101,51 @@ def record_policy(
     seed = config.seed + EVAL_SEED_OFFSET if seed is None else seed
     envs = make_vec_env(config.env_id, 1, "sync", config.minigrid_tile_size, render_mode="rgb_array")
     names = action_names(envs.envs[0], int(envs.single_action_space.n))
-    memory, device = policy.memory, policy.device
+    memory = policy.memory
+    sampler = torch.Generator(device=policy.device).manual_seed(seed)
+    actor = Actor(policy, 1, sampler, greedy=not sampled)
+    loop = EnvLoop(envs, actor, EpisodeTracker(1, None, success_rule(config.env_id)))
     recorded: list[Episode] = []
+    current = Episode()
     try:
-        obs, infos = envs.reset(seed=seed)
-        if memory is not None:
-            memory.reset(1)
-        agent_state = policy.agent.initial_state(1).to(device)
-        episode_start = torch.ones(1, dtype=torch.bool, device=device)
-        current = Episode()
-        sampler = torch.Generator(device=device).manual_seed(seed)
+        loop.reset(seed)
         while len(recorded) < episodes:
             frame = envs.envs[0].render()
-            obs_t = torch.as_tensor(obs, device=device)
-            with torch.no_grad():
-                memory_out = policy.read_memory(obs_t, episode_start, infos)
-                logits, value, agent_state = policy.act(obs_t, memory_out, agent_state, episode_start)
-            symbolic = infos.get(SYMBOLIC_VIEW)
+            symbolic = actor.infos.get(SYMBOLIC_VIEW)
             lm_inputs = None
             if memory is not None:
-                with torch.no_grad():
-                    lm_inputs = memory.lm_inputs(obs_t, infos)[0].float().cpu().numpy()  # as fed: deterministic
+                with torch.no_grad():  # as fed: the mapping is deterministic
+                    lm_inputs = memory.lm_inputs(actor.obs, actor.infos)[0].float().cpu().numpy()
             words = memory.last_words()[0] if memory is not None else []
-            if sampled:
-                action = int(torch.multinomial(logits.softmax(-1), 1, generator=sampler))
-            else:
-                action = int(logits.argmax(-1))
-            obs, reward, terminated, truncated, infos = envs.step(np.array([action]))
+            step = loop.step()
+            obs = step.obs[0].cpu().numpy()
             current.steps.append(
                 Step(
                     t=len(current.steps),
-                    frame=frame if isinstance(frame, np.ndarray) else obs_t[0].cpu().numpy(),
+                    frame=frame if isinstance(frame, np.ndarray) else obs,
                     words=[(w, round(s, 4)) for w, s in words],
-                    action=names[action],
-                    reward=float(reward[0]),
-                    value=float(value[0]),
-                    obs=obs_t[0].cpu().numpy(),
+                    action=names[int(step.decision.action[0])],
+                    reward=float(step.reward[0]),
+                    value=float(step.decision.value[0]),
+                    obs=obs,
                     symbolic=None if symbolic is None else np.asarray(symbolic[0]),
                     lm_inputs=lm_inputs,
-                    memory_out=memory_out[0].float().cpu().numpy() if memory is not None else None,
+                    memory_out=step.memory_out[0].float().cpu().numpy() if memory is not None else None,
                 )
             )
-            current.episode_return += float(reward[0])
-            done = bool(terminated[0] or truncated[0])
-            if done:
-                current.success = episode_success(infos, 0, current.episode_return)
+            current.episode_return += float(step.reward[0])
+            for finished in step.finished:
+                current.success = finished.success
                 recorded.append(current)
                 current = Episode()
-            episode_start = torch.as_tensor([done], device=device)
     finally:
         envs.close()
+    words_are = get_agent_spec(config.agent).words
     return Trace(
         run_dir=str(run_dir),
         env_id=config.env_id,
         agent=config.agent,
-        retriever=describe_words(config.agent, config.retriever),
+        retriever=None if words_are is None else words_are(config),
         window_steps=memory.window_steps if memory is not None else 0,
         global_step=global_step,
         mode="sampled" if sampled else "greedy",

@@ -1,8 +1,8 @@
 """The frozen side of an agent: modules that turn each observation into a vector without being trained.
 
-The HELM family's language-model memories implement `FrozenMemory`. The trainer calls `step` exactly once
-per environment step during the rollout, under `torch.no_grad()`, and stores its output in the rollout
-buffer; the PPO update reads the stored vectors and never calls the memory again.
+The HELM family's language-model memories (shelm.memory.base) and the oracle control implement `FrozenMemory`.
+The trainer calls `step` exactly once per environment step during the rollout, under `torch.no_grad()`, and
+stores its output in the rollout buffer; the PPO update reads the stored vectors and never calls the memory again.
 """
 
 from __future__ import annotations
@@ -64,7 +64,6 @@ class FrozenMemory(Protocol):
 def release_models() -> None:
     """Drop the frozen models this process keeps cached for reuse: a sweep's parent loads them only to check its
     trials, which then run in other processes."""
-    from shelm.memory import clip, helm, imagenet
+    from shelm.memory.caches import clear_caches  # here, not above: it imports the model libraries
 
-    for cached in (helm.cached_language_model, helm._tokenizer, clip.load_clip, imagenet.load_efficientnet_lite0):
-        cached.cache_clear()
+    clear_caches()

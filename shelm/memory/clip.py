@@ -4,8 +4,8 @@
 or a directory with its tokenizer). No CLIP weights ship in any package registry, so this path is the paper's
 method when you have CLIP, and shelm's offline defaults are the symbolic and imagenet retrievers.
 
-The semantic database (SPEC section 4) holds the words that are whole-word tokens of BOTH vocabularies,
-compared as words: CLIP marks a word's end ("ball</w>"), byte-level LMs a word's start ("Ġball") and
+The semantic database (the words SHELM can retrieve) holds the words that are whole-word tokens of BOTH
+vocabularies, compared as words: CLIP marks a word's end ("ball</w>"), byte-level LMs a word's start ("Ġball") and
 SentencePiece LMs likewise ("▁ball"); both markers are removed before comparing (the reference compared raw
 strings and so lost every end-of-word token); in a word-level vocabulary (TransformerXL's) every entry is a
 word. Each word's CLIP text embedding is averaged over the prompt templates and re-normalised. The database is
@@ -15,64 +15,20 @@ vocabulary and the templates.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
-from pathlib import Path
 from typing import Any
 
 import torch
 
-from shelm.errors import ShelmError, first_line
+from shelm.config import TrainConfig
+from shelm.errors import ShelmError
+from shelm.files import cache_dir, write_atomic
+from shelm.memory.caches import cached_clip
 from shelm.memory.imagenet import resize_frames
-from shelm.memory.weights import _quiet_transformers, cache_dir, weights_sha256
-from shelm.runs import write_atomic
 
-# OpenAI CLIP's pixel statistics, used when the model folder has no preprocessor_config.json.
-CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
-CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 LM_WORD_START = ("Ġ", "▁")
 CLIP_WORD_END = "</w>"
-
-
-def _clip_source(clip_model: str) -> str:
-    path = Path(clip_model).expanduser()
-    looks_like_path = path.exists() or clip_model.startswith((".", "/", "~"))
-    if looks_like_path and not (path / "config.json").is_file():
-        raise ShelmError(f"clip_model='{clip_model}' is not a model directory (no config.json there)")
-    return str(path) if path.exists() else clip_model
-
-
-@functools.lru_cache(maxsize=2)
-def load_clip(clip_model: str) -> tuple[Any, Any, tuple[float, ...], tuple[float, ...], str]:
-    """(CLIPModel, its tokenizer, pixel mean, pixel std, weights SHA-256), frozen; one load per process."""
-    from transformers import AutoConfig, AutoTokenizer, CLIPModel
-
-    _quiet_transformers()
-    source = _clip_source(clip_model)
-    try:
-        config = AutoConfig.from_pretrained(source)
-    except (OSError, ValueError) as exc:
-        raise ShelmError(
-            f"could not load clip_model '{clip_model}' ({first_line(exc, 160)}); offline, give a local CLIP directory "
-            "or a hub id already in the Hugging Face cache, or use retriever=symbolic|imagenet"
-        ) from None
-    if config.model_type != "clip":
-        raise ShelmError(
-            f"clip_model='{clip_model}' is a '{config.model_type}' model, not CLIP; "
-            "give a CLIPModel (model_type 'clip')"
-        )
-    try:
-        model = CLIPModel.from_pretrained(source, dtype=torch.float32).eval().requires_grad_(False)
-        tokenizer = AutoTokenizer.from_pretrained(source)
-    except (OSError, ValueError) as exc:
-        raise ShelmError(f"could not load clip_model '{clip_model}' ({first_line(exc, 160)})") from None
-    mean, std = CLIP_MEAN, CLIP_STD
-    preprocessor = Path(source) / "preprocessor_config.json"
-    if preprocessor.is_file():
-        settings = json.loads(preprocessor.read_text())
-        mean, std = tuple(settings.get("image_mean", mean)), tuple(settings.get("image_std", std))
-    return model, tokenizer, mean, std, weights_sha256(model)
 
 
 def shared_words(clip_tokenizer: Any, lm_tokenizer: Any) -> list[tuple[str, int]]:
@@ -126,11 +82,11 @@ class CLIPImages:
     """CLIP's image embedding of observations, resized to its input size."""
 
     def __init__(self, clip_model: str, device: torch.device):
-        self.model, self.tokenizer, mean, std, self.sha256 = load_clip(clip_model)
-        self.model = self.model.to(device)
+        loaded = cached_clip(clip_model)
+        self.model, self.tokenizer, self.sha256 = loaded.model.to(device), loaded.tokenizer, loaded.sha256
         self.device, self.clip_model = device, clip_model
-        self.mean = torch.tensor(mean, device=device)
-        self.std = torch.tensor(std, device=device)
+        self.mean = torch.tensor(loaded.mean, device=device)
+        self.std = torch.tensor(loaded.std, device=device)
         self.size = int(self.model.config.vision_config.image_size)
         self.feature_dim = int(self.model.config.projection_dim)
 
@@ -187,3 +143,14 @@ class CLIPRetriever(CLIPImages):
             "retriever_sha256": self.sha256,
             "vocabulary_size": len(self.vocabulary),
         }
+
+
+def build_clip_features(config: TrainConfig, device: torch.device) -> CLIPFeatures:
+    """HELMv2's image_encoder=clip: the `clip_model` setting's image embedding."""
+    return CLIPFeatures(config.clip_model, device)
+
+
+def build_clip_retriever(config: TrainConfig, lm_tokenizer: Any, lm_sha256: str, device: torch.device) -> CLIPRetriever:
+    """SHELM's retriever=clip: the words CLIP and the LM share, scored with the `prompt_templates`."""
+    templates = parse_templates(config.prompt_templates)
+    return CLIPRetriever(config.clip_model, lm_tokenizer, lm_sha256, templates, device)

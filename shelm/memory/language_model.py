@@ -1,4 +1,4 @@
-"""The frozen language model as a per-environment memory (SPEC section 1).
+"""The Hugging Face backend's step: a frozen causal LM as a per-environment memory.
 
 `LanguageModelMemory` feeds, for N environments at once, k new input vectors per environment into a frozen
 Hugging Face causal LM and returns the last hidden state per environment. Each environment keeps its own
@@ -36,15 +36,8 @@ from transformers import PreTrainedModel
 from transformers.cache_utils import Cache, CacheLayerMixin
 
 from shelm.errors import ShelmError, first_line
+from shelm.memory.lm_backend import AttentionReplay, check_window, replay_mask
 from shelm.memory.prepared_step import PreparedDecoder, prepare_decoder, unsupported_reason
-
-
-def check_window(mem_len: int, inputs_per_step: int) -> None:
-    """The window settings every language-model memory backend accepts."""
-    if mem_len < 1:
-        raise ShelmError(f"mem_len={mem_len} must be >= 1 (the number of past positions the LM attends to)")
-    if not 1 <= inputs_per_step <= mem_len:
-        raise ShelmError(f"inputs per step ({inputs_per_step}) must be between 1 and mem_len ({mem_len})")
 
 
 class _RingLayer(CacheLayerMixin):
@@ -261,3 +254,25 @@ class LanguageModelMemory:
         """Seconds spent compiling the step since the last call (reported, so the one-off cost is visible)."""
         seconds, self.compile_seconds = self.compile_seconds, 0.0
         return {"time_compile": seconds} if seconds else {}
+
+    @torch.no_grad()
+    def attention(self, inputs: torch.Tensor) -> AttentionReplay:
+        """inputs [T, k, d] of one episode replayed at once through the Hugging Face decoder (eager attention, the
+        fused kernels return no weights) under `replay_mask`: per layer [heads, T*k, T*k], and the outputs [T, d]."""
+        steps, k, _ = inputs.shape
+        allowed = replay_mask(steps, k, self.mem_len)
+        mask = torch.zeros(allowed.shape, dtype=self.dtype).masked_fill_(~allowed, torch.finfo(self.dtype).min)
+        previous = self.model.config._attn_implementation
+        self.model.set_attn_implementation("eager")
+        try:
+            out = self.decoder(
+                inputs_embeds=inputs.reshape(1, steps * k, -1).to(device=self.device, dtype=self.dtype),
+                attention_mask=mask[None, None].to(self.device),
+                position_ids=torch.arange(steps * k, device=self.device)[None],
+                output_attentions=True,
+                use_cache=False,
+            )
+        finally:
+            self.model.set_attn_implementation(previous)
+        attentions = [a[0].float().cpu() for a in out.attentions]
+        return AttentionReplay(attentions, out.last_hidden_state[0, k - 1 :: k].float().cpu())

@@ -1,9 +1,10 @@
-"""SHELM's observation -> words step (SPEC section 4): a retriever scores a fixed vocabulary, the top k win.
+"""SHELM's observation -> words step: a retriever scores a fixed vocabulary of words, and the top k win.
 
 A `Retriever` scores every item of its vocabulary (a word or a short phrase) for a batch of observations and
 returns a tensor; top-k selection, the memo cache and the lookup of the items' LM input vectors stay on
 tensors too. Text is only produced when someone asks to read the memory (`SHELMMemory.last_words`); the
-reference argsorted on the CPU in numpy and decoded strings at every step.
+reference argsorted on the CPU in numpy and decoded strings at every step. `shelm.memory.retrievers` names the
+retrievers the `retriever` setting chooses from.
 
 Items become LM inputs as follows: an item's text (a parenthesised gloss such as ImageNet's
 "kite (bird of prey)" removed) is tokenised by the LM's tokenizer as a word inside a sentence (a leading space),
@@ -15,11 +16,8 @@ positions to the memory.
 from __future__ import annotations
 
 import re
-from collections import OrderedDict
-from collections.abc import Callable
 from typing import Any, Protocol
 
-import numpy as np
 import torch
 
 from shelm.errors import ShelmError
@@ -27,7 +25,7 @@ from shelm.errors import ShelmError
 
 class Retriever(Protocol):
     name: str
-    """'symbolic', 'imagenet' or 'clip': written next to every word shelm shows."""
+    """Its name in the retriever registry (e.g. 'symbolic'): the `retriever` setting, shown next to every word."""
     vocabulary: list[str]
     """The text of each item, index = item id."""
     input_key: str | None
@@ -85,55 +83,3 @@ def top_k(scores: torch.Tensor, k: int, pad_item: int | None) -> tuple[torch.Ten
         ids = ids.masked_fill(empty, pad_item)
         values = values.masked_fill(empty, 0.0)
     return ids, values
-
-
-class MemoCache:
-    """Bounded LRU map from one input's bytes to what was computed for it. Partial views repeat a lot in grid
-    worlds, so most steps skip the retriever (or image encoder) entirely; `take_hit_rate` says how often."""
-
-    def __init__(self, capacity: int):
-        self.capacity = capacity
-        self.entries: OrderedDict[bytes, tuple[torch.Tensor, ...]] = OrderedDict()
-        self.hits = self.misses = 0
-
-    def __call__(
-        self, inputs: torch.Tensor, compute: Callable[[torch.Tensor], tuple[torch.Tensor, ...]]
-    ) -> tuple[torch.Tensor, ...]:
-        """Per row of `inputs`, the cached result or `compute` of the rows not cached (one batched call)."""
-        rows = np.ascontiguousarray(inputs.cpu().numpy())
-        keys = [row.tobytes() for row in rows]
-        found: list[tuple[torch.Tensor, ...] | None] = []
-        for key in keys:
-            entry = self.entries.get(key)
-            if entry is not None:
-                self.entries.move_to_end(key)
-            found.append(entry)
-        missing = [i for i, entry in enumerate(found) if entry is None]
-        self.hits += len(keys) - len(missing)
-        self.misses += len(missing)
-        # Each distinct new input is computed once, even when several environments show it in the same step.
-        first_of: dict[bytes, int] = {}
-        for i in missing:
-            first_of.setdefault(keys[i], i)
-        if first_of:
-            computed = compute(inputs[list(first_of.values())])
-            fresh = {key: tuple(t[j].clone() for t in computed) for j, key in enumerate(first_of)}
-            for key, entry in fresh.items():
-                self.entries[key] = entry
-                if len(self.entries) > self.capacity:
-                    self.entries.popitem(last=False)
-            for i in missing:
-                found[i] = fresh[keys[i]]
-        return tuple(torch.stack(parts) for parts in zip(*found, strict=True))  # type: ignore[arg-type]
-
-    def metrics(self) -> dict[str, float]:
-        """{"memo_hit_rate": ...} since the last call, or {} when there were no lookups; resets the counters."""
-        rate = self.take_hit_rate()
-        return {} if rate is None else {"memo_hit_rate": rate}
-
-    def take_hit_rate(self) -> float | None:
-        """Hits / lookups since the last call (None if there were none); resets the counters."""
-        total = self.hits + self.misses
-        rate = self.hits / total if total else None
-        self.hits = self.misses = 0
-        return rate

@@ -38,6 +38,7 @@ import collections
 import json
 import pickle
 import re
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,7 +47,7 @@ import torch
 from torch import nn
 
 from shelm.errors import ShelmError, first_line
-from shelm.memory.language_model import check_window
+from shelm.memory.lm_backend import AttentionReplay, check_window, keep_first_blocks, replay_mask
 
 PREFIX = "transfo-xl:"
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
@@ -162,7 +163,10 @@ class RelativeAttention(nn.Module):
         masked: torch.Tensor,
         distance: torch.Tensor,
         rel: torch.Tensor,
+        attentions: list[torch.Tensor] | None = None,
     ) -> torch.Tensor:
+        """One layer's attention for q new positions; their weights [N, H, q, S] are appended to `attentions`
+        when it is given (the analyses' replay)."""
         n, q, _ = h.shape
         x = self.layer_norm(h) if self.pre_lnorm else h
         # Head-major [N, H, positions, d_head] throughout, so that no product copies the window.
@@ -173,7 +177,10 @@ class RelativeAttention(nn.Module):
         by_distance = (query + self.r_r_bias[:, None]).transpose(0, 1).reshape(self.n_head, n * q, -1) @ rel
         position = by_distance.view(self.n_head, n, q, -1).transpose(0, 1).gather(-1, distance)
         scores = (content + position).mul_(self.d_head**-0.5).masked_fill_(masked, torch.finfo(h.dtype).min)
-        attended = (scores.softmax(-1) @ values).transpose(1, 2).reshape(n, q, -1)
+        weights = scores.softmax(-1)
+        if attentions is not None:
+            attentions.append(weights)
+        attended = (weights @ values).transpose(1, 2).reshape(n, q, -1)
         out = self.o_net(attended)
         return h + out if self.pre_lnorm else self.layer_norm(h + out)
 
@@ -247,22 +254,24 @@ class TransfoXL(nn.Module):
         allowed: torch.Tensor,
         distance: torch.Tensor,
         rel: list[torch.Tensor],
+        attentions: list[torch.Tensor] | None = None,
     ) -> torch.Tensor:
         """x [N, q, d]: the input vectors of q new positions. keys/values per layer [N, n_head, S, d_head]: the
         window, whose last q slots receive these positions' projections. allowed [N, q, S]: which slots each
         new position attends to; distance [q, S]: its position minus the slot's (any value in range where not
-        allowed); rel: `relative_keys(L)` with L > every allowed distance. Returns the last layer's output."""
+        allowed); rel: `relative_keys(L)` with L > every allowed distance. Returns the last layer's output; with
+        `attentions`, each layer's attention weights [N, n_head, q, S] are appended to it."""
         n, q, _ = x.shape
         masked = ~allowed[:, None]
         index = distance.expand(n, self.config.n_head, q, -1)
         h = x
         for i, block in enumerate(self.layers):
-            h = block.pos_ff(block.dec_attn(h, keys[i], values[i], masked, index, rel[i]))
+            h = block.pos_ff(block.dec_attn(h, keys[i], values[i], masked, index, rel[i], attentions))
         return h
 
 
 class TransfoXLMemory:
-    """TransformerXL with one window of `mem_len` positions per environment; the interface of LanguageModelMemory."""
+    """TransformerXL with one window of `mem_len` positions per environment: the backend's `LanguageModelStep`."""
 
     def __init__(self, model: TransfoXL, mem_len: int, inputs_per_step: int = 1):
         check_window(mem_len, inputs_per_step)
@@ -323,6 +332,34 @@ class TransfoXLMemory:
     def metrics(self) -> dict[str, float]:
         """Nothing to report: this memory has no compiled step."""
         return {}
+
+    @torch.no_grad()
+    def attention(self, inputs: torch.Tensor) -> AttentionReplay:
+        """inputs [T, k, d] of one episode fed at once, each position restricted to the window it had step by step
+        (`replay_mask`, and with same_length its last mem_len positions): per layer [heads, T*k, T*k], and the
+        outputs [T, d]."""
+        steps, k, _ = inputs.shape
+        length = steps * k
+        config = self.model.config
+        positions = torch.arange(length, device=self.device)
+        distance = positions[:, None] - positions[None, :]
+        allowed = replay_mask(steps, k, self.mem_len).to(self.device)
+        if config.same_length:
+            allowed &= distance < self.mem_len
+        shape = (1, config.n_head, length, config.d_head)
+        keys = [torch.zeros(shape, dtype=self.dtype, device=self.device) for _ in self.model.layers]
+        values = [torch.zeros(shape, dtype=self.dtype, device=self.device) for _ in self.model.layers]
+        attentions: list[torch.Tensor] = []
+        out = self.model(
+            inputs.reshape(1, length, -1).to(device=self.device, dtype=self.dtype),
+            keys,
+            values,
+            allowed[None],
+            distance.clamp(0, length - 1),
+            self.model.relative_keys(length),
+            attentions,
+        )
+        return AttentionReplay([a[0].float().cpu() for a in attentions], out[0, k - 1 :: k].float().cpu())
 
 
 class WordVocabulary:
@@ -476,3 +513,31 @@ def load_vocabulary(directory: Path) -> WordVocabulary:
     if len(symbols) != size:
         raise ShelmError(f"{path} has {len(symbols)} words, but config.json says vocab_size={size}")
     return WordVocabulary(symbols)
+
+
+class TransfoXLBackend:
+    """`lm=transfo-xl:DIR`: the papers' TransformerXL from its original files (see the module docstring)."""
+
+    name = "TransformerXL"
+
+    def handles(self, lm: str) -> bool:
+        return lm.startswith(PREFIX)
+
+    def resolve(self, lm: str) -> str:
+        return str(directory_of(lm))
+
+    def load(self, source: str, dtype: torch.dtype) -> nn.Module:
+        return load_transfo_xl(Path(source), dtype)
+
+    def truncate(self, model: nn.Module, layers: int) -> int:
+        assert isinstance(model, TransfoXL)
+        return keep_first_blocks(model.layers, layers)
+
+    def tokenizer(self, lm: str) -> WordVocabulary:
+        return load_vocabulary(Path(self.resolve(lm)))
+
+    def memory(self, model: nn.Module, mem_len: int, inputs_per_step: int, compile: bool) -> TransfoXLMemory:
+        assert isinstance(model, TransfoXL)
+        if compile:
+            print("shelm: lm_compile: no prepared step for the TransformerXL; using the eager step", file=sys.stderr)
+        return TransfoXLMemory(model, mem_len, inputs_per_step)

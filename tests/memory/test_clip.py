@@ -11,7 +11,8 @@ import torch
 
 from shelm.errors import ShelmError
 from shelm.memory import clip
-from shelm.memory.clip import CLIPRetriever, load_clip, parse_templates, shared_words, text_embeddings
+from shelm.memory.clip import CLIPRetriever, parse_templates, shared_words, text_embeddings
+from shelm.memory.image_models import load_clip
 from shelm.memory.weights import load_tokenizer
 
 # The whole words of conftest's tiny CLIP: shared with the tiny LM, or CLIP's only.
@@ -62,7 +63,7 @@ def test_shared_words_compare_words_without_their_markers():
 
 
 def test_shared_words_of_the_tiny_models(loaded, lm_tokenizer):
-    _, clip_tokenizer, *_ = loaded
+    clip_tokenizer = loaded.tokenizer
     pairs = shared_words(clip_tokenizer, lm_tokenizer)
     # Every single letter is a CLIP end-of-word token ("a</w>"); those the LM has as a word ("Ġa") are shared.
     letters = [c for c in string.ascii_lowercase if "Ġ" + c in lm_tokenizer.get_vocab()]
@@ -78,7 +79,7 @@ def test_shared_words_of_the_tiny_models(loaded, lm_tokenizer):
 
 
 def test_text_embeddings_average_the_normalised_template_features(loaded):
-    model, tokenizer, *_ = loaded
+    model, tokenizer = loaded.model, loaded.tokenizer
     words = ["ball", "zebra", "green", "kite"]
     database = text_embeddings(model, tokenizer, words, TEMPLATES)
     assert database.shape == (4, model.config.projection_dim)
@@ -159,7 +160,7 @@ def test_identity_names_the_model(tiny_clip_dir, lm_tokenizer, cache_home, loade
     retriever = _retriever(tiny_clip_dir, lm_tokenizer)
     identity = retriever.identity()
     assert identity["retriever"] == "clip" and identity["clip_model"] == str(tiny_clip_dir)
-    assert identity["retriever_sha256"] == loaded[4] and len(loaded[4]) == 64
+    assert identity["retriever_sha256"] == loaded.sha256 and len(loaded.sha256) == 64
     assert identity["vocabulary_size"] == len(retriever.vocabulary) > len(TINY_CLIP_SHARED)
 
 

@@ -1,4 +1,4 @@
-"""FrozenHopfield exactly as SPEC section 2."""
+"""FrozenHopfield: x = E^T softmax(beta * cos(P o, E_i)), with a seeded Johnson-Lindenstrauss projection P."""
 
 from __future__ import annotations
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from shelm.config import resolve_config
+from shelm.agents import resolve_config
 from shelm.envs import make_vec_env
 from shelm.memory.helmv2 import AffineToEmbeddings, build_helmv2_memory, calibration_frames
 
@@ -151,14 +151,14 @@ def test_helmv2_memory_steps_one_and_four_envs(memory, frames):
     memory.reset(1)
     out = memory.step(frames[:1], torch.ones(1, dtype=torch.bool))
     assert out.shape == (1, 32) and torch.isfinite(out).all()
-    single = memory._last.clone()
+    single = memory.last.clone()
     memory.memo.entries.clear()  # computed again, this time in a batch of four
     memory.reset(4)
     for t in range(3):
         out = memory.step(frames, torch.full((4,), t == 0))
         assert out.shape == (4, 32) and torch.isfinite(out).all()
     # Env 0's input vector is the one it got alone: the batch does not change an observation's mapping.
-    torch.testing.assert_close(memory._last[0], single[0], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(memory.last[0], single[0], atol=1e-5, rtol=1e-5)
     words = memory.last_words()
     assert len(words) == 4 and all(len(w) == 1 and isinstance(w[0][0], str) for w in words)
 

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from shelm.errors import ShelmError
-from shelm.memory.retrieval import MemoCache, item_vectors, phrase_tokens, top_k
+from shelm.memory.caches import MemoCache
+from shelm.memory.retrieval import item_vectors, phrase_tokens, top_k
 from shelm.memory.weights import load_tokenizer
 
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
+from shelm.agents import resolve_config
 from shelm.cli import main
-from shelm.config import resolve_config
 from shelm.envs import make_vec_env
 from shelm.envs.minigrid import SYMBOLIC_VIEW
 from shelm.errors import ShelmError
@@ -94,7 +94,7 @@ def test_steps_feed_the_retrieved_words_vectors(memory, fed):
             out = memory.step(torch.as_tensor(obs), start, info)
             assert out.shape == (2, 32) and torch.isfinite(out).all()
             expected_ids, expected_scores = top_k(retriever.scores(torch.as_tensor(info[SYMBOLIC_VIEW])), 2, 39)
-            ids, scores = memory._last
+            ids, scores = memory.last
             assert torch.equal(ids, expected_ids) and torch.equal(scores, expected_scores)
             assert fed[-1].shape == (2, 2, 32)
             assert torch.equal(fed[-1], memory.vectors[expected_ids])

@@ -277,6 +277,22 @@ def test_a_sequence_fed_at_once_equals_it_fed_step_by_step(make_model):
     close(at_once, step_by_step)
 
 
+@pytest.mark.parametrize("k", [1, 2])
+@pytest.mark.parametrize("same_length", [True, False])
+def test_the_attention_replay_reproduces_the_sliding_window_step_outputs(make_model, same_length, k):
+    """9 steps through a window of 4 positions replayed at once: the outputs of the step, attention rows of 1."""
+    directory, _, _ = make_model(same_length=same_length)
+    memory = memory_of(directory, 4, k)
+    torch.manual_seed(4)
+    inputs = torch.randn(1, 9 * k, 16)
+    stepped = run_steps(memory, inputs)[0]
+    attentions, replayed = memory.attention(inputs.view(9, k, 16))
+    close(replayed, stepped)
+    assert len(attentions) == 2 and attentions[0].shape == (2, 9 * k, 9 * k)
+    torch.testing.assert_close(attentions[1].sum(-1), torch.ones(2, 9 * k))
+    assert (attentions[1].triu(1) == 0).all()  # nothing attends to a later position
+
+
 @pytest.mark.parametrize("mem_len", [3, 20])
 def test_a_new_episode_forgets_the_previous_one_exactly(make_model, mem_len):
     """Env 0 starts a new episode at step 7 while env 1 continues."""

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from shelm.errors import ShelmError
-from shelm.memory import weights
+from shelm.memory import huggingface
 from shelm.memory.weights import load_language_model
 
 
@@ -63,14 +63,14 @@ def test_missing_smollm2_package_says_how_to_install(monkeypatch):
 def test_packaged_smollm2_converts_once_then_loads_from_the_cache(tmp_path, monkeypatch):
     """The real default: GGUF -> verified safetensors cache (~30 s once), then a fast reload."""
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    folder = weights.smollm2_dir()
+    folder = huggingface.smollm2_dir()
     assert folder == tmp_path / "shelm" / "lm" / "smollm2-135m-instruct"
     assert (folder / "model.safetensors").is_file() and (folder / "shelm-source.json").is_file()
     assert not [p for p in folder.parent.iterdir() if p.name.startswith(".")]  # no staging left behind
     loaded = load_language_model("smollm2", layers=2)
     assert loaded.model.config.hidden_size == 576 and loaded.model.config.vocab_size == 49152 and loaded.layers == 2
     mtime = (folder / "model.safetensors").stat().st_mtime
-    assert weights.smollm2_dir() == folder and (folder / "model.safetensors").stat().st_mtime == mtime  # no rewrite
+    assert huggingface.smollm2_dir() == folder and (folder / "model.safetensors").stat().st_mtime == mtime  # no rewrite
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(folder)

@@ -1,0 +1,132 @@
+"""The suite registry: one `Suite` record per family of environments, which every function of `shelm.envs` asks.
+
+A suite says which ids it builds, how to build one (and, if it batches natively, N of them), whether its package
+is installed and how to install it, the papers' settings for its tasks, and when one of its episodes counts as a
+success. Each suite module defines its record beside its code; `shelm.envs` registers the built-in ones, and a
+user registers another with one `register_suite(...)` call. The first registered suite whose `handles` accepts an
+id builds it; an id that no suite claims is built as a plain gymnasium env (`GYMNASIUM`).
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import gymnasium as gym
+
+from shelm.errors import ShelmError
+
+SuccessRule = Callable[[dict[str, Any], int, float], bool]
+"""(infos of the vector step that ended the episode, index of the env in the batch, the episode's raw return)
+-> whether the episode succeeded."""
+
+
+def flag_or_positive_return(infos: dict[str, Any], env_index: int, episode_return: float) -> bool:
+    """The default success rule: the env's `is_success` flag where it reports one at the episode's end (RandomMaze,
+    Procgen, Memory Gym), else a positive return (MiniGrid and MiniWorld reward only success)."""
+    final = infos.get("final_info", {})
+    flag = final.get("is_success")
+    if flag is not None and bool(final["_is_success"][env_index]):
+        return bool(flag[env_index])
+    return episode_return > 0
+
+
+def gym_make(env_id: str, render_mode: str | None = None) -> gym.Env:
+    """`gymnasium.make`, but an id gymnasium does not know is refused with the closest known id and where ids are
+    listed, and `render_mode` is passed only when asked (not every env's constructor accepts it)."""
+    if env_id not in gym.registry:
+        close = difflib.get_close_matches(env_id, list(gym.registry), n=1)
+        hint = f"did you mean '{close[0]}'? " if close else ""
+        raise ShelmError(f"unknown env '{env_id}'; {hint}`shelm envs` lists the available ids")
+    return gym.make(env_id, **({"render_mode": render_mode} if render_mode else {}))
+
+
+def make_registered(env_id: str, tile_size: int, render_mode: str | None) -> gym.Env:
+    """The default `Suite.make`: the gymnasium env registered under `env_id` (`tile_size` is MiniGrid's)."""
+    return gym_make(env_id, render_mode)
+
+
+def _installed() -> bool:
+    return True
+
+
+def paper_row(
+    lr: float,
+    ent_coef: float,
+    ent_decay: str,
+    n_steps: int,
+    total_steps: int,
+    mem_len: int | None = None,
+    topk: int | None = None,
+) -> dict[str, Any]:
+    """One row of the papers' per-(task, agent) settings, as training-setting keys. Columns of the authors' configs
+    the trainer has no use for are left out on purpose: the reference LSTM's "batch size in sequences" does not
+    apply because shelm's recurrent minibatches are `n_minibatches` groups of whole episode segments."""
+    row = {"lr": lr, "ent_coef": ent_coef, "ent_decay": ent_decay, "n_steps": n_steps, "total_steps": total_steps}
+    row |= {} if mem_len is None else {"mem_len": mem_len}
+    return row if topk is None else {**row, "topk": topk}
+
+
+@dataclass(frozen=True)
+class Suite:
+    """One family of environments, and everything shelm needs to know about it."""
+
+    name: str
+    """What `shelm envs` calls it, and the key it is registered (and replaced, or unregistered) under."""
+    handles: Callable[[str], bool]
+    """Whether an env id belongs to this suite."""
+    ids: Callable[[], list[str]]
+    """The ids `shelm envs` lists (asked only when the suite is installed)."""
+    make: Callable[[str, int, str | None], gym.Env] = make_registered
+    """(env_id, tile_size, render_mode) -> one env yielding uint8 HxWxC frames and taking Discrete actions.
+    It imports what the suite needs and raises ShelmError naming the install command when that is missing. The
+    default builds the gymnasium env registered under the id."""
+    make_vec: Callable[[str, int], gym.vector.VectorEnv] | None = None
+    """(env_id, n_envs) -> the suite's own batched env for training, for suites that batch natively; None steps
+    copies of `make` in a gymnasium vector env. Recording (a render_mode) always uses copies of `make`."""
+    async_context: str | None = None
+    """The multiprocessing start method of asynchronous vectorization (None: the platform's default)."""
+    installed: Callable[[], bool] = _installed
+    """Whether the suite's package is importable."""
+    install_hint: str = "built in"
+    """How to get it (the pip command), or why it cannot be had."""
+    presets: Mapping[tuple[str, str], Mapping[str, Any]] = field(default_factory=dict)
+    """The papers' settings per (env id, agent): what `preset=paper` applies to that pair."""
+    task_presets: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    """The papers' settings per env id that hold for every agent, applied under the pair's row."""
+    success: SuccessRule = flag_or_positive_return
+    """When one of its episodes counts as a success (success_rate, evaluation, traces)."""
+
+
+# The registered suites by name, in registration order (the order `shelm envs --suites` lists them in).
+_SUITES: dict[str, Suite] = {}
+
+GYMNASIUM = Suite("gymnasium", handles=lambda env_id: True, ids=list)
+"""Any other registered gymnasium id whose observation is a uint8 image Box and whose actions are Discrete."""
+
+
+def register_suite(suite: Suite) -> None:
+    """Makes `suite` known to every function of `shelm.envs`; a suite of the same name is replaced in place.
+    Every preset's env id must belong to the suite, or its rows could never apply."""
+    stray = sorted({env_id for env_id, _ in suite.presets} | set(suite.task_presets))
+    stray = [env_id for env_id in stray if not suite.handles(env_id)]
+    if stray:
+        raise ValueError(f"suite '{suite.name}' has presets for ids it does not handle: {', '.join(stray)}")
+    _SUITES[suite.name] = suite
+
+
+def unregister_suite(name: str) -> Suite:
+    """Forgets the suite registered as `name` and returns it."""
+    return _SUITES.pop(name)
+
+
+def registered_suites() -> list[Suite]:
+    """Every registered suite, in registration order."""
+    return list(_SUITES.values())
+
+
+def get_suite(env_id: str) -> Suite:
+    """The suite that builds `env_id`: the first registered one that handles it, else `GYMNASIUM`."""
+    return next((suite for suite in _SUITES.values() if suite.handles(env_id)), GYMNASIUM)

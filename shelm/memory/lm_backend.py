@@ -1,0 +1,127 @@
+"""What a language-model backend provides: how shelm loads a frozen LM and steps it as a per-environment memory.
+
+A backend serves the `lm` sources it `handles` (e.g. `transfo-xl:DIR`, or any Hugging Face model) and knows how
+to load such a model, its tokenizer, and how to cut it to its first `lm_layers` blocks. Its `memory` is a
+`LanguageModelStep`: the frozen model with one sliding window of `mem_len` positions per environment, fed k input
+vectors per environment step. The HELM-family memories (shelm.memory.base) and the analyses use only these two
+interfaces, so they never ask which backend they run on. `shelm.memory.backends` lists the backends.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple, Protocol
+
+import torch
+from torch import nn
+
+from shelm.errors import ShelmError
+
+
+def check_window(mem_len: int, inputs_per_step: int) -> None:
+    """The window settings every language-model memory backend accepts."""
+    if mem_len < 1:
+        raise ShelmError(f"mem_len={mem_len} must be >= 1 (the number of past positions the LM attends to)")
+    if not 1 <= inputs_per_step <= mem_len:
+        raise ShelmError(f"inputs per step ({inputs_per_step}) must be between 1 and mem_len ({mem_len})")
+
+
+def keep_first_blocks(blocks: nn.ModuleList, layers: int) -> int:
+    """Cut `blocks` to its first `layers` (0 keeps all), refusing a number the model does not have. Returns the
+    number kept (the `lm_layers` recorded with a run)."""
+    total = len(blocks)
+    if layers == 0:
+        return total
+    if not 1 <= layers <= total:
+        raise ShelmError(f"lm_layers={layers}, but the language model has {total} layers; choose 1..{total} (0 = all)")
+    del blocks[layers:]
+    return layers
+
+
+def replay_mask(steps: int, k: int, mem_len: int) -> torch.Tensor:
+    """bool [T*k, T*k]: position q (of step q // k) sees the positions j <= q that were in its window during the
+    rollout, i.e. j >= (q // k) * k - mem_len. Replaying an episode at once under this mask gives every position
+    exactly what it attended to step by step."""
+    q = torch.arange(steps * k)[:, None]
+    j = torch.arange(steps * k)[None, :]
+    return (j <= q) & (j >= (q // k) * k - mem_len)
+
+
+class AttentionReplay(NamedTuple):
+    """One episode's LM inputs replayed through the frozen LM in one pass (see `LanguageModelStep.attention`)."""
+
+    attentions: list[torch.Tensor]
+    """Per layer, [heads, T*k, T*k]: the attention weights of every position over the episode's positions."""
+    outputs: torch.Tensor
+    """[T, d]: the output of each step (its last position's hidden state), as the step-by-step memory gave it."""
+
+
+class LanguageModelStep(Protocol):
+    """A frozen LM as a memory of N environments: per environment a sliding window of its last `mem_len`
+    positions, k new positions per step. A new episode empties that environment's window exactly."""
+
+    output_dim: int
+    """Width d of the hidden state returned per environment."""
+    mem_len: int
+    """Positions each environment's window holds."""
+    k: int
+    """Input vectors (positions) per environment step."""
+    device: torch.device
+    dtype: torch.dtype
+    """The dtype the step computes in (the model's)."""
+
+    @property
+    def embedding_matrix(self) -> torch.Tensor:
+        """E [V, d]: the vector the model is fed for each vocabulary entry (frozen)."""
+        ...
+
+    def reset(self, n_envs: int) -> None:
+        """Empty every window and prepare for `n_envs` environments."""
+        ...
+
+    def step(self, inputs_embeds: torch.Tensor, episode_start: torch.Tensor) -> torch.Tensor:
+        """inputs_embeds [N, k, d]; episode_start bool [N] empties those windows first. Returns the last
+        position's hidden state [N, d] (float32)."""
+        ...
+
+    def metrics(self) -> dict[str, float]:
+        """Counters since the last call (e.g. seconds spent compiling the step)."""
+        ...
+
+    def attention(self, inputs: torch.Tensor) -> AttentionReplay:
+        """inputs [T, k, d] of one episode (as fed, from its start) replayed at once with the window the step had
+        (`replay_mask`): the attention of every layer and the per-step outputs, which match the step's."""
+        ...
+
+
+class LanguageModelBackend(Protocol):
+    """One kind of language model: which `lm` sources it serves, and how to load, cut and step them."""
+
+    name: str
+    """Shown in messages, e.g. 'Hugging Face' or 'TransformerXL'."""
+
+    def handles(self, lm: str) -> bool:
+        """Whether this backend serves the `lm` setting (asked in registry order; the first that says yes wins)."""
+        ...
+
+    def resolve(self, lm: str) -> str:
+        """Where `lm` is read from (a directory or a hub id), checked: a bad source is refused with its fix."""
+        ...
+
+    def load(self, source: str, dtype: torch.dtype) -> nn.Module:
+        """The model at `source` (what `resolve` returned) in `dtype`, all layers."""
+        ...
+
+    def truncate(self, model: nn.Module, layers: int) -> int:
+        """Keep the model's first `layers` transformer blocks (0 keeps all; see `keep_first_blocks`); returns the
+        number kept."""
+        ...
+
+    def tokenizer(self, lm: str) -> Any:
+        """The model's tokenizer: `__call__(text, add_special_tokens=False)["input_ids"]`, `decode(ids)` and
+        `get_vocab()`, as Hugging Face tokenizers have them."""
+        ...
+
+    def memory(self, model: nn.Module, mem_len: int, inputs_per_step: int, compile: bool) -> LanguageModelStep:
+        """The per-environment sliding memory over `model` (already on its device); `compile` asks for a faster,
+        compiled step where the backend has one (it says so where it has none)."""
+        ...

@@ -1,0 +1,100 @@
+"""The package's layering (docs/architecture.md): each module imports only from its own layer or the ones below,
+no two modules import each other in a cycle, and no module imports another module's private (underscore) names."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import shelm
+
+PACKAGE = Path(shelm.__file__).parent
+
+# Lowest first. A module may import from its own layer and every layer before it.
+LAYERS = [
+    ("base", ["shelm", "shelm.errors", "shelm.precision", "shelm.files", "shelm.progress"]),
+    ("settings", ["shelm.config"]),
+    ("environments", ["shelm.envs"]),
+    ("frozen side", ["shelm.memory"]),
+    ("trainable side", ["shelm.agents"]),
+    ("acting", ["shelm.acting"]),
+    ("training", ["shelm.rollout", "shelm.runs", "shelm.ppo"]),
+    ("using a run", ["shelm.evaluate", "shelm.inspect"]),
+    ("many runs", ["shelm.experiments"]),
+    ("command", ["shelm.cli"]),
+]
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def layer_of(module: str) -> int:
+    best, index = "", -1
+    for i, (_, prefixes) in enumerate(LAYERS):
+        for prefix in prefixes:
+            if (module == prefix or module.startswith(prefix + ".")) and len(prefix) > len(best):
+                best, index = prefix, i
+    assert index >= 0, f"{module} belongs to no layer of docs/architecture.md"
+    return index
+
+
+def imports(path: Path) -> list[tuple[str, list[str]]]:
+    """(imported shelm module, names taken from it) for every import in the file, at any depth."""
+    found = []
+    tree = ast.parse(path.read_text())
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("shelm"):
+            for alias in node.names:
+                submodule = f"{node.module}.{alias.name}"
+                is_module = (PACKAGE.parent / Path(*submodule.split("."))).with_suffix(".py").exists() or (
+                    PACKAGE.parent / Path(*submodule.split(".")) / "__init__.py"
+                ).exists()
+                found.append((submodule, []) if is_module else (node.module, [alias.name]))
+        elif isinstance(node, ast.Import):
+            found += [(alias.name, []) for alias in node.names if alias.name.startswith("shelm")]
+    return found
+
+
+MODULES = {module_name(path): path for path in PACKAGE.rglob("*.py")}
+
+
+def test_every_import_goes_to_the_same_or_a_lower_layer():
+    upward = []
+    for module, path in MODULES.items():
+        for target, _ in imports(path):
+            if layer_of(target) > layer_of(module):
+                upward.append(f"{module} ({LAYERS[layer_of(module)][0]}) imports {target}")
+    assert not upward, "\n".join(upward)
+
+
+def test_no_import_cycle():
+    graph = {module: {t for t, _ in imports(path) if t in MODULES and t != module} for module, path in MODULES.items()}
+    state: dict[str, int] = {}
+    cycles = []
+
+    def visit(node: str, stack: list[str]) -> None:
+        state[node] = 1
+        for nxt in sorted(graph[node]):
+            if state.get(nxt) == 1:
+                cycles.append(" -> ".join([*stack[stack.index(nxt) :], nxt]))
+            elif nxt not in state:
+                visit(nxt, [*stack, nxt])
+        state[node] = 2
+
+    for module in sorted(graph):
+        if module not in state:
+            visit(module, [module])
+    assert not cycles, "\n".join(cycles)
+
+
+def test_no_module_imports_another_modules_private_names():
+    private = [
+        f"{module} imports {target}.{name}"
+        for module, path in MODULES.items()
+        for target, names in imports(path)
+        for name in names
+        if name.startswith("_") and target != module
+    ]
+    assert not private, "\n".join(private)
