@@ -12,12 +12,17 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
+import os
 import types
 import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from shelm.errors import ShelmError
+
+# MiniGrid frames are 7 cells of this many pixels a side; 64 (448x448 frames) is far past any use.
+MAX_TILE_SIZE = 64
 
 
 def _doc(text: str) -> dict[str, str]:
@@ -43,6 +48,12 @@ class TrainConfig:
     vectorization: Literal["sync", "async"] = field(
         default="sync",
         metadata=_doc("'sync' steps envs in this process (faster on 2 cores); 'async' uses subprocesses"),
+    )
+    obs_key: str = field(
+        default="auto",
+        metadata=_doc(
+            "for envs that observe a Dict: the key of the image the agent sees; 'auto' takes the only uint8 HxWxC entry"
+        ),
     )
     minigrid_tile_size: int = field(
         default=8,
@@ -168,6 +179,22 @@ class TrainConfig:
 
     def validate(self) -> None:
         """Reject values that cannot work, naming the key and the fix."""
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ShelmError(f"--set {f.name}={value}: give a finite number")
+        if not 0 <= self.seed < 2**32:
+            raise ShelmError(f"--seed {self.seed}: seeds are 0 .. 2**32 - 1 (numpy's and gymnasium's range)")
+        cores = os.cpu_count() or 1
+        if self.torch_threads > cores:
+            raise ShelmError(
+                f"--set torch_threads={self.torch_threads}: this machine has {cores} cores; use 0..{cores}"
+            )
+        if self.minigrid_tile_size > MAX_TILE_SIZE:
+            raise ShelmError(
+                f"--set minigrid_tile_size={self.minigrid_tile_size}: at most {MAX_TILE_SIZE} pixels per cell "
+                "(the papers used 8)"
+            )
         positive = ["total_steps", "n_envs", "n_steps", "n_epochs", "n_minibatches", "minigrid_tile_size"]
         positive += ["cnn_features", "actor_hidden", "critic_hidden", "lstm_hidden", "stats_window"]
         positive += ["checkpoint_every", "mem_len", "topk", "memo_size"]

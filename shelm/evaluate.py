@@ -30,7 +30,7 @@ def load_policy(run_dir: Path, checkpoint: str = "latest") -> tuple[TrainConfig,
     path = checkpoint_path(run_dir, checkpoint)
     if path is None:
         raise ShelmError(f"run '{run_dir}' has no '{checkpoint}' checkpoint yet; train it longer or resume it")
-    envs = make_vec_env(config.env_id, 1, "sync", config.minigrid_tile_size)
+    envs = make_vec_env(config.env_id, 1, "sync", config.minigrid_tile_size, obs_key=config.obs_key)
     shape, n_actions = envs.single_observation_space.shape, int(envs.single_action_space.n)
     envs.close()
     # Evaluation, inspection and the analyses play a few episodes, too few to pay for compiling the LM step.
@@ -58,9 +58,8 @@ def run_episodes(
     """
     n_envs = min(episodes, 8)
     targets = np.array([episodes // n_envs + (i < episodes % n_envs) for i in range(n_envs)])
-    envs = make_vec_env(
-        config.env_id, n_envs, "sync", config.minigrid_tile_size, render_mode="rgb_array" if record else None
-    )
+    render_mode = "rgb_array" if record else None
+    envs = make_vec_env(config.env_id, n_envs, "sync", config.minigrid_tile_size, render_mode, config.obs_key)
     frames: list[np.ndarray] = []
     sampler = torch.Generator(device=policy.device).manual_seed(seed)  # own RNG: evaluation is reproducible
     actor = Actor(policy, n_envs, sampler, greedy=greedy)

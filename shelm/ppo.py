@@ -29,9 +29,10 @@ from torch.utils.tensorboard import SummaryWriter
 
 from shelm.acting import EnvLoop, EpisodeTracker
 from shelm.agents import Agent
-from shelm.agents.policy import Actor, build_policy, generator_continuing_global
+from shelm.agents.policy import Actor, Policy, build_policy, generator_continuing_global
 from shelm.config import TrainConfig
 from shelm.envs import make_env, make_vec_env, success_rule
+from shelm.errors import ShelmError
 from shelm.precision import autocast
 from shelm.progress import TrainingProgress
 from shelm.rollout import (
@@ -78,12 +79,52 @@ def peak_rss_mb() -> float:
 
 def check_buildable(config: TrainConfig) -> None:
     """Build the env and the policy once, so that a bad env id, model path or memory setting is refused before a
-    run writes anything (the language model load is cached for the real run)."""
-    env = make_env(config.env_id, tile_size=config.minigrid_tile_size)
+    run writes anything (the language model load is cached for the real run); then refuse a run whose memory would
+    not fit the machine (`memory_estimate`), before any of it is allocated."""
+    env = make_env(config.env_id, config.minigrid_tile_size, obs_key=config.obs_key)
     try:
-        build_policy(config, env.observation_space.shape, int(env.action_space.n))
+        policy = build_policy(config, env.observation_space.shape, int(env.action_space.n))
     finally:
         env.close()
+    needed = memory_estimate(config, env.observation_space.shape, policy)
+    available = available_memory()
+    total = sum(needed.values())
+    if available is not None and total > available:
+        largest = max(needed, key=needed.__getitem__)
+        parts = ", ".join(f"{name} {size / 2**30:.1f}" for name, size in needed.items())
+        raise ShelmError(
+            f"this run would hold about {total / 2**30:.1f} GiB ({parts}) but {available / 2**30:.1f} GiB of memory "
+            f"is available; lower {LOWER[largest]}"
+        )
+
+
+# What to lower when a part of `memory_estimate` is too large.
+LOWER = {
+    "rollout": "--n-envs or --set n_steps",
+    "LM windows": "--n-envs or --set mem_len",
+    "agent and optimizer": "--set cnn_features (or the other widths)",
+}
+
+
+def memory_estimate(config: TrainConfig, obs_shape: tuple[int, ...], policy: Policy) -> dict[str, int]:
+    """Bytes the run will hold beyond what is loaded now (the frozen models are loaded by the check itself):
+    the rollout (uint8 frames, float32 memory outputs and the eight per-step scalars), the frozen memory's
+    per-environment windows, and the agent with its gradients and AdamW's two moments."""
+    steps = config.n_steps * config.n_envs
+    rollout = steps * (math.prod(obs_shape) + 4 * policy.memory_dim + 4 * 8)
+    windows = policy.memory.state_bytes(config.n_envs) if policy.memory is not None else 0
+    agent = 4 * sum(p.numel() * p.element_size() for p in policy.agent.parameters())
+    return {"rollout": rollout, "LM windows": windows, "agent and optimizer": agent}
+
+
+def available_memory() -> int | None:
+    """Bytes of memory the machine can still give (Linux's MemAvailable); None where it is not reported."""
+    meminfo = Path("/proc/meminfo")
+    if meminfo.is_file():
+        for line in meminfo.read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 2**10  # kB
+    return None
 
 
 def schedule(start: float, end: float, progress: float) -> float:
@@ -218,7 +259,9 @@ def train(
         torch.set_num_threads(config.torch_threads)
     torch.manual_seed(config.seed)
     np.random.seed(config.seed)
-    envs = make_vec_env(config.env_id, config.n_envs, config.vectorization, config.minigrid_tile_size)
+    envs = make_vec_env(
+        config.env_id, config.n_envs, config.vectorization, config.minigrid_tile_size, obs_key=config.obs_key
+    )
     obs_shape = envs.single_observation_space.shape
     policy = build_policy(config, obs_shape, int(envs.single_action_space.n))
     agent = policy.agent

@@ -19,15 +19,20 @@ from pathlib import Path
 
 import torch
 
+from shelm.errors import ShelmError
+
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 # /proc/cpuinfo flags of x86 CPUs whose vector units compute bfloat16 products natively.
 BF16_CPU_FLAGS = ("amx_bf16", "avx512_bf16")
 
 
 def pick_device(name: str) -> torch.device:
-    """'auto' is CUDA when available, else the CPU."""
+    """'auto' is CUDA when available, else the CPU; a device this machine lacks is refused in one line."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        why = "torch was built without CUDA" if torch.version.cuda is None else "no CUDA device is visible"
+        raise ShelmError(f"--set device={name}: this machine has no CUDA device ({why}); use device=auto or cpu")
     return torch.device(name)
 
 

@@ -73,7 +73,10 @@ def create_run_dir(path: Path, force: bool) -> None:
                 "or pass --force to replace it"
             )
         shutil.rmtree(path)
-    path.mkdir(parents=True, exist_ok=True)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ShelmError(f"--run-dir {path}: cannot create it ({exc.strerror}); choose a writable folder") from None
 
 
 def save_run_config(

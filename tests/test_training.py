@@ -69,6 +69,9 @@ class RecordingMemory:
         self.calls = 0
         self.outputs: list[torch.Tensor] = []
 
+    def state_bytes(self, n_envs: int) -> int:
+        return 4 * n_envs
+
     def reset(self, n_envs: int) -> None:
         self.count = torch.zeros(n_envs)
 

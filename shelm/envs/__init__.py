@@ -7,7 +7,9 @@ Every environment shelm trains on yields uint8 HxWxC images and takes discrete a
 - `miniworld` (extra): `MiniWorld-*`, 60x80x3 first-person 3D frames, rendered headless;
 - `memory_gym` (extra): Mortar Mayhem, Mystery Path, Searing Spotlights, 84x84x3;
 - `avalon`, `dmlab`: the papers' suites that no package registry can provide; asking for them says why;
-- any other registered gymnasium id whose observation is a uint8 image Box and whose actions are Discrete.
+- any other gymnasium id, also `module:EnvId` for an env of another package (the module is imported first, which
+  registers its ids), whose observation is a uint8 HxWxC image, or a Dict with one (`obs_key`), and whose actions
+  are Discrete.
 `register_suite` adds another suite, from inside or outside the package. Every function below asks the registry:
 which suite builds an id, the papers' presets for it, and when its episodes count as successes.
 Vector envs reset finished episodes in the same step (the final observation goes to `info["final_obs"]`),
@@ -33,6 +35,7 @@ from shelm.envs.registry import (
     registered_suites,
     unregister_suite,
 )
+from shelm.envs.wrappers import FrameFromDict
 from shelm.errors import ShelmError
 
 __all__ = [
@@ -105,7 +108,7 @@ def success_rule(env_id: str) -> SuccessRule:
 
 def _check_spaces(env_id: str, env: gym.Env) -> None:
     obs, act = env.observation_space, env.action_space
-    if not (isinstance(obs, gym.spaces.Box) and obs.dtype == np.uint8 and len(obs.shape) == 3):
+    if not _is_image(obs):
         env.close()
         raise ShelmError(
             f"env '{env_id}' observes {obs}, not a uint8 HxWxC image; wrap it to return RGB frames "
@@ -116,24 +119,60 @@ def _check_spaces(env_id: str, env: gym.Env) -> None:
         raise ShelmError(f"env '{env_id}' has actions {act}; shelm's agents need a Discrete action space")
 
 
-def make_env(env_id: str, tile_size: int = 8, render_mode: str | None = None) -> gym.Env:
-    """One environment of any suite, with its spaces checked."""
+def image_entry(env_id: str, space: gym.spaces.Dict, obs_key: str) -> str:
+    """The key of the image in a Dict observation: `obs_key`, or with 'auto' the only uint8 HxWxC entry."""
+    entries = ", ".join(f"{key}: {sub}" for key, sub in space.spaces.items())
+    if obs_key != "auto":
+        if obs_key not in space.spaces:
+            raise ShelmError(f"--set obs_key={obs_key}: env '{env_id}' observes a Dict without it ({entries})")
+        return obs_key
+    images = [key for key, sub in space.spaces.items() if _is_image(sub)]
+    if len(images) != 1:
+        found = "no uint8 HxWxC image" if not images else f"{len(images)} images ({', '.join(images)})"
+        raise ShelmError(
+            f"env '{env_id}' observes a Dict with {found} ({entries}); pick the image with --set obs_key=KEY"
+        )
+    return images[0]
+
+
+def _is_image(space: gym.Space) -> bool:
+    return isinstance(space, gym.spaces.Box) and space.dtype == np.uint8 and len(space.shape) == 3
+
+
+def make_env(env_id: str, tile_size: int = 8, render_mode: str | None = None, obs_key: str = "auto") -> gym.Env:
+    """One environment of any suite, with its spaces checked. A Dict observation is reduced to its image entry
+    (`image_entry`); `obs_key` other than 'auto' on an env without a Dict observation is refused."""
     env = get_suite(env_id).make(env_id, tile_size, render_mode)
+    if isinstance(env.observation_space, gym.spaces.Dict):
+        try:
+            key = image_entry(env_id, env.observation_space, obs_key)
+        except ShelmError:
+            env.close()
+            raise
+        env = FrameFromDict(env, key)
+    elif obs_key != "auto":
+        env.close()
+        raise ShelmError(f"--set obs_key={obs_key}: env '{env_id}' does not observe a Dict; leave obs_key=auto")
     _check_spaces(env_id, env)
     return env
 
 
 def make_vec_env(
-    env_id: str, n_envs: int, vectorization: str = "sync", tile_size: int = 8, render_mode: str | None = None
+    env_id: str,
+    n_envs: int,
+    vectorization: str = "sync",
+    tile_size: int = 8,
+    render_mode: str | None = None,
+    obs_key: str = "auto",
 ) -> gym.vector.VectorEnv:
-    """`n_envs` copies of `env_id`; seed them with `reset(seed=s)` (copy i gets s + i; Procgen draws its games'
-    seeds from s)."""
+    """`n_envs` copies of `env_id` (see `make_env`); seed them with `reset(seed=s)` (copy i gets s + i; Procgen
+    draws its games' seeds from s)."""
     suite = get_suite(env_id)
     if suite.make_vec is not None and render_mode is None:
         return suite.make_vec(env_id, n_envs)  # its own batching; recording needs per-copy renders
-    make_env(env_id, tile_size=tile_size).close()  # fail fast, in this process, with a clear error
+    make_env(env_id, tile_size, obs_key=obs_key).close()  # fail fast, in this process, with a clear error
     thunks: list[Callable[[], gym.Env]] = [
-        lambda: make_env(env_id, tile_size=tile_size, render_mode=render_mode) for _ in range(n_envs)
+        lambda: make_env(env_id, tile_size, render_mode, obs_key) for _ in range(n_envs)
     ]
     mode = gym.vector.AutoresetMode.SAME_STEP
     if vectorization == "async":

@@ -55,10 +55,11 @@ def env_ids() -> list[str]:
     return sorted(k for k in gym.registry if handles(k))
 
 
-class FlatDiscrete(gym.ActionWrapper):
+class FlatDiscrete(gym.ActionWrapper, gym.utils.RecordConstructorArgs):
     """MultiDiscrete([a, b, ...]) as one Discrete(a * b * ...), index i meaning np.unravel_index(i, nvec)."""
 
     def __init__(self, env: gym.Env):
+        gym.utils.RecordConstructorArgs.__init__(self)
         super().__init__(env)
         self.nvec = tuple(int(n) for n in env.action_space.nvec)
         self.action_space = gym.spaces.Discrete(int(np.prod(self.nvec)))
@@ -67,9 +68,13 @@ class FlatDiscrete(gym.ActionWrapper):
         return np.array(np.unravel_index(int(action), self.nvec), dtype=np.int64)
 
 
-class SuccessInfo(gym.Wrapper):
+class SuccessInfo(gym.Wrapper, gym.utils.RecordConstructorArgs):
     """Memory Gym reports `success` (0/1) when an episode ends; shelm reads `is_success`. Closing keeps pygame up
     for the other envs of the process (see the module docstring)."""
+
+    def __init__(self, env: gym.Env):
+        gym.utils.RecordConstructorArgs.__init__(self)
+        super().__init__(env)
 
     def close(self) -> None:
         pass

@@ -39,8 +39,12 @@ MEMORY_CUE = "memory_cue"
 POV_AGENT_DIR = 3
 
 
-class SymbolicViewInfo(gym.Wrapper):
+class SymbolicViewInfo(gym.Wrapper, gym.utils.RecordConstructorArgs):
     """Copies MiniGrid's symbolic partial view [view, view, 3] (uint8) into the info of every reset and step."""
+
+    def __init__(self, env: gym.Env):
+        gym.utils.RecordConstructorArgs.__init__(self)
+        super().__init__(env)
 
     def reset(self, **kwargs):
         obs, info = self.env.reset(**kwargs)
@@ -51,12 +55,16 @@ class SymbolicViewInfo(gym.Wrapper):
         return obs, reward, terminated, truncated, {**info, SYMBOLIC_VIEW: obs["image"].copy()}
 
 
-class MemoryCueInfo(gym.Wrapper):
+class MemoryCueInfo(gym.Wrapper, gym.utils.RecordConstructorArgs):
     """Puts the cue of MiniGrid's Memory task into the info of every reset and step: MiniGrid's object index of
     what lies in the start room (a key or a ball), which the object at the end of the hallway must match.
 
     Only the oracle-memory control reads it; it is the environment's state, which no learning agent is given.
     """
+
+    def __init__(self, env: gym.Env):
+        gym.utils.RecordConstructorArgs.__init__(self)
+        super().__init__(env)
 
     def reset(self, **kwargs):
         obs, info = self.env.reset(**kwargs)
@@ -76,7 +84,7 @@ def has_memory_cue(env: gym.Env) -> bool:
     return isinstance(env.unwrapped, MemoryEnv)
 
 
-class PartialRGBView(gym.ObservationWrapper):
+class PartialRGBView(gym.ObservationWrapper, gym.utils.RecordConstructorArgs):
     """The agent's partial view as a uint8 [view * tile, view * tile, 3] image, identical to what MiniGrid's
     `ImgObsWrapper(RGBImgPartialObsWrapper(env, tile_size))` returns, drawn from the symbolic view.
 
@@ -93,6 +101,7 @@ class PartialRGBView(gym.ObservationWrapper):
     """
 
     def __init__(self, env: gym.Env, tile_size: int = 8):
+        gym.utils.RecordConstructorArgs.__init__(self, tile_size=tile_size)
         super().__init__(env)
         self.tile_size = tile_size
         view = env.observation_space["image"].shape[0]

@@ -10,6 +10,7 @@ id builds it; an id that no suite claims is built as a plain gymnasium env (`GYM
 from __future__ import annotations
 
 import difflib
+import importlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,13 +35,26 @@ def flag_or_positive_return(infos: dict[str, Any], env_index: int, episode_retur
 
 
 def gym_make(env_id: str, render_mode: str | None = None) -> gym.Env:
-    """`gymnasium.make`, but an id gymnasium does not know is refused with the closest known id and where ids are
-    listed, and `render_mode` is passed only when asked (not every env's constructor accepts it)."""
-    if env_id not in gym.registry:
-        close = difflib.get_close_matches(env_id, list(gym.registry), n=1)
-        hint = f"did you mean '{close[0]}'? " if close else ""
+    """`gymnasium.make`, refusing in one line what it would raise on: an id gymnasium does not know (with the
+    closest known id), and for `module:EnvId` (gymnasium's way to name an env of another package: the module is
+    imported first, which registers its ids) a module that does not import or an id it does not register.
+    `render_mode` is passed only when asked (not every env's constructor accepts it)."""
+    module, colon, name = env_id.rpartition(":")
+    if colon:
+        try:
+            importlib.import_module(module)
+        except Exception as exc:  # an import can fail in any way; the user needs to know which module and why
+            raise ShelmError(
+                f"--env {env_id}: module '{module}' does not import ({type(exc).__name__}: {exc}); install the "
+                "package that provides it"
+            ) from None
+    if name not in gym.registry:
+        close = difflib.get_close_matches(name, list(gym.registry), n=1)
+        hint = f"did you mean '{f'{module}:' if colon else ''}{close[0]}'? " if close else ""
+        if colon:
+            raise ShelmError(f"--env {env_id}: module '{module}' registers no env '{name}'; {hint}check the id")
         raise ShelmError(f"unknown env '{env_id}'; {hint}`shelm envs` lists the available ids")
-    return gym.make(env_id, **({"render_mode": render_mode} if render_mode else {}))
+    return gym.make(name, **({"render_mode": render_mode} if render_mode else {}))
 
 
 def make_registered(env_id: str, tile_size: int, render_mode: str | None) -> gym.Env:

@@ -99,7 +99,9 @@ def record_policy(
 ) -> Trace:
     """`record` for a policy already loaded (the analyses reuse its memory after the rollout)."""
     seed = config.seed + EVAL_SEED_OFFSET if seed is None else seed
-    envs = make_vec_env(config.env_id, 1, "sync", config.minigrid_tile_size, render_mode="rgb_array")
+    envs = make_vec_env(
+        config.env_id, 1, "sync", config.minigrid_tile_size, render_mode="rgb_array", obs_key=config.obs_key
+    )
     names = action_names(envs.envs[0], int(envs.single_action_space.n))
     memory = policy.memory
     sampler = torch.Generator(device=policy.device).manual_seed(seed)

@@ -17,6 +17,11 @@ class FrozenMemory(Protocol):
     output_dim: int
     """Width M of the vector returned per environment."""
 
+    def state_bytes(self, n_envs: int) -> int:
+        """Bytes the per-environment memories of `n_envs` environments will take (e.g. the LM's key/value windows);
+        the run's memory pre-flight asks it before anything is allocated."""
+        ...
+
     def reset(self, n_envs: int) -> None:
         """Forget everything and prepare per-environment memories for `n_envs` environments."""
 

@@ -118,6 +118,9 @@ class LanguageModelMemoryBase(ABC, Generic[LastT]):
 
     # --- the FrozenMemory bookkeeping
 
+    def state_bytes(self, n_envs: int) -> int:
+        return self.lm.window_bytes(n_envs)
+
     def reset(self, n_envs: int) -> None:
         self.lm.reset(n_envs)
         self.last = None

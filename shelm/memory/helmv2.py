@@ -131,7 +131,7 @@ def calibration_frames(config: TrainConfig) -> torch.Tensor:
     """The distinct observations of a short random-play run of the task, seeded by the run's seed."""
     from shelm.envs import make_vec_env
 
-    envs = make_vec_env(config.env_id, CALIBRATION_ENVS, "sync", config.minigrid_tile_size)
+    envs = make_vec_env(config.env_id, CALIBRATION_ENVS, "sync", config.minigrid_tile_size, obs_key=config.obs_key)
     rng = np.random.default_rng(config.seed)
     try:
         obs, _ = envs.reset(seed=config.seed)

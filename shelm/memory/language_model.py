@@ -145,6 +145,15 @@ class LanguageModelMemory:
         """E [V, d]: the LM's input token embeddings (frozen)."""
         return self.model.get_input_embeddings().weight
 
+    def window_bytes(self, n_envs: int) -> int:
+        """Bytes of the key/value windows of `n_envs` environments (what `reset(n_envs)` allocates)."""
+        config = self.model.config
+        heads = int(getattr(config, "num_attention_heads", 0) or config.n_head)
+        kv_heads = int(getattr(config, "num_key_value_heads", 0) or heads)
+        head_dim = int(getattr(config, "head_dim", 0) or self.output_dim // heads)
+        layers = int(config.num_hidden_layers)
+        return n_envs * layers * 2 * kv_heads * (self.mem_len + self.k) * head_dim * self.dtype.itemsize
+
     def reset(self, n_envs: int) -> None:
         self.n_envs = n_envs
         if self.prepared is not None:

@@ -74,6 +74,10 @@ class LanguageModelStep(Protocol):
         """E [V, d]: the vector the model is fed for each vocabulary entry (frozen)."""
         ...
 
+    def window_bytes(self, n_envs: int) -> int:
+        """Bytes the windows of `n_envs` environments take (the memory pre-flight asks before `reset`)."""
+        ...
+
     def reset(self, n_envs: int) -> None:
         """Empty every window and prepare for `n_envs` environments."""
         ...

@@ -37,6 +37,9 @@ class OracleCueMemory:
         self.device = device
         self._last: torch.Tensor | None = None
 
+    def state_bytes(self, n_envs: int) -> int:
+        return 0  # it keeps nothing per environment
+
     def reset(self, n_envs: int) -> None:
         self._last = None
 
@@ -81,7 +84,7 @@ def build_oracle_memory(config: TrainConfig, obs_shape: tuple[int, int, int], de
     """The control, after checking that the run's environment names its cue (refused in one line otherwise)."""
     from shelm.envs import make_env
 
-    env = make_env(config.env_id, tile_size=config.minigrid_tile_size)
+    env = make_env(config.env_id, config.minigrid_tile_size, obs_key=config.obs_key)
     try:
         _, info = env.reset(seed=0)
     finally:

@@ -290,6 +290,11 @@ class TransfoXLMemory:
         """E [V, d]: the vector fed for each word (FrozenHopfield's and SHELM's token embeddings)."""
         return self.model.input_embeddings()
 
+    def window_bytes(self, n_envs: int) -> int:
+        """Bytes of the key/value windows of `n_envs` environments (what `reset(n_envs)` allocates)."""
+        config = self.model.config
+        return len(self.model.layers) * 2 * n_envs * config.n_head * self.slots * config.d_head * self.dtype.itemsize
+
     def reset(self, n_envs: int) -> None:
         config = self.model.config
         shape = (len(self.model.layers), n_envs, config.n_head, self.slots, config.d_head)

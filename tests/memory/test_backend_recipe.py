@@ -58,6 +58,9 @@ class ToyStep:
     def embedding_matrix(self) -> torch.Tensor:
         return self.model.embeddings
 
+    def window_bytes(self, n_envs: int) -> int:
+        return n_envs * self.mem_len * (self.output_dim * self.dtype.itemsize + 1)
+
     def reset(self, n_envs: int) -> None:
         self.window = torch.zeros(n_envs, self.mem_len, self.output_dim, dtype=self.dtype)
         self.valid = torch.zeros(n_envs, self.mem_len, dtype=torch.bool)
