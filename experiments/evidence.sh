@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The evidence behind docs/results.md's "The papers' memory experiments": MiniGrid-MemoryS11-v0 at 2M steps and
 # MiniGrid-KeyCorridorS3R1-v0 at 500k steps, `--preset paper` (the authors' per-task settings), 3 seeds each.
-#   experiments/evidence.sh memory-s11      cnn, lstm, the oracle-memory control and shelm with the full 30-block LM
+#   experiments/evidence.sh memory-s11      the oracle-memory control, cnn, lstm, and shelm with the full 30-block LM
 #   experiments/evidence.sh memory-s11-L2   shelm, helm and helmv2 with the LM cut to its first 2 blocks
 #   experiments/evidence.sh keycorridor     cnn, lstm, and helm, helmv2, shelm with the LM cut to 2 blocks
 # A full-depth LM trial takes about 3 hours of one core at 2M steps here, so only shelm (the papers' headline
@@ -14,7 +14,7 @@ set -euo pipefail
 stage=${1:?usage: experiments/evidence.sh memory-s11|memory-s11-L2|keycorridor}
 out=${OUT_ROOT:-runs/evidence}/$stage
 case $stage in
-  memory-s11) args=(--agents cnn,lstm,oracle,shelm --envs MiniGrid-MemoryS11-v0) ;;
+  memory-s11) args=(--agents oracle,cnn,lstm,shelm --envs MiniGrid-MemoryS11-v0) ;;
   memory-s11-L2) args=(--agents shelm,helm,helmv2 --envs MiniGrid-MemoryS11-v0 --set lm_layers=2) ;;
   keycorridor)
     args=(--agents cnn,lstm,helm,helmv2,shelm --envs MiniGrid-KeyCorridorS3R1-v0

@@ -48,6 +48,14 @@ def test_helm_preset_carries_the_authors_top_level_beta_and_explicit_beta_wins()
     assert "beta" not in resolve_config("MiniGrid-MemoryS11-v0", "shelm", {})[1]
 
 
+def test_the_oracle_control_trains_with_shelms_paper_settings():
+    oracle, applied = resolve_config("MiniGrid-MemoryS11-v0", "oracle", {})
+    shelm, _ = resolve_config("MiniGrid-MemoryS11-v0", "shelm", {})
+    assert (oracle.lr, oracle.ent_coef, oracle.n_steps, oracle.total_steps) == (5e-4, 0.005, 128, 2_000_000)
+    assert (oracle.lr, oracle.ent_coef, oracle.n_steps) == (shelm.lr, shelm.ent_coef, shelm.n_steps)
+    assert applied["lr"] == 5e-4
+
+
 def test_preset_none_keeps_defaults():
     config, applied = resolve_config("MiniGrid-DoorKey-6x6-v0", "lstm", {"preset": "none"})
     assert applied == {} and config.lr == TrainConfig().lr

@@ -61,6 +61,8 @@ class AgentSpec:
     """Settings the papers used for this agent on every task they report, applied with their per-task presets."""
     is_control: bool = False
     """A control, not a method (it is given what no agent can see); labelled so everywhere."""
+    presets_of: str | None = None
+    """The agent whose paper presets this one trains with (a control trains as the method it stands in for)."""
 
     @property
     def analyses(self) -> tuple[str, ...]:
@@ -167,6 +169,8 @@ AGENTS: dict[str, AgentSpec] = {
         _oracle_memory,
         words=lambda config: "the cue, read from the environment (oracle)",
         is_control=True,
+        # It trains with SHELM's per-task settings, so that it differs from SHELM only in its memory.
+        presets_of="shelm",
     ),
 }
 
@@ -192,10 +196,11 @@ def get_agent_spec(name: str) -> AgentSpec:
 def paper_preset(env_id: str, agent: str) -> dict[str, Any]:
     """The papers' settings for this pair: the task's own, the agent's, then the pair's row. Where the papers have
     no row for the pair, only the task's settings apply."""
-    row = pair_preset(env_id, agent)
+    spec = get_agent_spec(agent)
+    row = pair_preset(env_id, spec.presets_of or agent)
     if row is None:
         return task_preset(env_id)
-    return {**task_preset(env_id), **get_agent_spec(agent).paper_settings, **row}
+    return {**task_preset(env_id), **spec.paper_settings, **row}
 
 
 def resolve_config(env_id: str, agent: str, overrides: dict[str, Any]) -> tuple[TrainConfig, dict[str, Any]]:
