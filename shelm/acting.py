@@ -27,7 +27,8 @@ from shelm.envs.registry import SuccessRule
 ObservationView = Callable[[Any, Mapping[str, Any]], tuple[Any, Mapping[str, Any]]]
 """(obs, infos) -> what the agent sees of them."""
 TIMINGS = ("time_env", "time_memory", "time_agent")
-"""Seconds per part of a step: the env (with episode scoring), the frozen memory, the agent's forward pass."""
+"""Seconds per part of a step: the env (with episode scoring), the frozen memory, the agent's forward pass. What the
+caller does with a step (the trainer's rollout storage) is in none of them."""
 
 
 @dataclass(frozen=True)

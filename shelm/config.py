@@ -3,7 +3,8 @@
 A run's configuration is resolved in three layers, later ones winning:
 1. the defaults of `TrainConfig` below;
 2. the paper preset, when `preset="paper"`: the settings the HELM, HELMv2 and SHELM authors published for the
-   (environment, agent) pair, kept beside each environment suite (`shelm.envs.pair_preset`, `task_preset`);
+   (environment, agent) pair, kept beside each environment suite (`shelm.envs.pair_preset`, `task_preset`),
+   with the agent's own paper settings (e.g. HELM's FrozenHopfield beta) on those pairs (`AgentSpec`);
 3. what the user gave explicitly (`--steps`, `--seed`, `--n-envs`, `--set key=value`).
 The resolved config, and which keys the preset set, are saved in the run's `config.json`.
 """

@@ -87,13 +87,21 @@ def check_buildable(config: TrainConfig) -> None:
     finally:
         env.close()
     needed = memory_estimate(config, env.observation_space.shape, policy)
-    available = available_memory()
+    if policy.device.type == "cuda":  # the rollout stays in host memory; the windows and the agent live on the GPU
+        on_gpu = {name: size for name, size in needed.items() if name != "rollout"}
+        refuse_if_larger(on_gpu, torch.cuda.mem_get_info(policy.device)[0], "GPU memory")
+        needed = {"rollout": needed["rollout"]}
+    refuse_if_larger(needed, available_memory(), "memory")
+
+
+def refuse_if_larger(needed: dict[str, int], available: int | None, what: str) -> None:
+    """One line naming both sizes and the setting to lower when the parts of `needed` exceed `available` bytes."""
     total = sum(needed.values())
     if available is not None and total > available:
         largest = max(needed, key=needed.__getitem__)
         parts = ", ".join(f"{name} {size / 2**30:.1f}" for name, size in needed.items())
         raise ShelmError(
-            f"this run would hold about {total / 2**30:.1f} GiB ({parts}) but {available / 2**30:.1f} GiB of memory "
+            f"this run would hold about {total / 2**30:.1f} GiB ({parts}) but {available / 2**30:.1f} GiB of {what} "
             f"is available; lower {LOWER[largest]}"
         )
 

@@ -21,6 +21,7 @@ import json
 import math
 import os
 import platform
+import re
 import shlex
 import shutil
 import sys
@@ -47,9 +48,15 @@ TRACKED_PACKAGES = ["shelm", "torch", "numpy", "gymnasium", "minigrid", "safeten
 # --- the run directory -----------------------------------------------------------------------------
 
 
+def path_safe(env_id: str) -> str:
+    """An env id as part of a folder name: '/' and ':' (`module:EnvId`, which rsync and TensorBoard read as a
+    host or a name) become '_'."""
+    return re.sub(r"[/:]", "_", env_id)
+
+
 def default_run_dir(config: TrainConfig) -> Path:
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    return Path("runs") / f"{config.env_id.replace('/', '_')}__{config.agent}__s{config.seed}__{stamp}"
+    return Path("runs") / f"{path_safe(config.env_id)}__{config.agent}__s{config.seed}__{stamp}"
 
 
 def package_versions() -> dict[str, str]:

@@ -24,9 +24,10 @@ DMLAB_WHY = (
 
 
 def _names(env_id: str, name: str) -> bool:
-    """Whether an id names the suite: it starts with the name or has it as a namespace, in any case."""
+    """Whether an id names the suite: it starts with the name or has it as a namespace, in any case. A
+    `module:EnvId` id is someone's own wrapper, which gymnasium makes."""
     lowered = env_id.lower()
-    return lowered.startswith(name) or f"/{name}" in lowered
+    return ":" not in env_id and (lowered.startswith(name) or f"/{name}" in lowered)
 
 
 def _refuse(why: str) -> Callable[[str, int, str | None], NoReturn]:
@@ -48,7 +49,7 @@ AVALON = Suite(
 )
 DMLAB = Suite(
     "dmlab",
-    handles=lambda env_id: _names(env_id, "dmlab") or "psychlab" in env_id.lower(),
+    handles=lambda env_id: _names(env_id, "dmlab") or (":" not in env_id and "psychlab" in env_id.lower()),
     ids=list,
     make=_refuse(DMLAB_WHY),
     installed=lambda: False,

@@ -65,6 +65,12 @@ class TrialScores:
         return final_value(self.steps, self.values)
 
 
+def _is_memory_method(spec: Any) -> bool:
+    """Whether an agent is compared with the baselines as a memory method: it has a frozen memory and is not a
+    control (the oracle is shown beside the others, never tested against them)."""
+    return spec.build_memory is not None and not spec.is_control
+
+
 def load_trials(sweep_dir: Path, metric: str) -> list[TrialScores]:
     """Every run directory directly under `sweep_dir` (a `shelm sweep` folder, or any folder of runs)."""
     from shelm.agents import get_agent_spec
@@ -83,7 +89,7 @@ def load_trials(sweep_dir: Path, metric: str) -> list[TrialScores]:
                 config.env_id,
                 agent_label(config),
                 config.seed,
-                get_agent_spec(config.agent).build_memory is not None,
+                _is_memory_method(get_agent_spec(config.agent)),
                 steps,
                 values,
                 config.total_steps,

@@ -37,7 +37,7 @@ from shelm.config import TrainConfig, parse_overrides
 from shelm.errors import ShelmError
 from shelm.files import write_json_atomic
 from shelm.memory import release_models
-from shelm.runs import checkpoint_step, load_run_config
+from shelm.runs import checkpoint_step, load_run_config, path_safe
 
 MANIFEST = "sweep.json"
 
@@ -83,7 +83,7 @@ class TrialResult:
 
 
 def trial_dir_name(env_id: str, agent: str, seed: int) -> str:
-    return f"{env_id.replace('/', '_')}__{agent}__s{seed}"
+    return f"{path_safe(env_id)}__{agent}__s{seed}"
 
 
 # --- planning: everything is checked before any trial starts -----------------------------------------------

@@ -23,6 +23,12 @@ ENVS = [
 ]
 
 
+@pytest.fixture(autouse=True)
+def in_a_scratch_folder(tmp_path, monkeypatch):
+    """ViZDoom writes its config (_vizdoom.ini, _vizdoom/) into the working directory."""
+    monkeypatch.chdir(tmp_path)
+
+
 @pytest.mark.parametrize("env_id", ENVS)
 def test_the_wrapped_env_passes_gymnasiums_check(env_id):
     env = make_env(env_id)

@@ -17,6 +17,12 @@ DOOM = "vizdoom.gymnasium_wrapper:VizdoomBasic-v1"
 TINY = ["--n-envs", "2", "--set", "n_steps=32", "--set", "cnn_features=32", "--set", "critic_hidden=32", "--quiet"]
 
 
+@pytest.fixture(autouse=True)
+def in_a_scratch_folder(tmp_path, monkeypatch):
+    """ViZDoom writes its config (_vizdoom.ini, _vizdoom/) into the working directory."""
+    monkeypatch.chdir(tmp_path)
+
+
 @pytest.mark.parametrize(("env_id", "frame"), [(PONG, [210, 160, 3]), (DOOM, [240, 320, 3])])
 def test_a_plugin_env_trains_resumes_evaluates_and_is_inspected(tmp_path, capsys, monkeypatch, env_id, frame):
     run = tmp_path / "run"
