@@ -67,6 +67,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--resume", type=Path, metavar="DIR", help="continue DIR from its latest checkpoint")
     p.add_argument("--force", action="store_true", help="replace an existing --run-dir")
     p.add_argument("--quiet", action="store_true", help="print nothing but errors")
+    p.add_argument("--track", action="store_true", help="also log to Weights & Biases (--set track=true)")
 
 
 def _add_eval(sub: argparse._SubParsersAction) -> None:
@@ -205,6 +206,8 @@ def _train_new(args: argparse.Namespace) -> tuple[Path, TrainConfig]:
         raise ShelmError("train needs --env ID and --agent NAME (or --resume DIR)")
     get_agent_spec(args.agent)
     overrides = parse_overrides(args.set)
+    if args.track:
+        overrides["track"] = True
     for key, value in (("total_steps", args.steps), ("seed", args.seed), ("n_envs", args.n_envs)):
         if value is not None:
             overrides[key] = value
@@ -220,7 +223,9 @@ def _train_resume(args: argparse.Namespace) -> tuple[Path, TrainConfig]:
     from shelm.runs import load_run_config
 
     given = [
-        f"--{k.replace('_', '-')}" for k in ("env", "agent", "steps", "seed", "n_envs", "run_dir") if getattr(args, k)
+        f"--{k.replace('_', '-')}"
+        for k in ("env", "agent", "steps", "seed", "n_envs", "run_dir", "track")
+        if getattr(args, k)
     ]
     if given or args.set or args.force:
         raise ShelmError(f"--resume continues a run with its saved config; drop {', '.join(given) or '--set/--force'}")

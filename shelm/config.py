@@ -166,6 +166,12 @@ class TrainConfig:
         ),
     )
     device: Literal["auto", "cpu", "cuda"] = field(default="auto", metadata=_doc("'auto' uses CUDA when available"))
+    track: bool = field(
+        default=False,
+        metadata=_doc("also log to Weights & Biases (`--track`; the track extra); WANDB_MODE=offline needs no network"),
+    )
+    wandb_project: str = field(default="shelm", metadata=_doc("the W&B project of --track"))
+    wandb_entity: str = field(default="", metadata=_doc("the W&B entity (team or user) of --track; '' = your default"))
     torch_threads: int = field(default=0, metadata=_doc("torch intra-op threads; 0 keeps torch's default"))
     stats_window: int = field(default=100, metadata=_doc("episodes averaged into return_mean and success_rate"))
     checkpoint_every: int = field(default=10, metadata=_doc("PPO iterations between checkpoints"))

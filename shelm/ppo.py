@@ -50,6 +50,7 @@ from shelm.runs import (
     save_checkpoint,
     truncate_metrics,
 )
+from shelm.tracking import WandbTracker
 
 # Keys of a metrics row that measure the machine (wall-clock time, memory) and so differ between identical runs.
 MACHINE_KEYS = (
@@ -300,6 +301,7 @@ def train(
     generator = torch.Generator().manual_seed(config.seed + start_iteration)
 
     writer = SummaryWriter(str(run_dir), purge_step=global_step + 1 if resume else None)
+    tracker = WandbTracker(config, run_dir) if config.track else None
     progress = progress or TrainingProgress(config.total_steps, global_step, quiet=True)
     row: dict[str, Any] = {}
     try:
@@ -345,6 +347,8 @@ def train(
                 for key, value in row.items():
                     if key not in ("global_step", "iteration") and value is not None and math.isfinite(value):
                         writer.add_scalar(f"shelm/{key}", value, global_step)
+                if tracker is not None:
+                    tracker.log(row, global_step)
                 progress.update(row)
 
                 # Checkpoints (and the best-so-far candidate) are taken every checkpoint_every iterations
@@ -358,5 +362,7 @@ def train(
                     save_checkpoint(run_dir, "latest", agent, optimizer, state, policy.memory)
     finally:
         writer.close()
+        if tracker is not None:
+            tracker.finish()
         envs.close()
     return row

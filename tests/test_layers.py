@@ -18,7 +18,7 @@ LAYERS = [
     ("frozen side", ["shelm.memory"]),
     ("trainable side", ["shelm.agents"]),
     ("acting", ["shelm.acting"]),
-    ("training", ["shelm.rollout", "shelm.runs", "shelm.ppo"]),
+    ("training", ["shelm.rollout", "shelm.runs", "shelm.tracking", "shelm.ppo"]),
     ("using a run", ["shelm.evaluate", "shelm.inspect"]),
     ("many runs", ["shelm.experiments"]),
     ("command", ["shelm.cli"]),

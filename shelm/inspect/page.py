@@ -21,6 +21,8 @@ from PIL import Image, ImageDraw, ImageFont
 from shelm.evaluate import write_video
 from shelm.files import write_atomic
 from shelm.inspect.trace import Episode, Trace, Words, record
+from shelm.runs import load_run_config
+from shelm.tracking import WandbTracker
 
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 1.5em; color: #222; }
@@ -175,6 +177,11 @@ def inspect_run(
     write_atomic(page, page_html(trace).encode())
     video = write_video(out / "inspect", video_frames(trace), fps=4)
     log_to_tensorboard(trace)
+    config = load_run_config(run_dir)
+    if config.track:
+        tracker = WandbTracker(config, run_dir)
+        tracker.log_page(page, trace.global_step)
+        tracker.finish()
     return {"page": str(page), "video": str(video), **trace_summary(trace)}
 
 
