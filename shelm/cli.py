@@ -147,8 +147,8 @@ def _add_report(sub: argparse._SubParsersAction) -> None:
         "report",
         help="aggregate a sweep: IQM with bootstrap CIs, probability of improvement, rank-sum tests, plots",
     )
-    p.add_argument("sweep_dir", type=Path, metavar="DIR")
-    p.add_argument("--out", type=Path, help="markdown file to write (default DIR/report.md; figures beside it)")
+    p.add_argument("sweep_dirs", type=Path, nargs="+", metavar="DIR", help="a sweep folder, or several reported as one")
+    p.add_argument("--out", type=Path, help="markdown file to write (default DIR/report.md of the first DIR)")
     p.add_argument("--figures", type=Path, help="folder for the PNGs and the numbers' JSON (default: beside --out)")
     p.add_argument("--metric", default="success_rate", help="a metrics.jsonl column (default success_rate)")
     p.add_argument("--reps", type=int, default=2000, help="bootstrap resamples (default 2000)")
@@ -342,8 +342,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from shelm.experiments.report import write_report
 
-    out = args.out or args.sweep_dir / "report.md"
-    for line in write_report(args.sweep_dir, out, args.metric, args.reps, args.figures):
+    out = args.out or args.sweep_dirs[0] / "report.md"
+    for line in write_report(args.sweep_dirs, out, args.metric, args.reps, args.figures):
         print(line)
     return 0
 

@@ -290,3 +290,26 @@ def test_a_sweep_parent_releases_the_models_it_loaded_to_check_its_trials(tmp_pa
     assert main([*argv, *SETS, "--set", f"lm={lm}", "--set", "mem_len=8"]) == 0
     assert [r["global_step"] for r in read_metrics(tmp_path / f"{ENV}__helm__s1")] == [BATCH]
     assert cached_language_model.cache_info().currsize == 0
+
+
+def test_two_sweep_folders_report_as_one_with_their_variants_apart(tmp_path):
+    """A task's agents run in two sweeps (here shelm at two LM depths, beside cnn): one table, told apart by label."""
+    full, cut = tmp_path / "memory", tmp_path / "memory-L2"
+    for seed in (1, 2, 3):
+        _fake_run(full, ENV, "cnn", seed, 0.5)
+        _fake_run(full, ENV, "shelm", seed, 0.7 + 0.1 * seed)
+        config, applied = resolve_config(ENV, "shelm", {"seed": seed, "total_steps": 1000, "lm_layers": 2})
+        run_dir = cut / f"{ENV}__shelm__s{seed}"  # the same trial name as in the other folder
+        run_dir.mkdir(parents=True)
+        save_run_config(run_dir, config, applied)
+        for step in range(100, 1001, 100):
+            append_metrics(run_dir, {"global_step": step, "success_rate": 0.2 if step > 900 else 0.0})
+    out = tmp_path / "report.md"
+    assert main(["report", str(full), str(cut), "--out", str(out), "--reps", "200"]) == 0
+    numbers = json.loads((tmp_path / "memory-report.json").read_text())
+    assert numbers["sweeps"] == [str(full), str(cut)] and numbers["finished"] == 9
+    rows = {row["agent"]: row for row in numbers["table"] if row["env"] == ENV}
+    assert sorted(rows) == ["cnn", "shelm (symbolic)", "shelm (symbolic, lm_layers=2)"]
+    assert rows["shelm (symbolic, lm_layers=2)"]["iqm"] == pytest.approx(0.2)
+    assert rows["shelm (symbolic)"]["scores"] == pytest.approx([0.8, 0.9, 1.0])
+    assert f"Sweeps `{full}`, `{cut}`: 9 finished trials" in out.read_text()

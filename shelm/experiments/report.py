@@ -18,6 +18,7 @@ text around the numbers and can hold several sweeps.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import warnings
@@ -331,9 +332,10 @@ def _fmt(value: float) -> str:
     return f"{value:.3f}"
 
 
-def markdown(summary: dict[str, Any], sweep_dir: Path, metric: str) -> str:
+def markdown(summary: dict[str, Any], sweep_dirs: list[Path], metric: str) -> str:
+    folders = ", ".join(f"`{d}`" for d in sweep_dirs)
     lines = [
-        f"Sweep `{sweep_dir}`: {summary['finished']} finished trials"
+        f"Sweep{'s' * (len(sweep_dirs) > 1)} {folders}: {summary['finished']} finished trials"
         + (f", {len(summary['unfinished'])} unfinished (left out)" if summary["unfinished"] else "")
         + (f", {len(summary['not_started'])} not started" if summary["not_started"] else "")
         + f". Score per trial: `{metric}` averaged over the last 10% of its training steps. IQM = interquartile "
@@ -395,25 +397,38 @@ def _merge(out: Path, block: str, name: str) -> str:
 
 
 def write_report(
-    sweep_dir: Path, out: Path, metric: str = "success_rate", reps: int = 2000, figures_dir: Path | None = None
+    sweep_dirs: list[Path],
+    out: Path,
+    metric: str = "success_rate",
+    reps: int = 2000,
+    figures_dir: Path | None = None,
 ) -> list[str]:
-    """Write the markdown, the figures (PNG) and SWEEP-report.json (every number); returns lines to print."""
+    """Write the markdown, the figures (PNG) and SWEEP-report.json (every number) of one sweep folder, or of several
+    reported as one (e.g. a task's agents run in two sweeps with different settings; their agents' labels tell
+    the variants apart). Named after the first folder. Returns lines to print."""
     if reps < 100:
         raise ShelmError(f"--reps {reps}: use at least 100 bootstrap resamples (2000 is the default)")
-    trials = load_trials(sweep_dir, metric)
+    trials, planned = [], []
+    for sweep_dir in sweep_dirs:
+        prefix = f"{sweep_dir.name}/" if len(sweep_dirs) > 1 else ""  # trial names repeat across sweeps
+        found = load_trials(sweep_dir, metric)
+        trials += [dataclasses.replace(t, name=prefix + t.name) for t in found]
+        planned += [prefix + name for name in planned_trials(sweep_dir)]
     if not any(t.finished for t in trials):
-        raise ShelmError(f"no trial in '{sweep_dir}' has reached its step budget yet; finish them with `shelm sweep`")
-    summary = summarize(trials, reps, planned_trials(sweep_dir))
+        where = ", ".join(f"'{d}'" for d in sweep_dirs)
+        raise ShelmError(f"no trial in {where} has reached its step budget yet; finish them with `shelm sweep`")
+    summary = summarize(trials, reps, planned)
     figures_dir = figures_dir or out.parent
     figures_dir.mkdir(parents=True, exist_ok=True)
-    stem = sweep_dir.resolve().name
+    stem = sweep_dirs[0].resolve().name
     figures = [
         plot_curves(trials, metric, min(reps, 500), figures_dir / f"{stem}-curves.png"),
         plot_final(summary, metric, figures_dir / f"{stem}-final.png"),
     ]
-    tables = markdown(summary, sweep_dir, metric)
+    tables = markdown(summary, sweep_dirs, metric)
     images = "".join(f"![{figure.stem}]({os.path.relpath(figure, out.parent)})\n" for figure in figures)
     write_atomic(out, _merge(out, f"{tables}\n{images}", stem).encode())
     numbers = figures_dir / f"{stem}-report.json"
-    write_json_atomic(numbers, {"sweep": str(sweep_dir), "metric": metric, "reps": reps, **summary})
+    sweeps = [str(d) for d in sweep_dirs]
+    write_json_atomic(numbers, {"sweeps": sweeps, "metric": metric, "reps": reps, **summary})
     return [*tables.splitlines(), *(f"figure: {f}" for f in figures), f"numbers: {numbers}", f"report: {out}"]
