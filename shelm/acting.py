@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -68,7 +68,7 @@ class EpisodeTracker:
         return finished
 
     def summary(self) -> dict[str, float | None]:
-        return summarize([EpisodeResult(-1, r, n, s) for r, n, s in self.recent])
+        return summarize(self.recent)
 
     def state_dict(self) -> dict[str, Any]:
         return {"recent": list(self.recent), "total_episodes": self.total_episodes}
@@ -79,16 +79,17 @@ class EpisodeTracker:
         self.total_episodes = state["total_episodes"]
 
 
-def summarize(episodes: list[EpisodeResult]) -> dict[str, float | None]:
-    """Mean and spread of returns, mean length and success rate; None values when there is no episode."""
-    if not episodes:
+def summarize(episodes: Iterable[tuple[float, int, bool]]) -> dict[str, float | None]:
+    """Mean and spread of the (return, length, success) of episodes: None values when there is none."""
+    rows = list(episodes)
+    if not rows:
         return {"return_mean": None, "return_std": None, "length_mean": None, "success_rate": None}
-    returns = np.array([e.episode_return for e in episodes], dtype=np.float64)
+    returns, lengths, successes = (np.asarray(column, dtype=np.float64) for column in zip(*rows, strict=True))
     return {
         "return_mean": float(returns.mean()),
         "return_std": float(returns.std()),
-        "length_mean": float(np.mean([e.length for e in episodes])),
-        "success_rate": float(np.mean([e.success for e in episodes])),
+        "length_mean": float(lengths.mean()),
+        "success_rate": float(successes.mean()),
     }
 
 

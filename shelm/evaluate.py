@@ -79,7 +79,7 @@ def run_episodes(
                     done_count[episode.env] += 1
     finally:
         envs.close()
-    return {"episodes": len(counted), **summarize(counted)}, frames
+    return {"episodes": len(counted), **summarize((e.episode_return, e.length, e.success) for e in counted)}, frames
 
 
 def write_video(path: Path, frames: list[np.ndarray], fps: int = 10) -> Path:
