@@ -7,7 +7,8 @@
 # A full-depth LM trial takes about 3 hours of one core at 2M steps here, so only shelm (the papers' headline
 # agent) runs at full depth; helm and helmv2 run with lm_layers=2, which the papers' authors' code allows and
 # an independent rerun found no worse for SHELM (memory-s11-L2 also runs shelm at 2 blocks, to check that here).
-# Trials run at low priority, two at a time with one torch thread each; run the same command again to resume.
+# Trials run at low priority, two at a time (WORKERS=N sets how many) with one torch thread each; run the same
+# command again to resume.
 # Every 5 minutes, and at the end, each finished trial's config.json and metrics.jsonl are copied into
 # docs/runs/evidence/STAGE/ (experiments/publish_finished.py), so a finished trial survives a lost working tree.
 set -euo pipefail
@@ -25,5 +26,5 @@ publish() { python experiments/publish_finished.py "$out" "evidence/$stage"; }
 (while sleep 300; do publish || true; done) &
 poller=$!
 trap 'kill $poller 2>/dev/null || true' EXIT
-nice -n 19 shelm sweep "${args[@]}" --seeds 3 --workers 2 --out "$out"
+nice -n 19 shelm sweep "${args[@]}" --seeds 3 --workers "${WORKERS:-2}" --out "$out"
 publish

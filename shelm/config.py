@@ -120,6 +120,18 @@ class TrainConfig:
             "falls back to the eager step, saying so, if compilation fails"
         ),
     )
+    instruction: str = field(
+        default="none",
+        metadata=_doc(
+            "the LM agents read the episode's instruction into their memory: the text the env gives under this key "
+            "(info, or a text entry of a Dict observation; 'mission' on MiniGrid/BabyAI) fills the first "
+            "positions of each episode's window and never slides out; 'none' feeds the observations only"
+        ),
+    )
+    instruction_tokens: int = field(
+        default=32,
+        metadata=_doc("LM positions kept per environment for the instruction; a longer one is cut (and counted)"),
+    )
     beta: float = field(
         default=1.0, metadata=_doc("FrozenHopfield inverse temperature (paper: 1, 100 or 1000; large = one token)")
     )
@@ -204,7 +216,7 @@ class TrainConfig:
             )
         positive = ["total_steps", "n_envs", "n_steps", "n_epochs", "n_minibatches", "minigrid_tile_size"]
         positive += ["cnn_features", "actor_hidden", "critic_hidden", "lstm_hidden", "stats_window"]
-        positive += ["checkpoint_every", "mem_len", "topk", "memo_size"]
+        positive += ["checkpoint_every", "mem_len", "topk", "memo_size", "instruction_tokens"]
         for key in positive:
             if getattr(self, key) < 1:
                 raise ShelmError(f"{key}={getattr(self, key)} must be >= 1")

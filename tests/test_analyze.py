@@ -90,7 +90,7 @@ def test_the_replay_reproduces_the_sliding_window_step_outputs(tiny_llama_dir: P
     stepped = torch.cat(
         [lm.step(x[None], torch.tensor([t == 0])) for t, x in enumerate(inputs)]
     )  # [9, d], one step at a time through the KV-cache ring
-    attentions, replayed = lm.attention(inputs)
+    attentions, replayed, _ = lm.attention(inputs)
     torch.testing.assert_close(replayed, stepped, rtol=1e-4, atol=1e-5)
     assert len(attentions) == 3 and attentions[0].shape == (4, 9 * k, 9 * k)
     maps = per_step(attentions[2], k)

@@ -41,6 +41,14 @@ CASES = [
     # requests larger than the machine's memory
     (["--n-envs", "100000"], "lower --n-envs or --set n_steps"),
     (["--agent", "shelm", "--set", "lm_layers=1", "--set", "mem_len=100000000"], "lower --n-envs or --set mem_len"),
+    # an instruction no agent or env can give the memory
+    (["--set", "instruction=mission"], "--set instruction=mission: agent 'cnn' has no language memory to read it"),
+    (
+        ["--agent", "helm", "--set", "lm_layers=1", "--set", "instruction=goal"],
+        "--set instruction=goal: env 'MiniGrid-Empty-5x5-v0' gives no text under that key (its texts are under "
+        "mission)",
+    ),
+    (["--agent", "helm", "--set", "instruction_tokens=0"], "instruction_tokens=0 must be >= 1"),
 ]
 
 

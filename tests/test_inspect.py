@@ -90,3 +90,39 @@ def test_inspect_refuses_a_folder_that_is_not_a_run(tmp_path: Path, capsys: pyte
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and str(tmp_path) in err and "not a shelm run directory" in err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_instruction_is_in_the_memory_on_the_page_and_in_the_attention(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """SHELM reads BabyAI's mission into its memory: the page shows it, the replay reproduces the memory with it
+    and every step attends to it; evaluation runs with it."""
+    run = train_run(
+        tmp_path / "run",
+        "BabyAI-GoToLocalS5N2-v0",
+        "shelm",
+        128,
+        "--set",
+        "lm_layers=1",
+        "--set",
+        "instruction=mission",
+        "--set",
+        "lm_dtype=float32",  # the replay then equals the memory to float rounding
+    )
+    memory = json.loads((run / "checkpoints" / "latest" / "trainer.json").read_text())["memory"]
+    assert memory["instruction"] == "mission" and memory["instruction_tokens"] == 32
+    assert main(["inspect", str(run), "--out", str(tmp_path / "page"), "--json", "--episodes", "2"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    missions = [episode["instruction"] for episode in summary["episodes"]]
+    assert all(re.fullmatch(r"go to (the|a) \w+ (key|ball|box)", mission) for mission in missions), missions
+    text = visible_text(Path(summary["page"]), tmp_path)
+    assert f"Instruction in the LM memory, before step 0 and for the whole episode: {missions[0]}" in text
+    assert f"instruction: {missions[0]}" in text  # in every step's window
+
+    assert main(["analyze", str(run), "--what", "attention", "--json", "--out", str(tmp_path / "analysis")]) == 0
+    attention = json.loads(capsys.readouterr().out)
+    lm_dtype = json.loads((run / "config.json").read_text())["config"]["lm_dtype"]
+    assert attention["replay_max_abs_diff"] < (1e-4 if lm_dtype == "float32" else 5e-2)  # as test_analyze's
+    assert attention["instruction"] in missions
+    assert all(share > 0 for share in attention["layers"]["0"]["attention_to_instruction"])
+    assert main(["eval", str(run), "--episodes", "4", "--json"]) == 0

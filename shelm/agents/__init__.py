@@ -74,6 +74,8 @@ class AgentSpec:
         details = self.details(config)
         if self.has_language_model and config.lm_layers:
             details = [*details, f"lm_layers={config.lm_layers}"]
+        if self.has_language_model and config.instruction != "none":
+            details = [*details, f"instruction={config.instruction}"]
         name = f"{self.name} [control]" if self.is_control else self.name
         return f"{name} ({', '.join(details)})" if details else name
 
@@ -191,6 +193,11 @@ def get_agent_spec(name: str) -> AgentSpec:
     if name not in AGENTS:
         raise ShelmError(f"unknown agent '{name}'; choose one of: {', '.join(AGENTS)} (`shelm agents`)")
     return AGENTS[name]
+
+
+def language_model_agents() -> list[str]:
+    """The registered agents whose memory is a frozen language model."""
+    return [name for name, spec in AGENTS.items() if spec.has_language_model]
 
 
 def paper_preset(env_id: str, agent: str) -> dict[str, Any]:

@@ -16,9 +16,10 @@ from typing import Any
 import torch
 from torch.distributions import Categorical
 
-from shelm.agents import get_agent_spec
+from shelm.agents import get_agent_spec, language_model_agents
 from shelm.agents.base import Agent
 from shelm.config import TrainConfig
+from shelm.errors import ShelmError
 from shelm.memory import FrozenMemory
 from shelm.precision import autocast, pick_device, resolve_dtype
 
@@ -57,6 +58,11 @@ class Policy:
 def build_policy(config: TrainConfig, obs_shape: tuple[int, int, int], n_actions: int) -> Policy:
     """The agent of `config` and its frozen memory, built from the agent registry."""
     spec = get_agent_spec(config.agent)
+    if config.instruction != "none" and not spec.has_language_model:
+        raise ShelmError(
+            f"--set instruction={config.instruction}: agent '{config.agent}' has no language memory to read it into; "
+            f"use an agent with one ({', '.join(language_model_agents())}) or instruction=none"
+        )
     device = pick_device(config.device)
     memory = spec.build_memory(config, obs_shape, device) if spec.build_memory else None
     memory_dim = 0 if memory is None else memory.output_dim

@@ -35,7 +35,7 @@ from shelm.envs.registry import (
     registered_suites,
     unregister_suite,
 )
-from shelm.envs.wrappers import FrameFromDict
+from shelm.envs.wrappers import FrameFromDict, TextsIntoInfo, text_entries
 from shelm.errors import ShelmError
 
 __all__ = [
@@ -141,7 +141,8 @@ def _is_image(space: gym.Space) -> bool:
 
 def make_env(env_id: str, tile_size: int = 8, render_mode: str | None = None, obs_key: str = "auto") -> gym.Env:
     """One environment of any suite, with its spaces checked. A Dict observation is reduced to its image entry
-    (`image_entry`); `obs_key` other than 'auto' on an env without a Dict observation is refused."""
+    (`image_entry`), its text entries copied into the info (`TextsIntoInfo`, where an instruction is read from);
+    `obs_key` other than 'auto' on an env without a Dict observation is refused."""
     env = get_suite(env_id).make(env_id, tile_size, render_mode)
     if isinstance(env.observation_space, gym.spaces.Dict):
         try:
@@ -149,6 +150,9 @@ def make_env(env_id: str, tile_size: int = 8, render_mode: str | None = None, ob
         except ShelmError:
             env.close()
             raise
+        texts = text_entries(env.observation_space)
+        if texts:
+            env = TextsIntoInfo(env, texts)
         env = FrameFromDict(env, key)
     elif obs_key != "auto":
         env.close()

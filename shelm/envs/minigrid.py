@@ -4,6 +4,8 @@ With the default tile size of 8 pixels the 7x7-cell view becomes a 56x56x3 uint8
 of the same cells (object, colour, state per cell, as MiniGrid encodes them) travels in
 `info["symbolic_view"]`: SHELM's symbolic retriever reads the objects in view from it.
 
+The episode's mission text (BabyAI's instruction) travels in `info["mission"]`: a language memory can read it.
+
 The RGB view is drawn by `PartialRGBView`, which produces MiniGrid's own `RGBImgPartialObsWrapper` image bit for
 bit at a fraction of its cost (MiniGrid recomputes the view and copies its tiles one by one in Python, which
 dominates the step time of these environments).
@@ -18,6 +20,7 @@ import numpy as np
 
 from shelm.envs.registry import Suite, gym_make
 from shelm.envs.registry import paper_row as _row
+from shelm.envs.wrappers import TextsIntoInfo
 
 PREFIXES = ("MiniGrid-", "BabyAI-")
 
@@ -34,6 +37,8 @@ def env_ids() -> list[str]:
 
 SYMBOLIC_VIEW = "symbolic_view"
 MEMORY_CUE = "memory_cue"
+# The task in words ("go to the red ball"), which every MiniGrid and BabyAI env observes; shelm puts it in the info.
+MISSION = "mission"
 
 # MiniGrid draws its agent in the middle of the view's bottom row, facing up (direction index 3).
 POV_AGENT_DIR = 3
@@ -179,7 +184,7 @@ def make(env_id: str, tile_size: int = 8, render_mode: str | None = None) -> gym
     env = gym_make(env_id, render_mode)
     if has_memory_cue(env):
         env = MemoryCueInfo(env)
-    return PartialRGBView(SymbolicViewInfo(env), tile_size=tile_size)
+    return PartialRGBView(SymbolicViewInfo(TextsIntoInfo(env, (MISSION,))), tile_size=tile_size)
 
 
 # The papers' settings per (task, agent), from the authors' published configs of HELM, HELMv2 and SHELM.

@@ -5,7 +5,8 @@ The episode's LM inputs (as recorded during the rollout) are replayed through th
 (the last `mem_len` positions before its step, plus its own step causally), so the replay reproduces the memory's
 outputs; the largest difference is reported. Attention is shown per head for an early, a middle and the last
 layer, with steps on both axes: row t is what the LM output of step t (its step's last position) attends to, summed
-over each step's k positions, so rows sum to 1. Key events, read from MiniGrid's symbolic view, are marked: the
+over each step's k positions, so rows sum to 1 (less the share paid to the episode's instruction, when the memory
+holds one; that share is reported per head). Key events, read from MiniGrid's symbolic view, are marked: the
 first sight of each key, ball, box, door and goal (e.g. the cue object of the Memory tasks) and the last step.
 """
 
@@ -76,14 +77,16 @@ def run(analysis: Analysis) -> dict[str, Any]:
     episode = max(trace.episodes, key=lambda e: len(e.steps))  # the longest: the most memory to look at
     steps = episode.steps
     inputs = torch.as_tensor(np.stack([s.lm_inputs for s in steps]))
-    attentions, outputs = memory.attention(inputs)
+    attentions, outputs, prefix = memory.attention(inputs, episode.instruction)
     recorded = torch.as_tensor(np.stack([s.memory_out for s in steps]))
     replay_error = float((outputs - recorded).abs().max())
     events = key_events(steps)
     last = (steps[-1].t, f"last step (return {episode.episode_return:.2f})")
     layers = chosen_layers(len(attentions))
     k = memory.positions_per_step
-    maps = {layer: per_step(attentions[layer], k) for layer in layers}
+    # The instruction's positions come first: the maps are over the steps, its share is reported apart.
+    maps = {layer: per_step(attentions[layer][:, prefix:, prefix:], k) for layer in layers}
+    to_instruction = {layer: attentions[layer][:, prefix + k - 1 :: k, :prefix].sum(-1) for layer in layers}
     heads = maps[layers[0]].shape[0]
 
     fig, axes = plt.subplots(len(layers), heads, figsize=(2.0 * heads, 2.1 * len(layers)), squeeze=False)
@@ -109,11 +112,14 @@ def run(analysis: Analysis) -> dict[str, Any]:
         "steps": len(steps),
         "positions_per_step": k,
         "window_positions": memory.window_positions,
+        "instruction": episode.instruction,
         "replay_max_abs_diff": replay_error,
         "events": [{"t": t, "event": label} for t, label in events],
         "layers": {
             str(layer): {
                 "attention_to_events": attention_to_events(maps[layer], events, memory.window_steps),
+                # Per head, the attention every step pays to the instruction (0 without one), averaged over steps.
+                "attention_to_instruction": to_instruction[layer].mean(-1).tolist(),
                 "maps": maps[layer].round(decimals=4).tolist(),
             }
             for layer in layers

@@ -56,9 +56,13 @@ def _words_html(words: Words) -> str:
 def _episode_html(index: int, episode: Episode, window_steps: int) -> str:
     rows = []
     for step in episode.steps:
+        held = [] if episode.instruction is None else [f"instruction: {html.escape(episode.instruction)}"]
         window = "<br>".join(
-            f"{t}: {html.escape(', '.join(w for w, _ in words)) or '-'}"
-            for t, words in episode.window(step.t, window_steps)
+            held
+            + [
+                f"{t}: {html.escape(', '.join(w for w, _ in words)) or '-'}"
+                for t, words in episode.window(step.t, window_steps)
+            ]
         )
         rows.append(
             f'<tr id="e{index}-t{step.t}"><td class="num">{step.t}</td>'
@@ -68,9 +72,15 @@ def _episode_html(index: int, episode: Episode, window_steps: int) -> str:
             f'<td><div class="window">{window or "-"}</div></td></tr>'
         )
     outcome = "success" if episode.success else "failure"
+    instruction = (
+        ""
+        if episode.instruction is None
+        else f'<p class="instruction">Instruction in the LM memory, before step 0 and for the whole episode: '
+        f"<b>{html.escape(episode.instruction)}</b></p>"
+    )
     return (
         f"<h2>Episode {index + 1}: return {episode.episode_return:.3f}, {len(episode.steps)} steps, {outcome}</h2>"
-        "<table><tr><th>step</th><th>frame</th><th>words into memory</th><th>action</th><th>reward</th>"
+        f"{instruction}<table><tr><th>step</th><th>frame</th><th>words into memory</th><th>action</th><th>reward</th>"
         f"<th>value</th><th>LM memory window (last {window_steps} steps)</th></tr>{''.join(rows)}</table>"
     )
 
@@ -117,8 +127,9 @@ def _caption(frame: np.ndarray, text: str) -> np.ndarray:
 def video_frames(trace: Trace) -> list[np.ndarray]:
     frames = []
     for i, episode in enumerate(trace.episodes):
+        told = "" if episode.instruction is None else f" | {episode.instruction}"
         for step in episode.steps:
-            text = f"ep {i + 1} t {step.t} {step.action} r {step.reward:.2f} | {words_text(step.words)}"
+            text = f"ep {i + 1} t {step.t} {step.action} r {step.reward:.2f}{told} | {words_text(step.words)}"
             frames.append(_caption(step.frame, text))
     return frames
 
@@ -137,6 +148,7 @@ def trace_summary(trace: Trace, first_steps: int = 5) -> dict[str, Any]:
                 "return": e.episode_return,
                 "length": len(e.steps),
                 "success": e.success,
+                "instruction": e.instruction,
                 "first_steps": [
                     {"t": s.t, "words": s.words, "action": s.action, "value": s.value} for s in e.steps[:first_steps]
                 ],
@@ -194,6 +206,8 @@ def print_summary(summary: dict[str, Any], as_json: bool) -> None:
     for i, episode in enumerate(summary["episodes"]):
         outcome = "success" if episode["success"] else "failure"
         print(f"  episode {i + 1}: return {episode['return']:.3f}, {episode['length']} steps, {outcome}")
+        if episode["instruction"] is not None:
+            print(f"    instruction in memory: {episode['instruction']}")
         for step in episode["first_steps"]:
             print(f"    t={step['t']:<3} {step['action']:<8} {words_text([tuple(w) for w in step['words']])}")
     print(f"page:  {summary['page']}\nvideo: {summary['video']}")

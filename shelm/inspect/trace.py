@@ -3,7 +3,8 @@
 For SHELM the record is the retrieved words with their scores; for HELM and HELMv2 the vocabulary token
 nearest to the LM input vector (FrozenHopfield's most weighted token, or the nearest embedding); for agents
 without a language-model memory it is empty. Each step also keeps the frame, the action, reward and value
-estimate, and the window: the words of the steps still inside the LM's memory (its last `window_steps` steps).
+estimate, and the window: the words of the steps still inside the LM's memory (its last `window_steps` steps). An
+episode keeps the instruction its memory held from the start, where the run reads one (`instruction`).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from shelm.config import TrainConfig
 from shelm.envs import make_vec_env, success_rule
 from shelm.envs.minigrid import SYMBOLIC_VIEW
 from shelm.evaluate import EVAL_SEED_OFFSET, load_policy
+from shelm.memory.base import LanguageModelMemoryBase
 
 Words = list[tuple[str, float]]
 
@@ -50,6 +52,8 @@ class Episode:
     steps: list[Step] = field(default_factory=list)
     episode_return: float = 0.0
     success: bool = False
+    instruction: str | None = None
+    """The text the LM memory held before the episode's first step (the `instruction` setting), if it read one."""
 
     def window(self, t: int, window_steps: int) -> list[tuple[int, Words]]:
         """(step, words) of the steps inside the LM memory right after step t, oldest first."""
@@ -119,6 +123,8 @@ def record_policy(
                 with torch.no_grad():  # as fed: the mapping is deterministic
                     lm_inputs = memory.lm_inputs(actor.obs, actor.infos)[0].float().cpu().numpy()
             words = memory.last_words()[0] if memory is not None else []
+            if not current.steps and isinstance(memory, LanguageModelMemoryBase):
+                current.instruction = memory.instructions[0]  # the memory took it in when it observed this start
             step = loop.step()
             obs = step.obs[0].cpu().numpy()
             current.steps.append(

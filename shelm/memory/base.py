@@ -7,6 +7,11 @@ each environment's window, the memo cache of the mapping, the metrics, the ident
 the analyses read (embeddings, attention). A memory of the family supplies its `lm_inputs`, its `last_words`, its
 `own_identity` and, where it draws tensors at construction, `state_dict`/`load_state_dict`.
 `frozen_language_model` builds the LM part from a run's settings, through the backend that serves its `lm`.
+
+The instruction: with the `instruction` setting, the text the environment gives under that key at an episode's
+start (BabyAI's mission, "go to the red ball") is tokenized with the LM's own tokenizer and its token embeddings
+fill the first positions of that episode's window (the backend's prefix), before the first observation. It never
+slides out, so every step's LM output can draw on it; the LM stays frozen, and no agent is told the text otherwise.
 """
 
 from __future__ import annotations
@@ -19,10 +24,13 @@ from typing import Any, ClassVar, Generic, TypeVar
 import torch
 
 from shelm.config import TrainConfig
+from shelm.errors import ShelmError
 from shelm.memory.caches import MemoCache, cached_language_model, cached_tokenizer
-from shelm.memory.lm_backend import AttentionReplay, LanguageModelStep
+from shelm.memory.lm_backend import AttentionReplay, LanguageModelStep, Prefix
 from shelm.memory.weights import LoadedLanguageModel
 from shelm.precision import resolve_dtype
+
+NO_INSTRUCTION = "none"
 
 # The compiled LM step costs seconds per block to build once; below this many training steps it does not pay.
 COMPILE_AUTO_MIN_STEPS = 100_000
@@ -46,11 +54,13 @@ class FrozenLanguageModel:
     """The dtype it computes in (`lm_dtype`, 'auto' resolved for the device)."""
     mem_len: int
     """The `mem_len` setting: the window in environment steps."""
+    instruction: str = NO_INSTRUCTION
+    """The `instruction` setting: the info key of the episode's instruction, or 'none'."""
 
     def identity(self, kind: str) -> dict[str, Any]:
         """The identity keys every language-model memory has: its kind and its frozen LM (source, weight hash,
-        layers, dtype, window)."""
-        return {
+        layers, dtype, window), and the instruction it reads where it reads one."""
+        identity = {
             "kind": kind,
             "lm": self.lm,
             "lm_sha256": self.loaded.sha256,
@@ -58,16 +68,42 @@ class FrozenLanguageModel:
             "lm_dtype": self.dtype,
             "mem_len": self.mem_len,
         }
+        if self.instruction != NO_INSTRUCTION:
+            identity |= {"instruction": self.instruction, "instruction_tokens": self.step.prefix_len}
+        return identity
+
+
+def check_instruction(config: TrainConfig) -> None:
+    """Refuse, in one line, an `instruction` key under which the run's environment gives no text."""
+    from shelm.envs import make_env  # here: the memory layer needs the envs only for this check
+
+    env = make_env(config.env_id, config.minigrid_tile_size, obs_key=config.obs_key)
+    try:
+        _, info = env.reset(seed=config.seed)
+    finally:
+        env.close()
+    if not isinstance(info.get(config.instruction), str):
+        texts = sorted(key for key, value in info.items() if isinstance(value, str))
+        found = f"its texts are under {', '.join(texts)}" if texts else "it gives no text"
+        raise ShelmError(
+            f"--set instruction={config.instruction}: env '{config.env_id}' gives no text under that key ({found}); "
+            f"use one of those, or instruction={NO_INSTRUCTION}"
+        )
 
 
 def frozen_language_model(config: TrainConfig, device: torch.device, inputs_per_step: int = 1) -> FrozenLanguageModel:
     """The run's frozen LM (loaded once per process) on `device`, fed `inputs_per_step` vectors per environment
-    step, its window holding `mem_len` steps."""
+    step, its window holding `mem_len` steps after `instruction_tokens` positions for the instruction where the run
+    reads one."""
+    reads_instruction = config.instruction != NO_INSTRUCTION
+    if reads_instruction:
+        check_instruction(config)
     dtype = resolve_dtype(config.lm_dtype, device)
     loaded = cached_language_model(config.lm, dtype, config.lm_layers)
     compile = compile_requested(config.lm_compile, config.total_steps)
-    step = loaded.memory(device, config.mem_len * inputs_per_step, inputs_per_step, compile=compile)
-    return FrozenLanguageModel(loaded, step, config.lm, dtype, config.mem_len)
+    prefix_len = config.instruction_tokens if reads_instruction else 0
+    step = loaded.memory(device, config.mem_len * inputs_per_step, inputs_per_step, compile, prefix_len)
+    return FrozenLanguageModel(loaded, step, config.lm, dtype, config.mem_len, config.instruction)
 
 
 LastT = TypeVar("LastT")
@@ -93,6 +129,11 @@ class LanguageModelMemoryBase(ABC, Generic[LastT]):
         self.window_steps = self.lm.mem_len // self.lm.k
         self.last: LastT | None = None
         self._lm_identity = frozen.identity(self.kind)
+        self.instruction_key = None if frozen.instruction == NO_INSTRUCTION else frozen.instruction
+        self.instructions: list[str | None] = []
+        """Per environment, the instruction its current episode holds (None without one)."""
+        self._instruction_ids: dict[str, list[int]] = {}
+        self._instructions_cut = 0
 
     # --- what a memory of the family supplies
 
@@ -124,14 +165,52 @@ class LanguageModelMemoryBase(ABC, Generic[LastT]):
     def reset(self, n_envs: int) -> None:
         self.lm.reset(n_envs)
         self.last = None
+        self.instructions = [None] * n_envs
 
     def step(
         self, obs: torch.Tensor, episode_start: torch.Tensor, info: Mapping[str, Any] | None = None
     ) -> torch.Tensor:
-        return self.lm.step(self.lm_inputs(obs, info), episode_start)
+        prefix = None if self.instruction_key is None else self._instruction_prefix(episode_start, info)
+        return self.lm.step(self.lm_inputs(obs, info), episode_start, prefix)
 
     def metrics(self) -> dict[str, float]:
-        return {**self.memo.metrics(), **self.lm.metrics()}
+        cut, self._instructions_cut = self._instructions_cut, 0
+        return {**self.memo.metrics(), **self.lm.metrics(), **({"instructions_cut": cut} if cut else {})}
+
+    # --- the instruction
+
+    def instruction_ids(self, text: str) -> list[int]:
+        """The LM's tokens of an instruction, cut to the positions kept for it (a cut is counted in the metrics)."""
+        ids = self._instruction_ids.get(text)
+        if ids is None:
+            ids = list(cached_tokenizer(self.lm_name)(text, add_special_tokens=False)["input_ids"])
+            self._instruction_ids[text] = ids
+        if len(ids) > self.lm.prefix_len:
+            self._instructions_cut += 1
+        return ids[: self.lm.prefix_len]
+
+    def instruction_inputs(self, text: str) -> torch.Tensor:
+        """[P, d]: the LM input vectors an episode with this instruction holds before its first observation."""
+        matrix = self.embedding_matrix
+        return matrix[torch.tensor(self.instruction_ids(text), dtype=torch.long, device=matrix.device)]
+
+    def _instruction_prefix(self, episode_start: torch.Tensor, info: Mapping[str, Any] | None) -> Prefix:
+        """The prefix of the environments starting an episode: their instruction's token embeddings."""
+        starting = episode_start.nonzero().squeeze(1).tolist()
+        texts = None if info is None else info.get(self.instruction_key)
+        if starting and texts is None:
+            raise ShelmError(
+                f"instruction={self.instruction_key}: the environment gave no info['{self.instruction_key}']"
+            )
+        embeds = torch.zeros(len(starting), self.lm.prefix_len, self.output_dim, dtype=self.lm.dtype)
+        lengths = torch.zeros(len(starting), dtype=torch.long)
+        for row, env in enumerate(starting):
+            text = str(texts[env])
+            vectors = self.instruction_inputs(text)
+            embeds[row, : len(vectors)] = vectors.to(device=embeds.device, dtype=embeds.dtype)
+            lengths[row] = len(vectors)
+            self.instructions[env] = text
+        return Prefix(embeds, lengths)
 
     def identity(self) -> dict[str, Any]:
         return {**self._lm_identity, **self.own_identity()}
@@ -153,10 +232,12 @@ class LanguageModelMemoryBase(ABC, Generic[LastT]):
         """The LM positions each environment's window holds (`window_steps` * k)."""
         return self.lm.mem_len
 
-    def attention(self, inputs: torch.Tensor) -> AttentionReplay:
-        """One episode's LM inputs [T, k, d], as `lm_inputs` gave them from its start, replayed through the LM:
-        every layer's attention and the per-step outputs (see `LanguageModelStep.attention`)."""
-        return self.lm.attention(inputs)
+    def attention(self, inputs: torch.Tensor, instruction: str | None = None) -> AttentionReplay:
+        """One episode's LM inputs [T, k, d], as `lm_inputs` gave them from its start, after its instruction where it
+        had one, replayed through the LM: every layer's attention and the per-step outputs (see
+        `LanguageModelStep.attention`)."""
+        prefix = None if instruction is None else self.instruction_inputs(instruction)
+        return self.lm.attention(inputs, prefix)
 
     def token_words(self, ids: torch.Tensor, scores: torch.Tensor) -> list[list[tuple[str, float]]]:
         """[N] token ids and scores -> per row [(decoded token, score)]; a whitespace token is shown quoted."""

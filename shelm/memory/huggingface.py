@@ -170,5 +170,7 @@ class HuggingFaceBackend:
                 "the weights (tokenizer.save_pretrained) or use a model that ships one"
             ) from None
 
-    def memory(self, model: nn.Module, mem_len: int, inputs_per_step: int, compile: bool) -> LanguageModelMemory:
-        return LanguageModelMemory(model, mem_len, inputs_per_step, compile=compile)
+    def memory(
+        self, model: nn.Module, mem_len: int, inputs_per_step: int, compile: bool, prefix_len: int = 0
+    ) -> LanguageModelMemory:
+        return LanguageModelMemory(model, mem_len, inputs_per_step, compile=compile, prefix_len=prefix_len)

@@ -14,7 +14,11 @@ sliding window of the last `mem_len` positions as the model's key/value cache:
   window slides;
 - a new episode empties exactly that environment's window: its ring slots are masked out (attention weight
   exactly 0) and its position counter restarts, so its outputs equal those of a model that never saw the
-  previous episode.
+  previous episode;
+- with `prefix_len` > 0 each environment also keeps that many slots before the ring for its episode's prefix
+  (an instruction): at the episode's start the prefix is run through the model once (positions 0..P-1, padding
+  masked out), its keys and values fill those slots, and the episode's steps take positions from P on. The ring
+  never overwrites them, so every step of the episode attends to the prefix.
 
 Two implementations of the step share this bookkeeping and give equal outputs (within the dtype's rounding):
 - the eager step calls the Hugging Face decoder with the window as its key/value cache; it works for any
@@ -36,22 +40,23 @@ from transformers import PreTrainedModel
 from transformers.cache_utils import Cache, CacheLayerMixin
 
 from shelm.errors import ShelmError, first_line
-from shelm.memory.lm_backend import AttentionReplay, check_window, replay_mask
+from shelm.memory.lm_backend import AttentionReplay, Prefix, check_prefix, check_window, replay_mask
 from shelm.memory.prepared_step import PreparedDecoder, prepare_decoder, unsupported_reason
 
 
 class _RingLayer(CacheLayerMixin):
-    """One layer's window: `update` writes the new keys into the scratch slots and returns the whole buffer."""
+    """One layer's window of `window` slots (a prefix's, then the ring's) and k scratch slots: `update` writes the
+    new keys into the scratch slots and returns the whole buffer."""
 
     is_sliding = False
 
-    def __init__(self, n_envs: int, mem_len: int, k: int):
+    def __init__(self, n_envs: int, window: int, k: int):
         super().__init__()
-        self.n_envs, self.mem_len, self.k = n_envs, mem_len, k
+        self.n_envs, self.window, self.k = n_envs, window, k
 
     def lazy_initialization(self, key_states: torch.Tensor, value_states: torch.Tensor) -> None:
         _, heads, _, dim = key_states.shape
-        shape = (self.n_envs, heads, self.mem_len + self.k, dim)
+        shape = (self.n_envs, heads, self.window + self.k, dim)
         self.keys = torch.zeros(shape, dtype=key_states.dtype, device=key_states.device)
         self.values = torch.zeros(
             (*shape[:3], value_states.shape[-1]), dtype=value_states.dtype, device=value_states.device
@@ -61,28 +66,28 @@ class _RingLayer(CacheLayerMixin):
     def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
         if not self.is_initialized:
             self.lazy_initialization(key_states, value_states)
-        self.keys[:, :, self.mem_len :] = key_states
-        self.values[:, :, self.mem_len :] = value_states
+        self.keys[:, :, self.window :] = key_states
+        self.values[:, :, self.window :] = value_states
         return self.keys, self.values
 
     def commit(self, slots: torch.Tensor) -> None:
         """Move the scratch slots into ring slots `slots` (the oldest ones)."""
-        self.keys[:, :, slots] = self.keys[:, :, self.mem_len :]
-        self.values[:, :, slots] = self.values[:, :, self.mem_len :]
+        self.keys[:, :, slots] = self.keys[:, :, self.window :]
+        self.values[:, :, slots] = self.values[:, :, self.window :]
 
     def get_mask_sizes(self, query_length: int) -> tuple[int, int]:
-        return self.mem_len + self.k, 0
+        return self.window + self.k, 0
 
     def get_seq_length(self) -> int:
-        return self.mem_len
+        return self.window
 
     def get_max_length(self) -> int:
-        return self.mem_len + self.k
+        return self.window + self.k
 
 
 class _RingCache(Cache):
-    def __init__(self, n_layers: int, n_envs: int, mem_len: int, k: int):
-        super().__init__(layers=[_RingLayer(n_envs, mem_len, k) for _ in range(n_layers)])
+    def __init__(self, n_layers: int, n_envs: int, window: int, k: int):
+        super().__init__(layers=[_RingLayer(n_envs, window, k) for _ in range(n_layers)])
 
 
 def compile_decoder(decoder: PreparedDecoder, device: torch.device) -> Callable[..., tuple[torch.Tensor, ...]]:
@@ -107,13 +112,15 @@ class LanguageModelMemory:
         mem_len: int,
         inputs_per_step: int = 1,
         compile: bool = False,
+        prefix_len: int = 0,
     ):
         check_window(mem_len, inputs_per_step)
         self.model = model.eval()
         self.model.requires_grad_(False)
         # Only hidden states are needed: run the decoder stack, never the LM head.
         self.decoder = model.get_decoder() if hasattr(model, "get_decoder") else model
-        self.mem_len, self.k = mem_len, inputs_per_step
+        self.mem_len, self.k, self.prefix_len = mem_len, inputs_per_step, prefix_len
+        self.slots = prefix_len + mem_len  # per environment: the prefix's slots, then the ring's
         self.output_dim = int(model.config.hidden_size)
         self.max_positions = self._position_limit(model)
         self.device = next(model.parameters()).device
@@ -152,18 +159,18 @@ class LanguageModelMemory:
         kv_heads = int(getattr(config, "num_key_value_heads", 0) or heads)
         head_dim = int(getattr(config, "head_dim", 0) or self.output_dim // heads)
         layers = int(config.num_hidden_layers)
-        return n_envs * layers * 2 * kv_heads * (self.mem_len + self.k) * head_dim * self.dtype.itemsize
+        return n_envs * layers * 2 * kv_heads * (self.slots + self.k) * head_dim * self.dtype.itemsize
 
     def reset(self, n_envs: int) -> None:
         self.n_envs = n_envs
         if self.prepared is not None:
             prepared = self.prepared
-            shape = (prepared.n_layers, n_envs, prepared.kv_heads, self.mem_len, prepared.head_dim)
+            shape = (prepared.n_layers, n_envs, prepared.kv_heads, self.slots, prepared.head_dim)
             self.window_keys = torch.zeros(shape, dtype=self.dtype, device=self.device)
             self.window_values = torch.zeros(shape, dtype=self.dtype, device=self.device)
         else:
-            self.cache = _RingCache(int(self.model.config.num_hidden_layers), n_envs, self.mem_len, self.k)
-        self.valid = torch.zeros(n_envs, self.mem_len, dtype=torch.bool, device=self.device)
+            self.cache = _RingCache(int(self.model.config.num_hidden_layers), n_envs, self.slots, self.k)
+        self.valid = torch.zeros(n_envs, self.slots, dtype=torch.bool, device=self.device)
         self.positions = torch.zeros(n_envs, dtype=torch.long, device=self.device)
         self.head = 0  # the oldest ring slot; every env advances in lockstep, so one pointer serves all
 
@@ -179,13 +186,18 @@ class LanguageModelMemory:
         return mask.masked_fill_(~allowed, torch.finfo(self.dtype).min).unsqueeze(1)
 
     @torch.no_grad()
-    def step(self, inputs_embeds: torch.Tensor, episode_start: torch.Tensor) -> torch.Tensor:
-        """inputs_embeds [N, k, d]; episode_start bool [N]. Returns the last position's hidden state [N, d]."""
+    def step(
+        self, inputs_embeds: torch.Tensor, episode_start: torch.Tensor, prefix: Prefix | None = None
+    ) -> torch.Tensor:
+        """inputs_embeds [N, k, d]; episode_start bool [N]; `prefix`: what the starting environments hold first
+        (see `LanguageModelStep.step`). Returns the last position's hidden state [N, d]."""
         if inputs_embeds.shape[:2] != (self.n_envs, self.k):
             raise ValueError(f"expected inputs of shape [{self.n_envs}, {self.k}, d], got {list(inputs_embeds.shape)}")
         episode_start = episode_start.to(self.device)
         self.valid[episode_start] = False
         self.positions[episode_start] = 0
+        if prefix is not None:
+            self._write_prefix(episode_start.nonzero().squeeze(1), prefix)
         position_ids = self.positions[:, None] + torch.arange(self.k, device=self.device)
         if self.max_positions is not None and int(position_ids.max()) >= self.max_positions:
             raise ShelmError(
@@ -193,7 +205,7 @@ class LanguageModelMemory:
                 "language model has; use a model with rotary positions (e.g. the default smollm2) for longer episodes"
             )
         inputs_embeds = inputs_embeds.to(device=self.device, dtype=self.dtype)
-        slots = (self.head + torch.arange(self.k, device=self.device)) % self.mem_len
+        slots = self.prefix_len + (self.head + torch.arange(self.k, device=self.device)) % self.mem_len
         if self.prepared is not None:
             hidden = self._prepared_step(inputs_embeds, position_ids, slots)
         else:
@@ -211,6 +223,51 @@ class LanguageModelMemory:
         self.head = (self.head + self.k) % self.mem_len
         self.positions += self.k
         return hidden.float()
+
+    def _write_prefix(self, envs: torch.Tensor, prefix: Prefix) -> None:
+        """Run each starting environment's prefix through the model from position 0 and keep its keys and values in
+        that environment's prefix slots; its steps then continue at the position after the prefix."""
+        check_prefix(prefix, len(envs), self.prefix_len)
+        length = prefix.embeds.shape[1]
+        if len(envs) == 0 or length == 0:
+            return
+        embeds = prefix.embeds.to(device=self.device, dtype=self.dtype)
+        lengths = prefix.lengths.to(self.device)
+        position_ids = torch.arange(length, device=self.device).expand(len(envs), -1)
+        # Causal, so padding after a row's real positions changes none of their keys or values.
+        causal = torch.ones(length, length, dtype=torch.bool, device=self.device).tril()
+        if self.prepared is not None:
+            prepared = self.prepared
+            empty = torch.zeros(
+                (prepared.n_layers, len(envs), prepared.kv_heads, 0, prepared.head_dim),
+                dtype=self.dtype,
+                device=self.device,
+            )
+            lowest = torch.finfo(torch.float32).min
+            causal_bias = torch.zeros(length, length, device=self.device).masked_fill_(~causal, lowest)
+            window_bias = torch.zeros(len(envs), 1, 1, 0, device=self.device)
+            args = (embeds, prepared.positional(position_ids, self.dtype), empty, empty, window_bias, causal_bias)
+            _, keys, values = prepared(*args)  # eager: a prefix's shape varies, a compiled graph would recompile
+            self.window_keys[:, envs, :, :length] = keys
+            self.window_values[:, envs, :, :length] = values
+        else:
+            cache = _RingCache(len(self.cache.layers), len(envs), 0, length)
+            mask = torch.zeros(length, length, dtype=self.dtype, device=self.device)
+            mask.masked_fill_(~causal, torch.finfo(self.dtype).min)
+            self.decoder(
+                inputs_embeds=embeds,
+                attention_mask=mask.expand(len(envs), 1, -1, -1),
+                position_ids=position_ids,
+                cache=cache,
+                use_cache=True,
+            )
+            for layer, written in zip(self.cache.layers, cache.layers, strict=True):
+                if not layer.is_initialized:
+                    layer.lazy_initialization(written.keys, written.values)
+                layer.keys[envs, :, :length] = written.keys
+                layer.values[envs, :, :length] = written.values
+        self.valid[envs, :length] = torch.arange(length, device=self.device) < lengths[:, None]
+        self.positions[envs] = lengths
 
     def _prepared_step(
         self, inputs_embeds: torch.Tensor, position_ids: torch.Tensor, slots: torch.Tensor
@@ -265,23 +322,27 @@ class LanguageModelMemory:
         return {"time_compile": seconds} if seconds else {}
 
     @torch.no_grad()
-    def attention(self, inputs: torch.Tensor) -> AttentionReplay:
-        """inputs [T, k, d] of one episode replayed at once through the Hugging Face decoder (eager attention, the
-        fused kernels return no weights) under `replay_mask`: per layer [heads, T*k, T*k], and the outputs [T, d]."""
-        steps, k, _ = inputs.shape
-        allowed = replay_mask(steps, k, self.mem_len)
+    def attention(self, inputs: torch.Tensor, prefix: torch.Tensor | None = None) -> AttentionReplay:
+        """inputs [T, k, d] of one episode, after its prefix [P, d] if it had one, replayed at once through the Hugging
+        Face decoder (eager attention, the fused kernels return no weights) under `replay_mask`: per layer
+        [heads, P+T*k, P+T*k], and the outputs [T, d]."""
+        steps, k, width = inputs.shape
+        prefix = inputs.new_zeros(0, width) if prefix is None else prefix.to(inputs.dtype)
+        length = len(prefix)
+        allowed = replay_mask(steps, k, self.mem_len, length)
         mask = torch.zeros(allowed.shape, dtype=self.dtype).masked_fill_(~allowed, torch.finfo(self.dtype).min)
+        sequence = torch.cat([prefix, inputs.reshape(steps * k, width)])
         previous = self.model.config._attn_implementation
         self.model.set_attn_implementation("eager")
         try:
             out = self.decoder(
-                inputs_embeds=inputs.reshape(1, steps * k, -1).to(device=self.device, dtype=self.dtype),
+                inputs_embeds=sequence[None].to(device=self.device, dtype=self.dtype),
                 attention_mask=mask[None, None].to(self.device),
-                position_ids=torch.arange(steps * k, device=self.device)[None],
+                position_ids=torch.arange(length + steps * k, device=self.device)[None],
                 output_attentions=True,
                 use_cache=False,
             )
         finally:
             self.model.set_attn_implementation(previous)
         attentions = [a[0].float().cpu() for a in out.attentions]
-        return AttentionReplay(attentions, out.last_hidden_state[0, k - 1 :: k].float().cpu())
+        return AttentionReplay(attentions, out.last_hidden_state[0, length + k - 1 :: k].float().cpu(), length)

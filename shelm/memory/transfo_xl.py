@@ -30,6 +30,9 @@ through the separate W_r R term), so this implementation stores the projected ke
 ring buffer like the other backend's, and computes each position's projections once: exactly the same
 attention at the cost of k new positions per step, plus scores over the window. A new episode masks out that
 environment's window (the reference zeroed it and kept attending), so its outputs equal a fresh model's.
+An episode's prefix (its instruction, `prefix_len` > 0) is run through the model once at the episode's start, as
+the positions just before its first step, and kept in slots before the ring: every step attends to it, beyond
+same_length's reach, at its true distance clamped to the window's span (prefix + mem_len + k positions).
 """
 
 from __future__ import annotations
@@ -47,7 +50,7 @@ import torch
 from torch import nn
 
 from shelm.errors import ShelmError, first_line
-from shelm.memory.lm_backend import AttentionReplay, check_window, keep_first_blocks, replay_mask
+from shelm.memory.lm_backend import AttentionReplay, Prefix, check_prefix, check_window, keep_first_blocks, replay_mask
 
 PREFIX = "transfo-xl:"
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
@@ -273,15 +276,15 @@ class TransfoXL(nn.Module):
 class TransfoXLMemory:
     """TransformerXL with one window of `mem_len` positions per environment: the backend's `LanguageModelStep`."""
 
-    def __init__(self, model: TransfoXL, mem_len: int, inputs_per_step: int = 1):
+    def __init__(self, model: TransfoXL, mem_len: int, inputs_per_step: int = 1, prefix_len: int = 0):
         check_window(mem_len, inputs_per_step)
         self.model = model.eval()
         self.model.requires_grad_(False)
-        self.mem_len, self.k = mem_len, inputs_per_step
+        self.mem_len, self.k, self.prefix_len = mem_len, inputs_per_step, prefix_len
         self.output_dim = model.config.d_model
         weight = model.word_emb.emb_layers[0].weight
         self.device, self.dtype = weight.device, weight.dtype
-        self.slots = mem_len + inputs_per_step  # ring slots, then the step's own slots
+        self.slots = prefix_len + mem_len + inputs_per_step  # the prefix's slots, the ring's, then the step's own
         self.rel = model.relative_keys(self.slots)
         self.n_envs = 0
 
@@ -304,53 +307,97 @@ class TransfoXLMemory:
         # each environment only records where its episode began.
         self.slot_position = torch.full((self.mem_len,), -1, dtype=torch.long, device=self.device)  # -1: empty
         self.episode_begin = torch.zeros(n_envs, dtype=torch.long, device=self.device)
+        # Each environment's prefix: which of its slots hold one, and at which positions (just before its episode).
+        self.prefix_valid = torch.zeros(n_envs, self.prefix_len, dtype=torch.bool, device=self.device)
+        self.prefix_position = torch.zeros(n_envs, self.prefix_len, dtype=torch.long, device=self.device)
         self.position, self.head, self.n_envs = 0, 0, n_envs
 
     @torch.no_grad()
-    def step(self, inputs_embeds: torch.Tensor, episode_start: torch.Tensor) -> torch.Tensor:
-        """inputs_embeds [N, k, d]; episode_start bool [N]. Returns the last position's hidden state [N, d]."""
+    def step(
+        self, inputs_embeds: torch.Tensor, episode_start: torch.Tensor, prefix: Prefix | None = None
+    ) -> torch.Tensor:
+        """inputs_embeds [N, k, d]; episode_start bool [N]; `prefix`: what the starting environments hold first
+        (see `LanguageModelStep.step`). Returns the last position's hidden state [N, d]."""
         if inputs_embeds.shape[:2] != (self.n_envs, self.k):
             raise ValueError(f"expected inputs of shape [{self.n_envs}, {self.k}, d], got {list(inputs_embeds.shape)}")
-        self.episode_begin[episode_start.to(self.device)] = self.position
+        episode_start = episode_start.to(self.device)
+        self.episode_begin[episode_start] = self.position
+        self.prefix_valid[episode_start] = False
+        if prefix is not None:
+            self._write_prefix(episode_start.nonzero().squeeze(1), prefix)
         new = self.position + torch.arange(self.k, device=self.device)
         slot = torch.cat([self.slot_position, new])
         distance = new[:, None] - slot[None, :]
         allowed = (distance >= 0) & (slot >= self.episode_begin[:, None, None])
         if self.model.config.same_length:
             allowed &= distance < self.mem_len
+        prefix_distance = new[None, :, None] - self.prefix_position[:, None, :]  # [N, k, P]
+        allowed = torch.cat([self.prefix_valid[:, None, :].expand(-1, self.k, -1), allowed], dim=-1)
+        distance = torch.cat([prefix_distance, distance.expand(self.n_envs, -1, -1)], dim=-1)
         out = self.model(
             inputs_embeds.to(device=self.device, dtype=self.dtype),
             list(self.keys),
             list(self.values),
             allowed,
-            distance.clamp(0, self.slots - 1),
+            distance.clamp(0, self.slots - 1)[:, None],
             self.rel,
         )
         ring = (self.head + torch.arange(self.k, device=self.device)) % self.mem_len
-        self.keys[:, :, :, ring] = self.keys[:, :, :, self.mem_len :]
-        self.values[:, :, :, ring] = self.values[:, :, :, self.mem_len :]
+        self.keys[:, :, :, self.prefix_len + ring] = self.keys[:, :, :, self.slots - self.k :]
+        self.values[:, :, :, self.prefix_len + ring] = self.values[:, :, :, self.slots - self.k :]
         self.slot_position[ring] = new
         self.head = (self.head + self.k) % self.mem_len
         self.position += self.k
         return out[:, -1].float()
+
+    def _write_prefix(self, envs: torch.Tensor, prefix: Prefix) -> None:
+        """Run each starting environment's prefix through the model, causally, as the positions just before its
+        episode, and keep its keys and values in that environment's prefix slots."""
+        check_prefix(prefix, len(envs), self.prefix_len)
+        length = prefix.embeds.shape[1]
+        if len(envs) == 0 or length == 0:
+            return
+        lengths = prefix.lengths.to(self.device)
+        positions = torch.arange(length, device=self.device)
+        distance = positions[:, None] - positions[None, :]
+        config = self.model.config
+        shape = (len(envs), config.n_head, length, config.d_head)
+        keys = [torch.zeros(shape, dtype=self.dtype, device=self.device) for _ in self.model.layers]
+        values = [torch.zeros(shape, dtype=self.dtype, device=self.device) for _ in self.model.layers]
+        self.model(
+            prefix.embeds.to(device=self.device, dtype=self.dtype),
+            keys,
+            values,
+            (distance >= 0).expand(len(envs), -1, -1),
+            distance.clamp(0, self.slots - 1),
+            self.rel,
+        )
+        for layer in range(len(self.model.layers)):
+            self.keys[layer, envs, :, :length] = keys[layer]
+            self.values[layer, envs, :, :length] = values[layer]
+        self.prefix_valid[envs, :length] = positions < lengths[:, None]
+        self.prefix_position[envs, :length] = self.position - lengths[:, None] + positions
 
     def metrics(self) -> dict[str, float]:
         """Nothing to report: this memory has no compiled step."""
         return {}
 
     @torch.no_grad()
-    def attention(self, inputs: torch.Tensor) -> AttentionReplay:
-        """inputs [T, k, d] of one episode fed at once, each position restricted to the window it had step by step
-        (`replay_mask`, and with same_length its last mem_len positions): per layer [heads, T*k, T*k], and the
-        outputs [T, d]."""
-        steps, k, _ = inputs.shape
-        length = steps * k
+    def attention(self, inputs: torch.Tensor, prefix: torch.Tensor | None = None) -> AttentionReplay:
+        """inputs [T, k, d] of one episode, after its prefix [P, d] if it had one, fed at once, each position
+        restricted to the window it had step by step (`replay_mask`, and with same_length its last mem_len
+        positions, the prefix excepted): per layer [heads, P+T*k, P+T*k], and the outputs [T, d]."""
+        steps, k, width = inputs.shape
+        prefix = inputs.new_zeros(0, width) if prefix is None else prefix.to(inputs.dtype)
+        first = len(prefix)
+        length = first + steps * k
+        inputs = torch.cat([prefix, inputs.reshape(steps * k, width)])
         config = self.model.config
         positions = torch.arange(length, device=self.device)
         distance = positions[:, None] - positions[None, :]
-        allowed = replay_mask(steps, k, self.mem_len).to(self.device)
+        allowed = replay_mask(steps, k, self.mem_len, first).to(self.device)
         if config.same_length:
-            allowed &= distance < self.mem_len
+            allowed[first:, first:] &= distance[first:, first:] < self.mem_len
         shape = (1, config.n_head, length, config.d_head)
         keys = [torch.zeros(shape, dtype=self.dtype, device=self.device) for _ in self.model.layers]
         values = [torch.zeros(shape, dtype=self.dtype, device=self.device) for _ in self.model.layers]
@@ -360,11 +407,12 @@ class TransfoXLMemory:
             keys,
             values,
             allowed[None],
-            distance.clamp(0, length - 1),
-            self.model.relative_keys(length),
+            distance.clamp(0, self.slots - 1),
+            self.rel,
             attentions,
         )
-        return AttentionReplay([a[0].float().cpu() for a in attentions], out[0, k - 1 :: k].float().cpu())
+        outputs = out[0, first + k - 1 :: k].float().cpu()
+        return AttentionReplay([a[0].float().cpu() for a in attentions], outputs, first)
 
 
 class WordVocabulary:
@@ -541,8 +589,10 @@ class TransfoXLBackend:
     def tokenizer(self, lm: str) -> WordVocabulary:
         return load_vocabulary(Path(self.resolve(lm)))
 
-    def memory(self, model: nn.Module, mem_len: int, inputs_per_step: int, compile: bool) -> TransfoXLMemory:
+    def memory(
+        self, model: nn.Module, mem_len: int, inputs_per_step: int, compile: bool, prefix_len: int = 0
+    ) -> TransfoXLMemory:
         assert isinstance(model, TransfoXL)
         if compile:
             print("shelm: lm_compile: no prepared step for the TransformerXL; using the eager step", file=sys.stderr)
-        return TransfoXLMemory(model, mem_len, inputs_per_step)
+        return TransfoXLMemory(model, mem_len, inputs_per_step, prefix_len)

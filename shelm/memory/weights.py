@@ -34,11 +34,12 @@ class LoadedLanguageModel:
     """The backend that loaded it, which also steps it."""
 
     def memory(
-        self, device: torch.device, mem_len: int, inputs_per_step: int = 1, compile: bool = False
+        self, device: torch.device, mem_len: int, inputs_per_step: int = 1, compile: bool = False, prefix_len: int = 0
     ) -> LanguageModelStep:
-        """The per-environment sliding memory over this model, moved to `device`; `compile` asks for the
-        prepared, compiled step where the backend has one."""
-        return self.backend.memory(self.model.to(device), mem_len, inputs_per_step, compile)
+        """The per-environment sliding memory over this model, moved to `device`, with `prefix_len` positions per
+        environment for an episode's prefix; `compile` asks for the prepared, compiled step where the backend has
+        one."""
+        return self.backend.memory(self.model.to(device), mem_len, inputs_per_step, compile, prefix_len)
 
 
 def weights_sha256(model: nn.Module) -> str:

@@ -42,9 +42,9 @@ def fed(memory, monkeypatch):
     inputs: list[torch.Tensor] = []
     real_step = memory.lm.step
 
-    def recording_step(inputs_embeds, episode_start):
+    def recording_step(inputs_embeds, episode_start, prefix=None):
         inputs.append(inputs_embeds.clone())
-        return real_step(inputs_embeds, episode_start)
+        return real_step(inputs_embeds, episode_start, prefix)
 
     monkeypatch.setattr(memory.lm, "step", recording_step)
     return inputs

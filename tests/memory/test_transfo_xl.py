@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from shelm.cli import main
 from shelm.errors import ShelmError
 from shelm.memory.clip import shared_words
+from shelm.memory.lm_backend import Prefix
 from shelm.memory.transfo_xl import WordVocabulary
 from shelm.memory.weights import load_language_model, load_tokenizer
 
@@ -286,11 +287,58 @@ def test_the_attention_replay_reproduces_the_sliding_window_step_outputs(make_mo
     torch.manual_seed(4)
     inputs = torch.randn(1, 9 * k, 16)
     stepped = run_steps(memory, inputs)[0]
-    attentions, replayed = memory.attention(inputs.view(9, k, 16))
+    attentions, replayed, _ = memory.attention(inputs.view(9, k, 16))
     close(replayed, stepped)
     assert len(attentions) == 2 and attentions[0].shape == (2, 9 * k, 9 * k)
     torch.testing.assert_close(attentions[1].sum(-1), torch.ones(2, 9 * k))
     assert (attentions[1].triu(1) == 0).all()  # nothing attends to a later position
+
+
+def test_a_prefix_equals_its_tokens_fed_as_the_episodes_first_steps(make_model):
+    """Without same_length and with a window holding everything, a prefix of 3 positions is exactly those 3
+    vectors fed as the first 3 steps of the episode; env 1 has a prefix of 1 and starts again at step 4."""
+    directory, _, _ = make_model(same_length=False)
+    torch.manual_seed(5)
+    prefixes = torch.randn(2, 3, 16)
+    inputs = torch.randn(2, 8, 16)
+    starts = torch.zeros(8, 2, dtype=torch.bool)
+    starts[0], starts[4, 1] = True, True
+    memory = load_language_model(f"transfo-xl:{directory}").memory(CPU, 20, 1, prefix_len=3)
+    memory.reset(2)
+    outputs = []
+    for t in range(8):
+        prefix = None
+        if t == 0:
+            prefix = Prefix(prefixes, torch.tensor([3, 1]))
+        elif t == 4:
+            prefix = Prefix(prefixes[1:, :2], torch.tensor([2]))
+        outputs.append(memory.step(inputs[:, t, None], starts[t], prefix))
+    outputs = torch.stack(outputs, 1)
+    plain = memory_of(directory, 20)
+    close(outputs[0], run_steps(plain, torch.cat([prefixes[0], inputs[0]])[None])[0, 3:])
+    close(outputs[1, :4], run_steps(plain, torch.cat([prefixes[1, :1], inputs[1, :4]])[None])[0, 1:])
+    close(outputs[1, 4:], run_steps(plain, torch.cat([prefixes[1, :2], inputs[1, 4:]])[None])[0, 2:])
+
+
+@pytest.mark.parametrize("same_length", [True, False])
+def test_the_replay_with_a_prefix_reproduces_the_steps_after_the_window_slid(make_model, same_length):
+    directory, _, _ = make_model(same_length=same_length)
+    torch.manual_seed(6)
+    prefix, inputs = torch.randn(2, 16), torch.randn(1, 9, 1, 16)
+    memory = load_language_model(f"transfo-xl:{directory}").memory(CPU, 3, 1, prefix_len=4)
+    memory.reset(1)
+    stepped = torch.stack(
+        [
+            memory.step(
+                inputs[:, t], torch.tensor([t == 0]), Prefix(prefix[None], torch.tensor([2])) if t == 0 else None
+            )
+            for t in range(9)
+        ]
+    )[:, 0]
+    replay = memory.attention(inputs[0], prefix)
+    close(replay.outputs, stepped)
+    assert replay.prefix == 2 and replay.attentions[0].shape == (2, 11, 11)
+    assert (replay.attentions[0][:, -1, :2] > 0).all()  # the last step still attends to the prefix
 
 
 @pytest.mark.parametrize("mem_len", [3, 20])
