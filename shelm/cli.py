@@ -152,6 +152,14 @@ def _add_report(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--figures", type=Path, help="folder for the PNGs and the numbers' JSON (default: beside --out)")
     p.add_argument("--metric", default="success_rate", help="a metrics.jsonl column (default success_rate)")
     p.add_argument("--reps", type=int, default=2000, help="bootstrap resamples (default 2000)")
+    p.add_argument(
+        "--baseline",
+        action="append",
+        default=[],
+        metavar="LABEL",
+        help="also compare every other agent against this one (its label as the table shows it, e.g. an ablation's "
+        "'shelm (symbolic, lm_layers=2)'); repeatable",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -343,7 +351,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     from shelm.experiments.report import write_report
 
     out = args.out or args.sweep_dirs[0] / "report.md"
-    for line in write_report(args.sweep_dirs, out, args.metric, args.reps, args.figures):
+    for line in write_report(args.sweep_dirs, out, args.metric, args.reps, args.figures, args.baseline):
         print(line)
     return 0
 

@@ -313,3 +313,23 @@ def test_two_sweep_folders_report_as_one_with_their_variants_apart(tmp_path):
     assert rows["shelm (symbolic, lm_layers=2)"]["iqm"] == pytest.approx(0.2)
     assert rows["shelm (symbolic)"]["scores"] == pytest.approx([0.8, 0.9, 1.0])
     assert f"Sweeps `{full}`, `{cut}`: 9 finished trials" in out.read_text()
+    # An ablation: the full-depth shelm against the cut one, named as a baseline beside cnn.
+    argv = ["report", str(full), str(cut), "--out", str(out), "--reps", "200"]
+    assert main([*argv, "--baseline", "shelm (symbolic, lm_layers=2)"]) == 0
+    comparisons = {
+        (c["memory"], c["baseline"]): c
+        for c in json.loads((tmp_path / "memory-report.json").read_text())["comparisons"]
+        if c["env"] == ENV
+    }
+    assert sorted(comparisons) == [("shelm (symbolic)", "cnn"), ("shelm (symbolic)", "shelm (symbolic, lm_layers=2)")]
+    assert comparisons["shelm (symbolic)", "shelm (symbolic, lm_layers=2)"]["probability_of_improvement"] == 1.0
+    assert comparisons["shelm (symbolic)", "shelm (symbolic, lm_layers=2)"]["p_value"] < 0.05  # ties: not exact
+
+
+def test_a_baseline_that_is_no_agent_of_the_report_is_refused(tmp_path, capsys):
+    for seed in (1, 2):
+        _fake_run(tmp_path / "runs", ENV, "cnn", seed, 0.5)
+    assert main(["report", str(tmp_path / "runs"), "--baseline", "lstm", "--out", str(tmp_path / "r.md")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--baseline 'lstm' is no finished agent of the report; its agents are: cnn" in err
+    assert not (tmp_path / "r.md").exists()

@@ -4,7 +4,8 @@ Per trial, the score is the metric averaged over the last 10% of its training st
 - the interquartile mean (IQM) over seeds, with a 95% stratified-bootstrap confidence interval (rliable);
 - over all envs at once (when every env has the same seeds), the IQM of the [seeds, envs] score matrix, the
   bootstrap stratified by env.
-Each memory agent (one with a frozen LM memory) against each baseline (cnn, lstm), per env and over all envs:
+Each memory agent (one with a frozen LM memory) against each baseline (cnn, lstm, and any agent named with
+`--baseline`, e.g. the same agent without a setting under test), per env and over all envs:
 - the probability of improvement P(memory > baseline) with its bootstrap CI (rliable);
 - a one-sided Wilcoxon rank-sum test of "memory scores higher" over the seeds (scipy's Mann-Whitney U, exact for
   small samples), at alpha 0.05.
@@ -161,8 +162,11 @@ def rank_sum_greater(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     return float(result.statistic), float(result.pvalue)
 
 
-def summarize(trials: list[TrialScores], reps: int, planned: list[str]) -> dict[str, Any]:
-    """Every number of the report, as plain JSON-able data; `planned` names the trials the sweep meant to run."""
+def summarize(
+    trials: list[TrialScores], reps: int, planned: list[str], baselines: tuple[str, ...] = ()
+) -> dict[str, Any]:
+    """Every number of the report, as plain JSON-able data; `planned` names the trials the sweep meant to run;
+    `baselines` are labels compared against as baselines beside the memoryless agents."""
     finished = [t for t in trials if t.finished]
     scores: dict[str, dict[str, dict[int, float]]] = defaultdict(lambda: defaultdict(dict))
     memory_labels, labels = set(), set()
@@ -212,11 +216,16 @@ def summarize(trials: list[TrialScores], reps: int, planned: list[str]) -> dict[
                     "std": float(matrix.mean(1).std()),
                 }
             )
+    unknown = sorted(set(baselines) - labels)
+    if unknown:
+        raise ShelmError(
+            f"--baseline {unknown[0]!r} is no finished agent of the report; its agents are: {', '.join(sorted(labels))}"
+        )
     comparisons = []
-    baselines = sorted(labels - memory_labels)
+    compared = sorted(memory_labels - set(baselines))
     for env_id in [*envs, ALL_ENVS]:
-        for memory in sorted(memory_labels):
-            for baseline in baselines:
+        for memory in compared:
+            for baseline in sorted((labels - memory_labels) | set(baselines)):
                 if env_id == ALL_ENVS:
                     if memory not in matrices or baseline not in matrices:
                         continue
@@ -402,6 +411,7 @@ def write_report(
     metric: str = "success_rate",
     reps: int = 2000,
     figures_dir: Path | None = None,
+    baselines: list[str] | tuple[str, ...] = (),
 ) -> list[str]:
     """Write the markdown, the figures (PNG) and SWEEP-report.json (every number) of one sweep folder, or of several
     reported as one (e.g. a task's agents run in two sweeps with different settings; their agents' labels tell
@@ -417,7 +427,7 @@ def write_report(
     if not any(t.finished for t in trials):
         where = ", ".join(f"'{d}'" for d in sweep_dirs)
         raise ShelmError(f"no trial in {where} has reached its step budget yet; finish them with `shelm sweep`")
-    summary = summarize(trials, reps, planned)
+    summary = summarize(trials, reps, planned, tuple(baselines))
     figures_dir = figures_dir or out.parent
     figures_dir.mkdir(parents=True, exist_ok=True)
     stem = sweep_dirs[0].resolve().name
