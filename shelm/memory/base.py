@@ -16,6 +16,7 @@ slides out, so every step's LM output can draw on it; the LM stays frozen, and n
 
 from __future__ import annotations
 
+import functools
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -132,7 +133,8 @@ class LanguageModelMemoryBase(ABC, Generic[LastT]):
         self.instruction_key = None if frozen.instruction == NO_INSTRUCTION else frozen.instruction
         self.instructions: list[str | None] = []
         """Per environment, the instruction its current episode holds (None without one)."""
-        self._instruction_ids: dict[str, list[int]] = {}
+        # Tokenizing is cached per text: an env's instructions repeat (BabyAI has a few hundred missions per level).
+        self._tokens = functools.lru_cache(maxsize=4096)(self._tokenize)
         self._instructions_cut = 0
 
     # --- what a memory of the family supplies
@@ -179,12 +181,12 @@ class LanguageModelMemoryBase(ABC, Generic[LastT]):
 
     # --- the instruction
 
-    def instruction_ids(self, text: str) -> list[int]:
+    def _tokenize(self, text: str) -> tuple[int, ...]:
+        return tuple(cached_tokenizer(self.lm_name)(text, add_special_tokens=False)["input_ids"])
+
+    def instruction_ids(self, text: str) -> tuple[int, ...]:
         """The LM's tokens of an instruction, cut to the positions kept for it (a cut is counted in the metrics)."""
-        ids = self._instruction_ids.get(text)
-        if ids is None:
-            ids = list(cached_tokenizer(self.lm_name)(text, add_special_tokens=False)["input_ids"])
-            self._instruction_ids[text] = ids
+        ids = self._tokens(text)
         if len(ids) > self.lm.prefix_len:
             self._instructions_cut += 1
         return ids[: self.lm.prefix_len]
@@ -202,12 +204,14 @@ class LanguageModelMemoryBase(ABC, Generic[LastT]):
             raise ShelmError(
                 f"instruction={self.instruction_key}: the environment gave no info['{self.instruction_key}']"
             )
-        embeds = torch.zeros(len(starting), self.lm.prefix_len, self.output_dim, dtype=self.lm.dtype)
+        embeds = torch.zeros(
+            len(starting), self.lm.prefix_len, self.output_dim, dtype=self.lm.dtype, device=self.lm.device
+        )
         lengths = torch.zeros(len(starting), dtype=torch.long)
         for row, env in enumerate(starting):
             text = str(texts[env])
             vectors = self.instruction_inputs(text)
-            embeds[row, : len(vectors)] = vectors.to(device=embeds.device, dtype=embeds.dtype)
+            embeds[row, : len(vectors)] = vectors.to(embeds.dtype)
             lengths[row] = len(vectors)
             self.instructions[env] = text
         return Prefix(embeds, lengths)

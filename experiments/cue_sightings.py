@@ -1,0 +1,81 @@
+"""Did the agent ever see the cue? A measurement that tells a memory failure from an exploration failure on
+MiniGrid's Memory tasks.
+
+MiniGrid-Memory starts the agent at a random cell of the hallway, facing the far end: unless it starts in the
+start room's first column, the cue (the key or ball in the start room) is behind it. An agent that walks straight
+to the end never sees the cue, and no memory can then do better than a guess. This script plays a trained run's
+policy and records, per episode, whether the cue's cell was ever in the agent's view (MiniGrid's own `in_view`),
+where the agent started, and whether the episode succeeded; it prints the success rate of the episodes that saw
+the cue and of those that did not.
+
+    python experiments/cue_sightings.py runs/evidence/memory-s11-L2/MiniGrid-MemoryS11-v0__shelm__s1 --episodes 100
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from shelm.acting import EnvLoop, EpisodeTracker
+from shelm.agents.policy import Actor
+from shelm.envs import make_vec_env, success_rule
+from shelm.evaluate import EVAL_SEED_OFFSET, load_policy
+
+
+def sightings(run_dir: Path, episodes: int, greedy: bool) -> list[dict]:
+    """Per episode: saw the cue, the start column, success, length."""
+    config, policy, _ = load_policy(run_dir)
+    envs = make_vec_env(config.env_id, 1, "sync", config.minigrid_tile_size, obs_key=config.obs_key)
+    world = envs.envs[0].unwrapped
+    seed = config.seed + EVAL_SEED_OFFSET
+    actor = Actor(policy, 1, torch.Generator(device=policy.device).manual_seed(seed), greedy=greedy)
+    loop = EnvLoop(envs, actor, EpisodeTracker(1, None, success_rule(config.env_id)))
+    rows: list[dict] = []
+    try:
+        loop.reset(seed)
+        saw, start = False, int(world.agent_pos[0])
+        while len(rows) < episodes:
+            saw = saw or bool(world.in_view(1, world.height // 2 - 1))
+            step = loop.step()
+            for finished in step.finished:  # the env has already started its next episode
+                rows.append({"saw_cue": saw, "start_x": start, "success": finished.success, "length": finished.length})
+                saw, start = False, int(world.agent_pos[0])
+    finally:
+        envs.close()
+    return rows
+
+
+def rate(success: np.ndarray, mask: np.ndarray) -> str:
+    """The success rate of the episodes in `mask`, with their number."""
+    return f"{success[mask].mean():.2f} ({mask.sum()})" if mask.any() else "- (0)"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("run_dirs", type=Path, nargs="+")
+    parser.add_argument("--episodes", type=int, default=100)
+    parser.add_argument("--greedy", action="store_true", help="arg-max actions (default: sampled, as in training)")
+    parser.add_argument("--json", type=Path, help="also write every episode's row here")
+    args = parser.parse_args()
+    everything = {}
+    print("| run | step | episodes | saw the cue | success when seen | success when not seen |")
+    print("|---|---|---|---|---|---|")
+    for run_dir in args.run_dirs:
+        rows = sightings(run_dir, args.episodes, args.greedy)
+        everything[str(run_dir)] = rows
+        saw = np.array([r["saw_cue"] for r in rows])
+        success = np.array([r["success"] for r in rows], dtype=float)
+        step = json.loads((run_dir / "checkpoints" / "latest" / "trainer.json").read_text())["global_step"]
+
+        seen, unseen = rate(success, saw), rate(success, ~saw)
+        print(f"| {run_dir.name} | {step:,} | {len(rows)} | {saw.mean():.2f} | {seen} | {unseen} |")
+    if args.json:
+        args.json.write_text(json.dumps(everything))
+
+
+if __name__ == "__main__":
+    main()
