@@ -207,8 +207,8 @@ def build_parser() -> argparse.ArgumentParser:
 def _train_new(args: argparse.Namespace) -> tuple[Path, TrainConfig]:
     from shelm.agents import get_agent_spec, resolve_config
     from shelm.config import parse_overrides
-    from shelm.ppo import check_buildable
     from shelm.runs import create_run_dir, default_run_dir, save_run_config
+    from shelm.trainers import check_buildable
 
     if not args.env or not args.agent:
         raise ShelmError("train needs --env ID and --agent NAME (or --resume DIR)")
@@ -228,6 +228,7 @@ def _train_new(args: argparse.Namespace) -> tuple[Path, TrainConfig]:
 
 
 def _train_resume(args: argparse.Namespace) -> tuple[Path, TrainConfig]:
+    from shelm.agents import get_agent_spec
     from shelm.runs import load_run_config
 
     given = [
@@ -239,14 +240,16 @@ def _train_resume(args: argparse.Namespace) -> tuple[Path, TrainConfig]:
         raise ShelmError(f"--resume continues a run with its saved config; drop {', '.join(given) or '--set/--force'}")
     if not args.resume.is_dir():
         raise ShelmError(f"--resume {args.resume}: no such run directory")
-    return args.resume, load_run_config(args.resume)
+    config = load_run_config(args.resume)
+    get_agent_spec(config.agent).refuse_unless_ppo("--resume", "start afresh: train a new run")
+    return args.resume, config
 
 
 def cmd_train(args: argparse.Namespace) -> int:
     from shelm.agents import get_agent_spec
-    from shelm.ppo import train
     from shelm.progress import TrainingProgress, fmt_metric
     from shelm.runs import checkpoint_step
+    from shelm.trainers import train
 
     run_dir, config = _train_resume(args) if args.resume else _train_new(args)
     start = checkpoint_step(run_dir, "latest") if args.resume else 0
@@ -290,25 +293,34 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
+    from shelm.agents import get_agent_spec
     from shelm.inspect.page import inspect_run, print_summary
+    from shelm.runs import load_run_config
 
     if args.episodes < 1:
         raise ShelmError(f"--episodes {args.episodes}: inspect at least 1 episode")
     if not (args.run_dir / "config.json").is_file():
         raise ShelmError(f"'{args.run_dir}' is not a shelm run directory (no config.json); give a `shelm train` output")
+    spec = get_agent_spec(load_run_config(args.run_dir).agent)
+    spec.refuse_unless_ppo("shelm inspect", f"have no memory or words to show: `shelm eval {args.run_dir}` plays it")
     summary = inspect_run(args.run_dir, args.episodes, args.out, args.checkpoint, args.seed, args.sampled)
     print_summary(summary, args.json)
     return 0
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
+    from shelm.agents import get_agent_spec
     from shelm.inspect.analyze import analyze, check_applies, compare, summary_lines
     from shelm.runs import load_run_config
 
     if len(args.run_dirs) > 1 and args.out is None:
         raise ShelmError(f"{len(args.run_dirs)} runs need --out DIR (each run gets DIR/RUN_NAME, comparisons DIR)")
     for run_dir in args.run_dirs:  # every run is checked before any work starts
-        check_applies(args.what, load_run_config(run_dir), run_dir)
+        config = load_run_config(run_dir)
+        get_agent_spec(config.agent).refuse_unless_ppo(
+            "shelm analyze", f"it cannot read: `shelm eval {run_dir}` (also --perturb) plays it"
+        )
+        check_applies(args.what, config, run_dir)
     results = []
     for run_dir in args.run_dirs:
         out = args.out / run_dir.name if len(args.run_dirs) > 1 else args.out

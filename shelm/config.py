@@ -169,6 +169,39 @@ class TrainConfig:
         metadata=_doc("per-observation LM inputs cached (FrozenHopfield, retrieval, image features; LRU entries)"),
     )
 
+    # --- DreamerV2 (agent dreamerv2: sheeprl's implementation on shelm's envs; the dreamer extra). sheeprl's
+    # dreamer_v2 defaults hold except where a CPU needs less (the model size, the batch and the replay ratio).
+    dreamer_size: Literal["small", "sheeprl"] = field(
+        default="small",
+        metadata=_doc(
+            "DreamerV2's networks: 'small' (dense 128 x 2 layers, CNN channels x16, recurrent and hidden 128, "
+            "16 x 16 discrete latents; trainable on a CPU) or 'sheeprl' (sheeprl's dreamer_v2 sizes: dense 400 x 4, "
+            "channels x48, recurrent 600, 32 x 32 latents; about 15 s per gradient step on one CPU thread)"
+        ),
+    )
+    dreamer_batch_size: int = field(
+        default=8, metadata=_doc("DreamerV2: sequences per gradient step (sheeprl: 16; 8 on a CPU)")
+    )
+    dreamer_sequence_length: int = field(
+        default=32, metadata=_doc("DreamerV2: steps per replayed sequence (sheeprl: 50; 32 on a CPU)")
+    )
+    dreamer_replay_ratio: float = field(
+        default=0.1, metadata=_doc("DreamerV2: gradient steps per environment step (sheeprl: 0.2; 0.1 on a CPU)")
+    )
+    dreamer_learning_starts: int = field(
+        default=1000, metadata=_doc("DreamerV2: environment steps of random play before learning (sheeprl: 1000)")
+    )
+    dreamer_pretrain_steps: int = field(
+        default=100, metadata=_doc("DreamerV2: gradient steps at the end of learning_starts (sheeprl: 100)")
+    )
+    dreamer_buffer_size: int = field(
+        default=5_000_000,
+        metadata=_doc("DreamerV2: replay capacity in environment steps, capped at total_steps (sheeprl: 5000000)"),
+    )
+    dreamer_log_every: int = field(
+        default=1000, metadata=_doc("DreamerV2: environment steps between metrics rows (sheeprl logs every 5000)")
+    )
+
     # --- bookkeeping
     precision: Literal["auto", "float32", "bfloat16"] = field(
         default="auto",
@@ -217,16 +250,20 @@ class TrainConfig:
         positive = ["total_steps", "n_envs", "n_steps", "n_epochs", "n_minibatches", "minigrid_tile_size"]
         positive += ["cnn_features", "actor_hidden", "critic_hidden", "lstm_hidden", "stats_window"]
         positive += ["checkpoint_every", "mem_len", "topk", "memo_size", "instruction_tokens"]
+        positive += ["dreamer_batch_size", "dreamer_sequence_length", "dreamer_buffer_size", "dreamer_log_every"]
         for key in positive:
             if getattr(self, key) < 1:
                 raise ShelmError(f"{key}={getattr(self, key)} must be >= 1")
-        for key in ["lr", "clip_coef", "max_grad_norm", "adam_eps", "reward_clip"]:
+        for key in ["lr", "clip_coef", "max_grad_norm", "adam_eps", "reward_clip", "dreamer_replay_ratio"]:
             if not getattr(self, key) > 0:
                 raise ShelmError(f"{key}={getattr(self, key)} must be > 0")
         for key in ["gamma", "gae_lambda"]:
             if not 0 <= getattr(self, key) <= 1:
                 raise ShelmError(f"{key}={getattr(self, key)} must be in [0, 1]")
         for key in ["ent_coef", "ent_coef_final", "vf_coef", "weight_decay", "torch_threads", "lm_layers", "beta"]:
+            if getattr(self, key) < 0:
+                raise ShelmError(f"{key}={getattr(self, key)} must be >= 0")
+        for key in ["dreamer_learning_starts", "dreamer_pretrain_steps"]:
             if getattr(self, key) < 0:
                 raise ShelmError(f"{key}={getattr(self, key)} must be >= 0")
         if self.n_minibatches > self.batch_size:

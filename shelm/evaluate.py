@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ import numpy as np
 import torch
 
 from shelm.acting import EnvLoop, EpisodeResult, EpisodeTracker, summarize
+from shelm.agents import get_agent_spec
 from shelm.agents.policy import Actor, Policy, build_policy
 from shelm.config import TrainConfig
 from shelm.envs import make_vec_env, success_rule
@@ -41,8 +43,30 @@ def load_policy(run_dir: Path, checkpoint: str = "latest") -> tuple[TrainConfig,
     return config, policy, state
 
 
+MakeActor = Callable[[int, int, bool], Any]
+"""(n_envs, seed, greedy) -> an actor for `EnvLoop`: a PPO `Actor`, or another trainer's (`DreamerActor`)."""
+
+
+def load_actors(run_dir: Path, checkpoint: str = "latest") -> tuple[TrainConfig, MakeActor, dict[str, Any]]:
+    """The run's config, a maker of actors playing its checkpoint, and the checkpoint's trainer state, for whichever
+    trainer trained it."""
+    config = load_run_config(run_dir)
+    if get_agent_spec(config.agent).trainer == "dreamer":
+        from shelm.dreamer import load_player
+
+        config, player, state = load_player(run_dir, checkpoint)
+        return config, player.actor, state
+    config, policy, state = load_policy(run_dir, checkpoint)
+    return config, lambda n_envs, seed, greedy: ppo_actor(policy, n_envs, seed, greedy), state
+
+
+def ppo_actor(policy: Policy, n_envs: int, seed: int, greedy: bool) -> Actor:
+    """A PPO actor sampling from its own generator seeded with `seed`: evaluation is reproducible."""
+    return Actor(policy, n_envs, torch.Generator(device=policy.device).manual_seed(seed), greedy=greedy)
+
+
 def run_episodes(
-    policy: Policy,
+    policy: Policy | MakeActor,
     config: TrainConfig,
     episodes: int,
     greedy: bool,
@@ -51,7 +75,8 @@ def run_episodes(
     perturbation: Perturbation | None = None,
 ) -> tuple[dict[str, Any], list[np.ndarray]]:
     """Play `episodes` episodes spread evenly over up to 8 envs (so no env's short episodes dominate), the
-    agent seeing its observations through `perturbation` if given.
+    agent seeing its observations through `perturbation` if given. `policy` is a PPO policy, or a maker of the
+    actors of another trainer's run (`load_actors`).
 
     Returns the statistics and, with `record`, the frames of env 0's episodes (its full render where the
     env can render, else its observations).
@@ -61,8 +86,7 @@ def run_episodes(
     render_mode = "rgb_array" if record else None
     envs = make_vec_env(config.env_id, n_envs, "sync", config.minigrid_tile_size, render_mode, config.obs_key)
     frames: list[np.ndarray] = []
-    sampler = torch.Generator(device=policy.device).manual_seed(seed)  # own RNG: evaluation is reproducible
-    actor = Actor(policy, n_envs, sampler, greedy=greedy)
+    actor = ppo_actor(policy, n_envs, seed, greedy) if isinstance(policy, Policy) else policy(n_envs, seed, greedy)
     tracker = EpisodeTracker(n_envs, None, success_rule(config.env_id))
     loop = EnvLoop(envs, actor, tracker, view=Perturber(perturbation or Perturbation(), seed))
     counted: list[EpisodeResult] = []
@@ -107,7 +131,7 @@ def evaluate(
     if episodes < 1:
         raise ShelmError(f"--episodes {episodes}: evaluate at least 1 episode")
     perturbation = Perturbation.parse(perturb)
-    config, policy, state = load_policy(run_dir, checkpoint)
+    config, make_actor, state = load_actors(run_dir, checkpoint)
     seed = config.seed + EVAL_SEED_OFFSET if seed is None else seed
     report: dict[str, Any] = {
         "run_dir": str(run_dir),
@@ -121,7 +145,7 @@ def evaluate(
     videos = []
     for mode in MODES:
         stats, frames = run_episodes(
-            policy, config, episodes, greedy=mode == "greedy", seed=seed, record=video, perturbation=perturbation
+            make_actor, config, episodes, greedy=mode == "greedy", seed=seed, record=video, perturbation=perturbation
         )
         report[mode] = stats
         if video:

@@ -192,6 +192,6 @@ def test_listings(capsys):
     assert any(line.startswith("BabyAI-GoToRedBall-v0") for line in lines)
     assert main(["agents"]) == 0
     agents = [line.split("\t")[0] for line in capsys.readouterr().out.splitlines()]
-    assert agents == ["cnn", "lstm", "helm", "helmv2", "shelm", "oracle"]
+    assert agents == ["cnn", "lstm", "helm", "helmv2", "shelm", "oracle", "dreamerv2"]
     assert main(["settings"]) == 0
     assert any(line.startswith("lr\t0.0003\t") for line in capsys.readouterr().out.splitlines())

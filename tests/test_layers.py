@@ -18,7 +18,7 @@ LAYERS = [
     ("frozen side", ["shelm.memory"]),
     ("trainable side", ["shelm.agents"]),
     ("acting", ["shelm.acting"]),
-    ("training", ["shelm.rollout", "shelm.runs", "shelm.tracking", "shelm.ppo"]),
+    ("training", ["shelm.rollout", "shelm.runs", "shelm.tracking", "shelm.ppo", "shelm.dreamer", "shelm.trainers"]),
     ("using a run", ["shelm.evaluate", "shelm.inspect"]),
     ("many runs", ["shelm.experiments"]),
     ("command", ["shelm.cli"]),

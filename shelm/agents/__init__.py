@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import torch
 
@@ -36,6 +36,10 @@ def _no_details(config: TrainConfig) -> list[str]:
 
 def _nothing_to_resolve(config: TrainConfig) -> None:
     return None
+
+
+# Who trains each kind of agent, as a `shelm` message names it.
+TRAINER_NAMES = {"ppo": "shelm's PPO", "dreamer": "sheeprl's DreamerV2"}
 
 
 @dataclass(frozen=True)
@@ -63,11 +67,30 @@ class AgentSpec:
     """A control, not a method (it is given what no agent can see); labelled so everywhere."""
     presets_of: str | None = None
     """The agent whose paper presets this one trains with (a control trains as the method it stands in for)."""
+    trainer: Literal["ppo", "dreamer"] = "ppo"
+    """What trains it: 'ppo', shelm's PPO trainer (`shelm.ppo`, whose policy `build` makes), or 'dreamer', sheeprl's
+    DreamerV2 on shelm's environments (`shelm.dreamer`). Resuming, `shelm inspect` and `shelm analyze` read or
+    continue shelm's PPO policy and checkpoints, so they apply to 'ppo' agents only (`refuse_unless_ppo`)."""
 
     @property
     def analyses(self) -> tuple[str, ...]:
         """The `shelm analyze` analyses that apply to this agent."""
+        if self.trainer != "ppo":
+            return ()
         return (LM_ANALYSES if self.has_language_model else ()) + ANY_AGENT_ANALYSES
+
+    @property
+    def resumable(self) -> bool:
+        """Whether an interrupted run continues from its checkpoint (else it is trained again from the start)."""
+        return self.trainer == "ppo"
+
+    def refuse_unless_ppo(self, feature: str, instead: str) -> None:
+        """One line refusing `feature` (e.g. '--resume') for an agent shelm's PPO does not train, naming `instead`."""
+        if self.trainer != "ppo":
+            raise ShelmError(
+                f"{feature} works on shelm's PPO agents; {self.name} is trained by {TRAINER_NAMES[self.trainer]}, "
+                f"whose runs {instead}"
+            )
 
     def label(self, config: TrainConfig) -> str:
         """The agent plus what tells its variants apart, e.g. 'shelm (symbolic, lm_layers=2)'."""
@@ -107,6 +130,15 @@ def _oracle_memory(config: TrainConfig, obs_shape: tuple[int, int, int], device:
 def _cnn_with_memory(config: TrainConfig, shape: tuple[int, int, int], n_actions: int, memory_dim: int) -> Agent:
     """The HELM family's trainable part: the CNN of the current frame, concatenated with the memory, -> heads."""
     return CNNAgent(shape, n_actions, memory_dim, config.cnn_features, config.actor_hidden, config.critic_hidden)
+
+
+def _not_a_ppo_policy(config: TrainConfig, shape: tuple[int, int, int], n_actions: int, memory_dim: int) -> Agent:
+    """The `build` of an agent another trainer trains: anything that asks it for a PPO policy gets one line."""
+    spec = get_agent_spec(config.agent)
+    raise ShelmError(
+        f"agent '{spec.name}' is trained by {TRAINER_NAMES[spec.trainer]} and has no shelm PPO policy; "
+        "`shelm train` and `shelm eval` run it"
+    )
 
 
 def _shelm_retriever(config: TrainConfig) -> None:
@@ -173,6 +205,14 @@ AGENTS: dict[str, AgentSpec] = {
         is_control=True,
         # It trains with SHELM's per-task settings, so that it differs from SHELM only in its memory.
         presets_of="shelm",
+    ),
+    "dreamerv2": AgentSpec(
+        "dreamerv2",
+        "DreamerV2: the SHELM paper's model-based baseline, sheeprl's implementation trained on shelm's envs "
+        "(world model + imagined actor-critic; the dreamer extra); --set dreamer_size=sheeprl for its full size",
+        _not_a_ppo_policy,
+        details=lambda config: [] if config.dreamer_size == "small" else [f"dreamer_size={config.dreamer_size}"],
+        trainer="dreamer",
     ),
 }
 

@@ -121,7 +121,7 @@ def agent_settings(settings: tuple[str, ...], agent: str) -> list[str]:
 def plan(spec: SweepSpec) -> list[Trial]:
     """The trials of `spec`, validated: agents, envs, settings and every existing trial directory."""
     from shelm.agents import get_agent_spec
-    from shelm.ppo import check_buildable
+    from shelm.trainers import check_buildable
 
     if spec.seeds < 1:
         raise ShelmError(f"--seeds {spec.seeds}: a sweep needs at least 1 seed")
@@ -208,8 +208,9 @@ def _trial_lock(run_dir: Path) -> Iterator[None]:
 
 def run_trial(trial: Trial) -> TrialResult:
     """Train one trial to its step budget (starting or resuming); never raises, failures are results."""
-    from shelm.ppo import train
+    from shelm.agents import get_agent_spec
     from shelm.runs import create_run_dir, save_run_config
+    from shelm.trainers import train
 
     started = time.monotonic()
     try:
@@ -217,8 +218,10 @@ def run_trial(trial: Trial) -> TrialResult:
         if state == "finished":
             return TrialResult(trial.name, "skipped", step, step)
         config = TrainConfig.from_dict(trial.config)
-        if state == "new":
-            create_run_dir(trial.run_dir, force=False)
+        if state == "resume" and not get_agent_spec(config.agent).resumable:
+            state = "restart"  # an interrupted run its trainer cannot continue is trained again from the start
+        if state in ("new", "restart"):
+            create_run_dir(trial.run_dir, force=state == "restart")
             save_run_config(trial.run_dir, config, trial.preset_applied, command=trial.command)
         with _trial_lock(trial.run_dir):
             row = train(config, trial.run_dir, resume=state == "resume")
