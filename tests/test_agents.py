@@ -60,6 +60,10 @@ def test_lstm_state_resets_at_episode_start_and_sequences_match_steps():
 def test_registry():
     config = TrainConfig()
     for name, spec in AGENTS.items():
+        if spec.trainer != "ppo":  # another trainer's agent has no PPO policy, and says so
+            with pytest.raises(ShelmError, match=f"agent '{name}' is trained by .* and has no shelm PPO policy"):
+                spec.build(config, (56, 56, 3), 7, 0)
+            continue
         agent = spec.build(config, (56, 56, 3), 7, 0)
         assert agent.is_recurrent == (name == "lstm")
     with pytest.raises(ShelmError, match="unknown agent 'transformer'"):

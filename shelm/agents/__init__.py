@@ -132,13 +132,16 @@ def _cnn_with_memory(config: TrainConfig, shape: tuple[int, int, int], n_actions
     return CNNAgent(shape, n_actions, memory_dim, config.cnn_features, config.actor_hidden, config.critic_hidden)
 
 
-def _not_a_ppo_policy(config: TrainConfig, shape: tuple[int, int, int], n_actions: int, memory_dim: int) -> Agent:
-    """The `build` of an agent another trainer trains: anything that asks it for a PPO policy gets one line."""
-    spec = get_agent_spec(config.agent)
-    raise ShelmError(
-        f"agent '{spec.name}' is trained by {TRAINER_NAMES[spec.trainer]} and has no shelm PPO policy; "
-        "`shelm train` and `shelm eval` run it"
-    )
+def no_ppo_policy(name: str, trainer: str) -> Callable[[TrainConfig, tuple[int, int, int], int, int], Agent]:
+    """The `build` of agent `name`, which `trainer` trains: anything that asks it for a PPO policy gets one line."""
+
+    def refuse(config: TrainConfig, shape: tuple[int, int, int], n_actions: int, memory_dim: int) -> Agent:
+        raise ShelmError(
+            f"agent '{name}' is trained by {TRAINER_NAMES[trainer]} and has no shelm PPO policy; "
+            "`shelm train` and `shelm eval` run it"
+        )
+
+    return refuse
 
 
 def _shelm_retriever(config: TrainConfig) -> None:
@@ -210,7 +213,7 @@ AGENTS: dict[str, AgentSpec] = {
         "dreamerv2",
         "DreamerV2: the SHELM paper's model-based baseline, sheeprl's implementation trained on shelm's envs "
         "(world model + imagined actor-critic; the dreamer extra); --set dreamer_size=sheeprl for its full size",
-        _not_a_ppo_policy,
+        no_ppo_policy("dreamerv2", "dreamer"),
         details=lambda config: [] if config.dreamer_size == "small" else [f"dreamer_size={config.dreamer_size}"],
         trainer="dreamer",
     ),
