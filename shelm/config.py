@@ -24,6 +24,8 @@ from shelm.errors import ShelmError
 
 # MiniGrid frames are 7 cells of this many pixels a side; 64 (448x448 frames) is far past any use.
 MAX_TILE_SIZE = 64
+# The `instruction` setting's value for "the memory reads no instruction".
+NO_INSTRUCTION = "none"
 
 
 def _doc(text: str) -> dict[str, str]:
@@ -121,7 +123,7 @@ class TrainConfig:
         ),
     )
     instruction: str = field(
-        default="none",
+        default=NO_INSTRUCTION,
         metadata=_doc(
             "the LM agents read the episode's instruction into their memory: the text the env gives under this key "
             "(info, or a text entry of a Dict observation; 'mission' on MiniGrid/BabyAI) fills the first "

@@ -18,7 +18,7 @@ import torch
 from shelm.agents.base import Agent
 from shelm.agents.cnn import CNNAgent
 from shelm.agents.lstm import LSTMAgent
-from shelm.config import TrainConfig, parse_value
+from shelm.config import NO_INSTRUCTION, TrainConfig, parse_value
 from shelm.envs import minigrid as minigrid_suite
 from shelm.envs import pair_preset, task_preset
 from shelm.errors import ShelmError
@@ -97,7 +97,7 @@ class AgentSpec:
         details = self.details(config)
         if self.has_language_model and config.lm_layers:
             details = [*details, f"lm_layers={config.lm_layers}"]
-        if self.has_language_model and config.instruction != "none":
+        if self.has_language_model and config.instruction != NO_INSTRUCTION:
             details = [*details, f"instruction={config.instruction}"]
         name = f"{self.name} [control]" if self.is_control else self.name
         return f"{name} ({', '.join(details)})" if details else name

@@ -18,7 +18,7 @@ from torch.distributions import Categorical
 
 from shelm.agents import get_agent_spec, language_model_agents
 from shelm.agents.base import Agent
-from shelm.config import TrainConfig
+from shelm.config import NO_INSTRUCTION, TrainConfig
 from shelm.errors import ShelmError
 from shelm.memory import FrozenMemory
 from shelm.precision import autocast, pick_device, resolve_dtype
@@ -58,10 +58,10 @@ class Policy:
 def build_policy(config: TrainConfig, obs_shape: tuple[int, int, int], n_actions: int) -> Policy:
     """The agent of `config` and its frozen memory, built from the agent registry."""
     spec = get_agent_spec(config.agent)
-    if config.instruction != "none" and not spec.has_language_model:
+    if config.instruction != NO_INSTRUCTION and not spec.has_language_model:
         raise ShelmError(
             f"--set instruction={config.instruction}: agent '{config.agent}' has no language memory to read it into; "
-            f"use an agent with one ({', '.join(language_model_agents())}) or instruction=none"
+            f"use an agent with one ({', '.join(language_model_agents())}) or instruction={NO_INSTRUCTION}"
         )
     device = pick_device(config.device)
     memory = spec.build_memory(config, obs_shape, device) if spec.build_memory else None

@@ -24,14 +24,12 @@ from typing import Any, ClassVar, Generic, TypeVar
 
 import torch
 
-from shelm.config import TrainConfig
+from shelm.config import NO_INSTRUCTION, TrainConfig
 from shelm.errors import ShelmError
 from shelm.memory.caches import MemoCache, cached_language_model, cached_tokenizer
 from shelm.memory.lm_backend import AttentionReplay, LanguageModelStep, Prefix
 from shelm.memory.weights import LoadedLanguageModel
 from shelm.precision import resolve_dtype
-
-NO_INSTRUCTION = "none"
 
 # The compiled LM step costs seconds per block to build once; below this many training steps it does not pay.
 COMPILE_AUTO_MIN_STEPS = 100_000
