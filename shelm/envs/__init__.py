@@ -52,6 +52,7 @@ __all__ = [
     "paper_presets",
     "register_suite",
     "registered_suites",
+    "reset_info",
     "success_rule",
     "suite_of",
     "suites",
@@ -159,6 +160,16 @@ def make_env(env_id: str, tile_size: int = 8, render_mode: str | None = None, ob
         raise ShelmError(f"--set obs_key={obs_key}: env '{env_id}' does not observe a Dict; leave obs_key=auto")
     _check_spaces(env_id, env)
     return env
+
+
+def reset_info(env_id: str, tile_size: int = 8, obs_key: str = "auto", seed: int = 0) -> dict[str, Any]:
+    """The info of one env's first reset: what the env gives besides its frames, for a memory to check that the
+    keys it reads are there before a run starts."""
+    env = make_env(env_id, tile_size, obs_key=obs_key)
+    try:
+        return dict(env.reset(seed=seed)[1])
+    finally:
+        env.close()
 
 
 def make_vec_env(

@@ -74,13 +74,9 @@ class FrozenLanguageModel:
 
 def check_instruction(config: TrainConfig) -> None:
     """Refuse, in one line, an `instruction` key under which the run's environment gives no text."""
-    from shelm.envs import make_env  # here: the memory layer needs the envs only for this check
+    from shelm.envs import reset_info  # here: the memory layer needs the envs only for this check
 
-    env = make_env(config.env_id, config.minigrid_tile_size, obs_key=config.obs_key)
-    try:
-        _, info = env.reset(seed=config.seed)
-    finally:
-        env.close()
+    info = reset_info(config.env_id, config.minigrid_tile_size, config.obs_key, config.seed)
     if not isinstance(info.get(config.instruction), str):
         texts = sorted(key for key, value in info.items() if isinstance(value, str))
         found = f"its texts are under {', '.join(texts)}" if texts else "it gives no text"

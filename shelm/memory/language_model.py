@@ -99,6 +99,11 @@ def compile_decoder(decoder: PreparedDecoder, device: torch.device) -> Callable[
     return torch.compile(decoder, dynamic=False, options={"freezing": True})
 
 
+def additive_bias(allowed: torch.Tensor) -> torch.Tensor:
+    """The prepared step's attention bias for the float32 scores: 0 where `allowed`, float32's lowest where not."""
+    return torch.zeros(allowed.shape, device=allowed.device).masked_fill_(~allowed, torch.finfo(torch.float32).min)
+
+
 class LanguageModelMemory:
     """A frozen causal LM with one sliding key/value window of `mem_len` positions per environment.
 
@@ -174,13 +179,13 @@ class LanguageModelMemory:
         self.positions = torch.zeros(n_envs, dtype=torch.long, device=self.device)
         self.head = 0  # the oldest ring slot; every env advances in lockstep, so one pointer serves all
 
-    def _causal(self) -> torch.Tensor:
-        """[k, k] bool: new position i sees new positions 0..i."""
-        return torch.ones(self.k, self.k, dtype=torch.bool, device=self.device).tril()
+    def _causal(self, size: int) -> torch.Tensor:
+        """[size, size] bool: new position i sees new positions 0..i."""
+        return torch.ones(size, size, dtype=torch.bool, device=self.device).tril()
 
     def _attention_mask(self) -> torch.Tensor:
         """Additive mask [N, 1, k, mem_len + k]: valid ring slots for every query, scratch slots causally."""
-        causal = self._causal()
+        causal = self._causal(self.k)
         allowed = torch.cat([self.valid[:, None, :].expand(-1, self.k, -1), causal.expand(self.n_envs, -1, -1)], dim=-1)
         mask = torch.zeros(allowed.shape, dtype=self.dtype, device=self.device)
         return mask.masked_fill_(~allowed, torch.finfo(self.dtype).min).unsqueeze(1)
@@ -235,7 +240,7 @@ class LanguageModelMemory:
         lengths = prefix.lengths.to(self.device)
         position_ids = torch.arange(length, device=self.device).expand(len(envs), -1)
         # Causal, so padding after a row's real positions changes none of their keys or values.
-        causal = torch.ones(length, length, dtype=torch.bool, device=self.device).tril()
+        causal = self._causal(length)
         if self.prepared is not None:
             prepared = self.prepared
             empty = torch.zeros(
@@ -243,10 +248,9 @@ class LanguageModelMemory:
                 dtype=self.dtype,
                 device=self.device,
             )
-            lowest = torch.finfo(torch.float32).min
-            causal_bias = torch.zeros(length, length, device=self.device).masked_fill_(~causal, lowest)
             window_bias = torch.zeros(len(envs), 1, 1, 0, device=self.device)
-            args = (embeds, prepared.positional(position_ids, self.dtype), empty, empty, window_bias, causal_bias)
+            positional = prepared.positional(position_ids, self.dtype)
+            args = (embeds, positional, empty, empty, window_bias, additive_bias(causal))
             _, keys, values = prepared(*args)  # eager: a prefix's shape varies, a compiled graph would recompile
             self.window_keys[:, envs, :, :length] = keys
             self.window_values[:, envs, :, :length] = values
@@ -274,16 +278,13 @@ class LanguageModelMemory:
     ) -> torch.Tensor:
         prepared = self.prepared
         assert prepared is not None
-        lowest = torch.finfo(torch.float32).min  # additive biases on float32 scores: 0 where seen, lowest where not
-        window_bias = torch.zeros(self.valid.shape, device=self.device).masked_fill_(~self.valid, lowest)
-        causal_bias = torch.zeros(self.k, self.k, device=self.device).masked_fill_(~self._causal(), lowest)
         args = (
             inputs_embeds,
             prepared.positional(position_ids, self.dtype),
             self.window_keys,
             self.window_values,
-            window_bias[:, None, None, :],
-            causal_bias,
+            additive_bias(self.valid)[:, None, None, :],
+            additive_bias(self._causal(self.k)),
         )
         hidden, new_keys, new_values = self._run_prepared(args)
         self.window_keys[:, :, :, slots] = new_keys

@@ -82,14 +82,9 @@ class OracleCueMemory:
 
 def build_oracle_memory(config: TrainConfig, obs_shape: tuple[int, int, int], device: torch.device) -> OracleCueMemory:
     """The control, after checking that the run's environment names its cue (refused in one line otherwise)."""
-    from shelm.envs import make_env
+    from shelm.envs import reset_info
 
-    env = make_env(config.env_id, config.minigrid_tile_size, obs_key=config.obs_key)
-    try:
-        _, info = env.reset(seed=0)
-    finally:
-        env.close()
-    if MEMORY_CUE not in info:
+    if MEMORY_CUE not in reset_info(config.env_id, config.minigrid_tile_size, config.obs_key):
         raise ShelmError(
             f"--agent oracle: '{config.env_id}' does not name its cue; the oracle-memory control runs on MiniGrid's "
             "Memory tasks (e.g. --env MiniGrid-MemoryS11-v0)"

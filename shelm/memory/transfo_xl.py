@@ -350,6 +350,15 @@ class TransfoXLMemory:
         self.position += self.k
         return out[:, -1].float()
 
+    def _fresh_window(self, n: int, length: int) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """Per layer, empty keys and values [n, n_head, length, d_head]: a pass whose window is only its own
+        positions (a prefix's, or a replayed episode's) fills them."""
+        config = self.model.config
+        shape = (n, config.n_head, length, config.d_head)
+        keys = [torch.zeros(shape, dtype=self.dtype, device=self.device) for _ in self.model.layers]
+        values = [torch.zeros(shape, dtype=self.dtype, device=self.device) for _ in self.model.layers]
+        return keys, values
+
     def _write_prefix(self, envs: torch.Tensor, prefix: Prefix) -> None:
         """Run each starting environment's prefix through the model, causally, as the positions just before its
         episode, and keep its keys and values in that environment's prefix slots."""
@@ -360,10 +369,7 @@ class TransfoXLMemory:
         lengths = prefix.lengths.to(self.device)
         positions = torch.arange(length, device=self.device)
         distance = positions[:, None] - positions[None, :]
-        config = self.model.config
-        shape = (len(envs), config.n_head, length, config.d_head)
-        keys = [torch.zeros(shape, dtype=self.dtype, device=self.device) for _ in self.model.layers]
-        values = [torch.zeros(shape, dtype=self.dtype, device=self.device) for _ in self.model.layers]
+        keys, values = self._fresh_window(len(envs), length)
         self.model(
             prefix.embeds.to(device=self.device, dtype=self.dtype),
             keys,
@@ -398,9 +404,7 @@ class TransfoXLMemory:
         allowed = replay_mask(steps, k, self.mem_len, first).to(self.device)
         if config.same_length:
             allowed[first:, first:] &= distance[first:, first:] < self.mem_len
-        shape = (1, config.n_head, length, config.d_head)
-        keys = [torch.zeros(shape, dtype=self.dtype, device=self.device) for _ in self.model.layers]
-        values = [torch.zeros(shape, dtype=self.dtype, device=self.device) for _ in self.model.layers]
+        keys, values = self._fresh_window(1, length)
         attentions: list[torch.Tensor] = []
         out = self.model(
             inputs.reshape(1, length, -1).to(device=self.device, dtype=self.dtype),
