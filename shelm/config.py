@@ -96,6 +96,14 @@ class TrainConfig:
     actor_hidden: int = field(default=128, metadata=_doc("hidden width of the actor head"))
     critic_hidden: int = field(default=512, metadata=_doc("hidden width of the critic head"))
     lstm_hidden: int = field(default=256, metadata=_doc("LSTM width of the Impala-PPO baseline"))
+    fusion: Literal["normalized", "concat"] = field(
+        default="normalized",
+        metadata=_doc(
+            "how the memory's output meets the CNN's features before the heads: 'normalized' scales each to unit "
+            "L2 norm, then concatenates, so the CNN's features, which grow as PPO trains, cannot drown the "
+            "memory (measured: docs/results.md, MemoryS11); 'concat' puts the raw vectors side by side (the papers')"
+        ),
+    )
 
     # --- the frozen language-model memory (HELM family)
     lm: str = field(
@@ -291,8 +299,9 @@ class TrainConfig:
         return cls(**{**SETTINGS_BEFORE_THEY_EXISTED, **values})
 
 
-# Runs saved before mixed precision and the compiled LM step trained in float32 with the eager step.
-SETTINGS_BEFORE_THEY_EXISTED: dict[str, Any] = {"precision": "float32", "lm_compile": "false"}
+# Runs saved before mixed precision, the compiled LM step and the fusion setting trained in float32 with the eager
+# step and the concatenated streams.
+SETTINGS_BEFORE_THEY_EXISTED: dict[str, Any] = {"precision": "float32", "lm_compile": "false", "fusion": "concat"}
 
 
 def config_help() -> list[tuple[str, str, str]]:

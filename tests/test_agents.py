@@ -39,6 +39,37 @@ def test_heads_match_the_spec_and_memory_is_concatenated():
     assert not torch.allclose(logits, changed)  # the memory vector reaches the heads
 
 
+def test_normalized_fusion_gives_each_stream_the_same_voice_whatever_its_scale():
+    torch.manual_seed(0)
+    obs = torch.randint(0, 256, (4, 56, 56, 3), dtype=torch.uint8)
+    memory = torch.nn.functional.one_hot(torch.tensor([5, 6, 5, 6]), 11).float()
+    start, none = torch.zeros(4, dtype=torch.bool), torch.zeros(4, 0)
+    normalized = CNNAgent((56, 56, 3), n_actions=7, memory_dim=11, cnn_features=32, fusion="normalized")
+    concat = CNNAgent((56, 56, 3), n_actions=7, memory_dim=11, cnn_features=32)
+    concat.load_state_dict(normalized.state_dict())  # the same weights; only the fusion differs
+    for agent in (normalized, concat):
+        agent.encoder.linear.weight.data.mul_(1000.0)  # the CNN's features grown a thousandfold
+    # Concatenated, the grown features drown the memory: the cue barely moves the logits.
+    swap = memory.flip(0)
+    drowned = (concat.step(obs, memory, none, start)[0] - concat.step(obs, swap, none, start)[0]).abs().max()
+    heard = (normalized.step(obs, memory, none, start)[0] - normalized.step(obs, swap, none, start)[0]).abs().max()
+    assert heard > 100 * drowned
+    # Normalized, neither stream's scale matters.
+    scaled_logits, scaled_values, _ = normalized.step(obs, 7.0 * memory, none, start)
+    logits, values, _ = normalized.step(obs, memory, none, start)
+    torch.testing.assert_close(scaled_logits, logits)
+    torch.testing.assert_close(scaled_values, values)
+    normalized.encoder.linear.weight.data.div_(1000.0)
+    torch.testing.assert_close(normalized.step(obs, memory, none, start)[0], logits, rtol=1e-4, atol=1e-5)
+    # With no memory there is nothing to fuse: CNN-PPO is the same network under either fusion.
+    alone = CNNAgent((56, 56, 3), n_actions=7, cnn_features=32, fusion="normalized")
+    plain = CNNAgent((56, 56, 3), n_actions=7, cnn_features=32)
+    plain.load_state_dict(alone.state_dict())
+    torch.testing.assert_close(alone.step(obs, none, none, start)[0], plain.step(obs, none, none, start)[0])
+    with pytest.raises(ValueError, match="fusion 'sum'"):
+        CNNAgent((56, 56, 3), n_actions=7, fusion="sum")
+
+
 def test_lstm_state_resets_at_episode_start_and_sequences_match_steps():
     torch.manual_seed(0)
     agent = LSTMAgent((9, 9, 3), n_actions=4, lstm_hidden=8)
@@ -66,5 +97,10 @@ def test_registry():
             continue
         agent = spec.build(config, (56, 56, 3), 7, 0)
         assert agent.is_recurrent == (name == "lstm")
+    # A variant's label names what sets it apart: here the papers' fusion, which only a memory agent has.
+    papers = TrainConfig(fusion="concat", lm_layers=2)
+    assert get_agent_spec("oracle").label(papers) == "oracle [control] (fusion=concat)"
+    assert get_agent_spec("helm").label(papers) == "helm (lm_layers=2, fusion=concat)"
+    assert get_agent_spec("cnn").label(papers) == "cnn"
     with pytest.raises(ShelmError, match="unknown agent 'transformer'"):
         get_agent_spec("transformer")

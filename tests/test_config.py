@@ -103,3 +103,11 @@ def test_round_trip_and_foreign_keys():
     assert TrainConfig.from_dict(config.to_dict()) == config
     with pytest.raises(ShelmError, match="unknown keys"):
         TrainConfig.from_dict({**config.to_dict(), "not_a_setting": 1.0})
+
+
+def test_a_config_saved_before_a_setting_existed_reproduces_how_it_ran():
+    saved = TrainConfig(precision="bfloat16", lm_compile="true", fusion="normalized").to_dict()
+    for key in ("precision", "lm_compile", "fusion"):
+        del saved[key]
+    old = TrainConfig.from_dict(saved)
+    assert (old.precision, old.lm_compile, old.fusion) == ("float32", "false", "concat")

@@ -99,6 +99,8 @@ class AgentSpec:
             details = [*details, f"lm_layers={config.lm_layers}"]
         if self.has_language_model and config.instruction != NO_INSTRUCTION:
             details = [*details, f"instruction={config.instruction}"]
+        if self.build_memory is not None and config.fusion == "concat":  # the papers' fusion, not shelm's default
+            details = [*details, "fusion=concat"]
         name = f"{self.name} [control]" if self.is_control else self.name
         return f"{name} ({', '.join(details)})" if details else name
 
@@ -128,8 +130,10 @@ def _oracle_memory(config: TrainConfig, obs_shape: tuple[int, int, int], device:
 
 
 def _cnn_with_memory(config: TrainConfig, shape: tuple[int, int, int], n_actions: int, memory_dim: int) -> Agent:
-    """The HELM family's trainable part: the CNN of the current frame, concatenated with the memory, -> heads."""
-    return CNNAgent(shape, n_actions, memory_dim, config.cnn_features, config.actor_hidden, config.critic_hidden)
+    """The HELM family's trainable part: the CNN of the current frame, fused with the memory, -> heads."""
+    return CNNAgent(
+        shape, n_actions, memory_dim, config.cnn_features, config.actor_hidden, config.critic_hidden, config.fusion
+    )
 
 
 def no_ppo_policy(name: str, trainer: str) -> Callable[[TrainConfig, tuple[int, int, int], int, int], Agent]:

@@ -2,6 +2,15 @@
 
 features = concat(h_mem, CNN(o_t)) -> actor-critic heads. Without a memory module h_mem is empty and this
 is the CNN-PPO baseline; HELM, HELMv2 and SHELM feed the frozen language model's output as h_mem.
+
+How the two streams meet is the `fusion`:
+- 'concat' (the papers'): the raw vectors side by side. Their scales are free: the frozen memory's is fixed,
+  while the CNN's features grow as PPO trains (the heads' LayerNorm makes the policy blind to their overall
+  scale, so nothing holds it back). Once they are many times the memory's norm, the memory moves the heads'
+  first layer by a vanishing fraction and its weights learn ever slower.
+- 'normalized': each stream divided by its own L2 norm before the concatenation, so each has the same voice in
+  the heads at every step of training, whatever either stream's scale. With one stream (CNN-PPO, no memory)
+  there is nothing to fuse and the features go in as they are.
 """
 
 from __future__ import annotations
@@ -11,6 +20,13 @@ import torch
 from shelm.agents.base import Agent
 from shelm.agents.encoders import CNNEncoder
 from shelm.agents.heads import ActorCriticHeads
+
+FUSIONS = ("concat", "normalized")
+
+
+def unit_norm(features: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """Each row divided by its L2 norm (rows of zeros stay zero)."""
+    return features / features.norm(dim=-1, keepdim=True).clamp_min(eps)
 
 
 class CNNAgent(Agent):
@@ -22,13 +38,20 @@ class CNNAgent(Agent):
         cnn_features: int = 1024,
         actor_hidden: int = 128,
         critic_hidden: int = 512,
+        fusion: str = "concat",
     ):
         super().__init__()
+        if fusion not in FUSIONS:
+            raise ValueError(f"fusion '{fusion}' is not one of {FUSIONS}")
+        self.fusion = fusion
         self.encoder = CNNEncoder(obs_shape, channels=(64, 128), features=cnn_features)
         self.heads = ActorCriticHeads(memory_dim + cnn_features, n_actions, actor_hidden, critic_hidden)
 
     def _heads(self, obs: torch.Tensor, memory: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.heads(torch.cat([memory, self.encoder(obs)], dim=-1))
+        frame = self.encoder(obs)
+        if self.fusion == "normalized" and memory.shape[-1] > 0:
+            memory, frame = unit_norm(memory), unit_norm(frame)
+        return self.heads(torch.cat([memory, frame], dim=-1))
 
     def step(self, obs, memory, state, episode_start):
         logits, values = self._heads(obs, memory)
