@@ -145,7 +145,8 @@ def _add_sweep(sub: argparse._SubParsersAction) -> None:
 def _add_report(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "report",
-        help="aggregate a sweep: IQM with bootstrap CIs, probability of improvement, rank-sum tests, plots",
+        help="aggregate a sweep: IQM with bootstrap CIs, probability of improvement, rank-sum tests, plots; with "
+        "--claims, the papers' claims tested on its trials",
     )
     p.add_argument("sweep_dirs", type=Path, nargs="+", metavar="DIR", help="a sweep folder, or several reported as one")
     p.add_argument("--out", type=Path, help="markdown file to write (default DIR/report.md of the first DIR)")
@@ -159,6 +160,14 @@ def _add_report(sub: argparse._SubParsersAction) -> None:
         metavar="LABEL",
         help="also compare every other agent against this one (its label as the table shows it, e.g. an ablation's "
         "'shelm (symbolic, lm_layers=2)'); repeatable",
+    )
+    p.add_argument(
+        "--claims",
+        type=Path,
+        metavar="FILE",
+        help="a TOML file of [[claim]] tables (e.g. docs/claims.toml): also give each claim a verdict (holds, does "
+        "not hold, not testable here, not measured yet) from all the DIRs' finished trials, written between "
+        "'<!-- shelm report claims: begin -->' and '<!-- shelm report claims: end -->' and into the JSON",
     )
 
 
@@ -363,7 +372,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     from shelm.experiments.report import write_report
 
     out = args.out or args.sweep_dirs[0] / "report.md"
-    for line in write_report(args.sweep_dirs, out, args.metric, args.reps, args.figures, args.baseline):
+    for line in write_report(args.sweep_dirs, out, args.metric, args.reps, args.figures, args.baseline, args.claims):
         print(line)
     return 0
 

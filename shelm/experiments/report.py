@@ -15,13 +15,24 @@ count; unfinished ones are listed.
 The markdown goes to a new file, or into an existing one between the lines `<!-- shelm report NAME: begin -->` and
 `<!-- shelm report NAME: end -->` (NAME: the sweep folder's name), so a hand-written page (docs/results.md) keeps its
 text around the numbers and can hold several sweeps.
+
+With `--claims FILE`, a TOML file of `[[claim]]` tables (docs/claims.toml holds the papers' claims this project
+tests), each claim gets a verdict from the finished trials of all the folders reported together: a `threshold`
+claim holds when an agent's IQM meets `at_least` or `at_most`; a `beats` claim holds when the one-sided rank-sum
+test says the agent scores higher than each of `others` at alpha 0.05; an `untestable` claim states why this
+project cannot test it. A claim whose env or agent has no finished trial is "not measured yet". The verdicts go
+into the report's JSON and, as a table, between `<!-- shelm report claims: begin -->` and
+`<!-- shelm report claims: end -->` (appended to a new page, refused in an existing one without those lines). A
+bad claims file is refused in one line before anything is written.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
+import tomllib
 import warnings
 from collections import defaultdict
 from dataclasses import dataclass
@@ -30,7 +41,7 @@ from typing import Any
 
 import numpy as np
 
-from shelm.errors import ShelmError
+from shelm.errors import ShelmError, first_line
 from shelm.files import write_atomic, write_json_atomic
 from shelm.inspect.curves import agent_label, final_value, metric_series, on_common_steps
 from shelm.runs import load_run_config
@@ -73,8 +84,9 @@ def _is_memory_method(spec: Any) -> bool:
     return spec.build_memory is not None and not spec.is_control
 
 
-def load_trials(sweep_dir: Path, metric: str) -> list[TrialScores]:
-    """Every run directory directly under `sweep_dir` (a `shelm sweep` folder, or any folder of runs)."""
+def read_trials(sweep_dir: Path, metric: str) -> list[TrialScores]:
+    """Every run directory directly under `sweep_dir` (a `shelm sweep` folder, or any folder of runs) that has
+    `metric` values; [] when none has."""
     from shelm.agents import get_agent_spec
 
     if not sweep_dir.is_dir():
@@ -97,6 +109,12 @@ def load_trials(sweep_dir: Path, metric: str) -> list[TrialScores]:
                 config.total_steps,
             )
         )
+    return trials
+
+
+def load_trials(sweep_dir: Path, metric: str) -> list[TrialScores]:
+    """`read_trials`, refused when no run of the folder has `metric` values yet."""
+    trials = read_trials(sweep_dir, metric)
     if not trials:
         raise ShelmError(
             f"no run in '{sweep_dir}' has '{metric}' values; run `shelm sweep --out {sweep_dir}` (or pick another "
@@ -389,18 +407,208 @@ def markdown(summary: dict[str, Any], sweep_dirs: list[Path], metric: str) -> st
     return "\n".join(lines) + "\n"
 
 
-def _merge(out: Path, block: str, name: str) -> str:
-    """The new content of `out`: the block alone for a new file, or the file with NAME's marked region replaced."""
+# --- claims ------------------------------------------------------------------------------------------------
+
+CLAIMS = "claims"  # NAME in the page markers around the claims table
+HOLDS, FAILS, UNTESTABLE, UNMEASURED = "holds", "does not hold", "not testable here", "not measured yet"
+
+# Per kind of claim: the keys it must have, then the keys it may have.
+CLAIM_KEYS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "threshold": (("text", "source", "kind", "env", "agent"), ("at_least", "at_most", "metric")),
+    "beats": (("text", "source", "kind", "env", "agent", "others"), ()),
+    "untestable": (("text", "source", "kind", "reason"), ()),
+}
+# What each key holds and an example value, for the one-line refusals of a bad claims file.
+_KEY_VALUES = {
+    "text": ("a one-line string", '"SHELM beats the LSTM on MiniGrid-MemoryS11"'),
+    "source": ("a one-line string", '"SHELM paper"'),
+    "kind": ('"threshold", "beats" or "untestable"', '"threshold"'),
+    "env": ("an env id", '"MiniGrid-MemoryS11-v0"'),
+    "agent": ("an agent label as the report prints it", '"shelm (symbolic)"'),
+    "metric": ("a metrics.jsonl column", '"success_rate"'),
+    "at_least": ("a number", "0.9"),
+    "at_most": ("a number", "0.6"),
+    "others": ("a non-empty list of agent labels", '["lstm", "cnn"]'),
+    "reason": ("a one-line string", '"needs CLIP weights, which this machine cannot download"'),
+}
+
+
+@dataclass(frozen=True)
+class Claim:
+    """One claim from the papers and how the report tests it: a `[[claim]]` table of a --claims file."""
+
+    index: int  # its position in the file, from 1, as refusals and the report's JSON name it
+    text: str
+    source: str
+    kind: str  # a key of CLAIM_KEYS
+    env: str = ""
+    agent: str = ""
+    at_least: float | None = None
+    at_most: float | None = None
+    metric: str | None = None  # None: the report's metric
+    others: tuple[str, ...] = ()
+    reason: str = ""
+
+
+def _valid(key: str, value: Any) -> bool:
+    """Whether `value` is what claim key `key` holds (see _KEY_VALUES); `kind` is checked against CLAIM_KEYS."""
+    if key in ("at_least", "at_most"):  # TOML booleans are Python ints, and are no threshold
+        return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    if key == "others":
+        return isinstance(value, list) and bool(value) and all(_valid("agent", v) for v in value)
+    return isinstance(value, str) and bool(value.strip()) and "\n" not in value
+
+
+def _claim(path: Path, index: int, table: Any) -> Claim:
+    """One `[[claim]]` table checked (its kind, its keys, their types), or one line naming the problem and the fix."""
+    text = table.get("text") if isinstance(table, dict) else None
+    where = f"--claims {path}: claim {index}" + (f" ({text!r})" if _valid("text", text) else "")
+    if not isinstance(table, dict):
+        raise ShelmError(f"{where} is not a table; write each claim as a [[claim]] table")
+    kind = table.get("kind")
+    if not isinstance(kind, str) or kind not in CLAIM_KEYS:
+        problem = "has no kind" if kind is None else f"kind = {kind!r} is unknown"
+        raise ShelmError(f"{where}: {problem}; give kind = {_KEY_VALUES['kind'][0]}")
+    required, optional = CLAIM_KEYS[kind]
+    for key, value in table.items():
+        if key not in required and key not in optional:
+            raise ShelmError(
+                f"{where}: unknown key {key!r} for a {kind} claim; its keys are {', '.join((*required, *optional))}"
+            )
+        if key != "kind" and not _valid(key, value):
+            what, example = _KEY_VALUES[key]
+            raise ShelmError(f"{where}: {key} = {value!r} is not {what}; write e.g. {key} = {example}")
+    missing = [key for key in required if key not in table]
+    if missing:
+        what, example = _KEY_VALUES[missing[0]]
+        raise ShelmError(f"{where}: a {kind} claim needs {missing[0]} ({what}); add e.g. {missing[0]} = {example}")
+    if kind == "threshold" and ("at_least" in table) == ("at_most" in table):
+        raise ShelmError(f"{where}: a threshold claim takes one of at_least and at_most; keep one, e.g. at_least = 0.9")
+    if kind == "beats" and table["agent"] in table["others"]:
+        raise ShelmError(f"{where}: others names the agent {table['agent']!r} itself; list only agents it should beat")
+    return Claim(index=index, **{key: tuple(v) if key == "others" else v for key, v in table.items()})
+
+
+def load_claims(path: Path) -> list[Claim]:
+    """Every claim of a --claims file, checked, or one line naming the first problem and its fix."""
+    try:
+        data = tomllib.loads(path.read_text())
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ShelmError(
+            f"--claims {path}: cannot read it ({first_line(exc)}); give a TOML file of [[claim]] tables"
+        ) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ShelmError(f"--claims {path} is not valid TOML: {first_line(exc)}; fix that line") from None
+    extra = sorted(set(data) - {"claim"})
+    if extra:
+        raise ShelmError(f"--claims {path}: unknown top-level key {extra[0]!r}; the file holds [[claim]] tables only")
+    tables = data.get("claim")
+    if not isinstance(tables, list) or not tables:
+        raise ShelmError(f"--claims {path} has no [[claim]] tables; add one [[claim]] per claim")
+    return [_claim(path, index, table) for index, table in enumerate(tables, start=1)]
+
+
+def _seed_scores(trials: list[TrialScores], env_id: str, label: str) -> tuple[np.ndarray, int]:
+    """One agent's finished scores on one env in seed order (a seed reported twice counts once, as in the table),
+    and how many of its trials are unfinished."""
+    runs = [t for t in trials if t.env_id == env_id and t.label == label]
+    finals = {t.seed: t.final for t in runs if t.finished}
+    return np.array([finals[seed] for seed in sorted(finals)]), sum(not t.finished for t in runs)
+
+
+def evaluate_claims(
+    claims: list[Claim], trials: dict[str, list[TrialScores]], metric: str, reps: int
+) -> list[dict[str, Any]]:
+    """Each claim's verdict, the line of numbers behind it and those numbers as data. `trials` holds the reported
+    runs per metric: the report's `metric` and every metric a claim names."""
+    verdicts = []
+    for claim in claims:
+        row: dict[str, Any] = {"claim": claim.index, "text": claim.text, "source": claim.source, "kind": claim.kind}
+        if claim.kind == "untestable":
+            verdicts.append({**row, "verdict": UNTESTABLE, "numbers": claim.reason})
+            continue
+        claim_metric = claim.metric or metric
+        row |= {"env": claim.env, "agent": claim.agent, "metric": claim_metric}
+        scores = {label: _seed_scores(trials[claim_metric], claim.env, label) for label in (claim.agent, *claim.others)}
+        missing = [(label, unfinished) for label, (values, unfinished) in scores.items() if not len(values)]
+        if missing:
+            row["missing"] = [{"agent": label, "unfinished": unfinished} for label, unfinished in missing]
+            numbers = "; ".join(f"no finished trial of {a!r} on {claim.env} ({n} unfinished)" for a, n in missing)
+            verdicts.append({**row, "verdict": UNMEASURED, "numbers": numbers})
+            continue
+        values, _ = scores[claim.agent]
+        row["seeds"] = len(values)
+        row["unfinished"] = sum(unfinished for _, unfinished in scores.values())
+        shown = "" if claim_metric == metric else f"`{claim_metric}` "
+        if claim.kind == "threshold":
+            point, low, high = iqm_with_ci(values[:, None], reps)
+            if claim.at_least is not None:
+                holds, key, bound = point >= claim.at_least, "at_least", claim.at_least
+            else:
+                holds, key, bound = point <= claim.at_most, "at_most", claim.at_most
+            row |= {key: bound, "iqm": point, "ci": [low, high]}
+            numbers = f"{shown}IQM {_fmt(point)} [{_fmt(low)}, {_fmt(high)}], {len(values)} seeds; needs "
+            numbers += f"{key.replace('_', ' ')} {bound}"
+        else:
+            row["against"] = []
+            for other in claim.others:
+                y, _ = scores[other]
+                point, low, high = improvement_with_ci(values[:, None], y[:, None], reps)
+                _, p = rank_sum_greater(values, y)
+                row["against"].append(
+                    {
+                        "agent": other,
+                        "seeds": len(y),
+                        "probability_of_improvement": point,
+                        "ci": [low, high],
+                        "p_value": p,
+                        "higher": p < ALPHA,
+                    }
+                )
+            holds = all(a["higher"] for a in row["against"])
+            numbers = "; ".join(
+                f"vs {a['agent']}: {shown}P(improvement) {_fmt(a['probability_of_improvement'])} "
+                f"[{_fmt(a['ci'][0])}, {_fmt(a['ci'][1])}], p = {a['p_value']:.3f} "
+                f"({len(values)} vs {a['seeds']} seeds)"
+                for a in row["against"]
+            )
+        if row["unfinished"]:
+            numbers += f"; {row['unfinished']} unfinished left out"
+        verdicts.append({**row, "verdict": HOLDS if holds else FAILS, "numbers": numbers})
+    return verdicts
+
+
+def claims_markdown(verdicts: list[dict[str, Any]], claims_file: Path, sweep_dirs: list[Path], metric: str) -> str:
+    """The claims table: one row per claim, in the file's order."""
+    folders = ", ".join(f"`{d}`" for d in sweep_dirs)
+    lines = [
+        f"The papers' claims (`{claims_file}`) tested on the finished trials of {folders}. A threshold holds when "
+        f"the IQM over seeds of the trials' scores (`{metric}` unless the row names another metric) meets it, with "
+        'its 95% bootstrap CI shown; "beats" holds when a one-sided Wilcoxon rank-sum test over seeds says the '
+        f"agent scores higher than each other agent at alpha {ALPHA} (p < {ALPHA}), with the probability of "
+        "improvement and its CI shown.",
+        "",
+        "| claim | source | verdict | numbers |",
+        "|---|---|---|---|",
+    ]
+    for v in verdicts:
+        cells = (v["text"], v["source"], v["verdict"], v["numbers"])
+        lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _merge(out: Path, page: str, block: str, name: str, new: bool) -> str:
+    """The page with `block` in NAME's marked region: appended to a page being created (`new`), else replacing
+    the region's old content, and refused when the existing page has no such region."""
     begin, end = markers(name)
-    if not out.exists():
-        return f"{begin}\n{block}{end}\n"
-    text = out.read_text()
-    if begin not in text or end not in text or text.index(begin) > text.index(end):
+    if new:
+        return f"{page}{begin}\n{block}{end}\n"
+    if begin not in page or end not in page or page.index(begin) > page.index(end):
         raise ShelmError(
             f"'{out}' exists and has no '{begin}' ... '{end}' region; add those two lines where the report goes, "
             "or choose a new --out"
         )
-    head, rest = text.split(begin, 1)
+    head, rest = page.split(begin, 1)
     tail = rest.split(end, 1)[1]
     return f"{head}{begin}\n{block}{end}{tail}"
 
@@ -412,12 +620,22 @@ def write_report(
     reps: int = 2000,
     figures_dir: Path | None = None,
     baselines: list[str] | tuple[str, ...] = (),
+    claims_file: Path | None = None,
 ) -> list[str]:
     """Write the markdown, the figures (PNG) and SWEEP-report.json (every number) of one sweep folder, or of several
     reported as one (e.g. a task's agents run in two sweeps with different settings; their agents' labels tell
-    the variants apart). Named after the first folder. Returns lines to print."""
+    the variants apart). Named after the first folder. With `claims_file`, also each claim's verdict on all the
+    folders' trials, as a table in the page and in the JSON. Every refusal comes before anything is written.
+    Returns lines to print."""
     if reps < 100:
         raise ShelmError(f"--reps {reps}: use at least 100 bootstrap resamples (2000 is the default)")
+    stem = sweep_dirs[0].resolve().name
+    claims = load_claims(claims_file) if claims_file is not None else []
+    if claims_file is not None and stem == CLAIMS:
+        raise ShelmError(
+            f"'{sweep_dirs[0]}' is named '{CLAIMS}', the name of the claims table's page region; list another "
+            "folder first or rename it"
+        )
     trials, planned = [], []
     for sweep_dir in sweep_dirs:
         prefix = f"{sweep_dir.name}/" if len(sweep_dirs) > 1 else ""  # trial names repeat across sweeps
@@ -428,17 +646,38 @@ def write_report(
         where = ", ".join(f"'{d}'" for d in sweep_dirs)
         raise ShelmError(f"no trial in {where} has reached its step budget yet; finish them with `shelm sweep`")
     summary = summarize(trials, reps, planned, tuple(baselines))
+    by_metric = {metric: trials}
+    for claim in claims:
+        if claim.metric is not None and claim.metric not in by_metric:
+            by_metric[claim.metric] = [t for d in sweep_dirs for t in read_trials(d, claim.metric)]
+            if not by_metric[claim.metric]:
+                raise ShelmError(
+                    f"--claims {claims_file}: claim {claim.index} ({claim.text!r}): no reported run has "
+                    f"'{claim.metric}' values; name a metrics.jsonl column, e.g. metric = \"success_rate\""
+                )
+    verdicts = evaluate_claims(claims, by_metric, metric, reps)
     figures_dir = figures_dir or out.parent
-    figures_dir.mkdir(parents=True, exist_ok=True)
-    stem = sweep_dirs[0].resolve().name
-    figures = [
-        plot_curves(trials, metric, min(reps, 500), figures_dir / f"{stem}-curves.png"),
-        plot_final(summary, metric, figures_dir / f"{stem}-final.png"),
-    ]
+    figures = [figures_dir / f"{stem}-curves.png", figures_dir / f"{stem}-final.png"]
     tables = markdown(summary, sweep_dirs, metric)
     images = "".join(f"![{figure.stem}]({os.path.relpath(figure, out.parent)})\n" for figure in figures)
-    write_atomic(out, _merge(out, f"{tables}\n{images}", stem).encode())
+    new = not out.exists()
+    page = _merge(out, "" if new else out.read_text(), f"{tables}\n{images}", stem, new)
+    verdict_table = ""
+    if claims_file is not None:
+        verdict_table = claims_markdown(verdicts, claims_file, sweep_dirs, metric)
+        page = _merge(out, page, verdict_table, CLAIMS, new)
+    figures_dir.mkdir(parents=True, exist_ok=True)
+    plot_curves(trials, metric, min(reps, 500), figures[0])
+    plot_final(summary, metric, figures[1])
+    write_atomic(out, page.encode())
     numbers = figures_dir / f"{stem}-report.json"
     sweeps = [str(d) for d in sweep_dirs]
-    write_json_atomic(numbers, {"sweeps": sweeps, "metric": metric, "reps": reps, **summary})
-    return [*tables.splitlines(), *(f"figure: {f}" for f in figures), f"numbers: {numbers}", f"report: {out}"]
+    claimed = {"claims_file": str(claims_file), "claims": verdicts} if claims_file is not None else {}
+    write_json_atomic(numbers, {"sweeps": sweeps, "metric": metric, "reps": reps, **summary, **claimed})
+    return [
+        *tables.splitlines(),
+        *verdict_table.splitlines(),
+        *(f"figure: {f}" for f in figures),
+        f"numbers: {numbers}",
+        f"report: {out}",
+    ]

@@ -1,0 +1,337 @@
+"""`shelm report --claims`: the papers' claims tested on runs with known scores (verdicts and numbers recomputed by
+hand), the claims table's place in a page, bad claims files, and the repository's own claims file."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import tomllib
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from shelm.agents import AGENTS, resolve_config
+from shelm.cli import main
+from shelm.experiments.report import load_claims, markers
+from shelm.runs import append_metrics, save_run_config
+
+ENV = "MiniGrid-MemoryS11-v0"
+SHELM = [0.93, 0.91, 0.95, 0.92, 0.94]  # seeds 1-5
+CNN = [0.50, 0.48, 0.52, 0.49, 0.51]  # all below every shelm seed
+LSTM = [0.96, 0.90, 0.97, 0.89, 0.935]  # interleaved with shelm's
+SHELM_L2 = [0.80, 0.85, 0.82]  # in a second sweep folder
+REPOSITORY_CLAIMS = Path(__file__).resolve().parents[1] / "docs" / "claims.toml"
+
+CLAIMS = f"""
+[[claim]]
+text = "SHELM reaches 0.9"
+source = "SHELM paper"
+kind = "threshold"
+env = "{ENV}"
+agent = "shelm (symbolic)"
+at_least = 0.9
+
+[[claim]]
+text = "SHELM with 2 layers reaches 0.9"
+source = "SHELM paper"
+kind = "threshold"
+env = "{ENV}"
+agent = "shelm (symbolic, lm_layers=2)"
+at_least = 0.9
+
+[[claim]]
+text = "The CNN stays near a guess"
+source = "the papers' premise"
+kind = "threshold"
+env = "{ENV}"
+agent = "cnn"
+at_most = 0.6
+
+[[claim]]
+text = "SHELM's return reaches 9.5"
+source = "SHELM paper"
+kind = "threshold"
+env = "{ENV}"
+agent = "shelm (symbolic)"
+at_least = 9.5
+metric = "return_mean"
+
+[[claim]]
+text = "SHELM beats the CNN"
+source = "SHELM paper"
+kind = "beats"
+env = "{ENV}"
+agent = "shelm (symbolic)"
+others = ["cnn"]
+
+[[claim]]
+text = "SHELM beats the CNN and the LSTM"
+source = "SHELM paper"
+kind = "beats"
+env = "{ENV}"
+agent = "shelm (symbolic)"
+others = ["cnn", "lstm"]
+
+[[claim]]
+text = "SHELM beats HELM"
+source = "SHELM paper"
+kind = "beats"
+env = "{ENV}"
+agent = "shelm (symbolic)"
+others = ["helm (lm_layers=2)"]
+
+[[claim]]
+text = "HELMv2 reaches 0.9"
+source = "HELMv2 paper"
+kind = "threshold"
+env = "{ENV}"
+agent = "helmv2 (imagenet, lm_layers=2)"
+at_least = 0.9
+
+[[claim]]
+text = "HELMv2 solves it with CLIP"
+source = "HELMv2 paper"
+kind = "untestable"
+reason = "no CLIP weights here | offline"
+"""
+
+
+def _run(root: Path, agent: str, seed: int, final: float, done: int = 1000, **settings: int) -> None:
+    """A run directory of 1000 steps whose success_rate is 0 until its last row and `final` there (its return
+    10 x that); `done` < 1000 leaves it unfinished."""
+    overrides = {"seed": seed, "total_steps": 1000, "n_envs": 1, "n_steps": 10, **settings}
+    config, applied = resolve_config(ENV, agent, overrides)
+    run_dir = root / f"{ENV}__{agent}__s{seed}"
+    run_dir.mkdir(parents=True)
+    save_run_config(run_dir, config, applied)
+    for step in range(100, done + 1, 100):
+        value = final if step == 1000 else 0.0
+        append_metrics(run_dir, {"global_step": step, "success_rate": value, "return_mean": 10 * value})
+
+
+def _iqm(values: list[float]) -> float:
+    ordered = sorted(values)
+    cut = int(0.25 * len(ordered))
+    return float(np.mean(ordered[cut : len(ordered) - cut]))
+
+
+def _rank_sum_p(x: list[float], y: list[float]) -> float:
+    """Exact one-sided p of the rank-sum statistic (no ties): the share of rank sets at least as high as x's."""
+    pooled = sorted(x + y)
+    observed = sum(pooled.index(v) + 1 for v in x)
+    sums = [sum(c) for c in itertools.combinations(range(1, len(pooled) + 1), len(x))]
+    return sum(s >= observed for s in sums) / len(sums)
+
+
+@pytest.fixture(scope="module")
+def sweeps(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("claims")
+    memory, cut = root / "memory", root / "memory-L2"
+    for seed, (shelm, cnn, lstm) in enumerate(zip(SHELM, CNN, LSTM, strict=True), start=1):
+        _run(memory, "shelm", seed, shelm)
+        _run(memory, "cnn", seed, cnn)
+        _run(memory, "lstm", seed, lstm)
+    for seed in (1, 2):
+        _run(memory, "helm", seed, 0.99, done=500, lm_layers=2)  # unfinished: HELM is not measured yet
+    for seed, value in enumerate(SHELM_L2, start=1):
+        _run(cut, "shelm", seed, value, lm_layers=2)
+    return memory, cut
+
+
+@pytest.fixture(scope="module")
+def reported(sweeps: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, str]:
+    """One report of both folders with the claims above: (the claims' verdicts by text, the page)."""
+    root = tmp_path_factory.mktemp("report")
+    (root / "claims.toml").write_text(CLAIMS)
+    out = root / "results.md"
+    argv = ["report", *map(str, sweeps), "--out", str(out), "--reps", "300", "--claims", str(root / "claims.toml")]
+    assert main(argv) == 0
+    numbers = json.loads((root / "memory-report.json").read_text())
+    assert numbers["claims_file"] == str(root / "claims.toml")
+    assert [v["claim"] for v in numbers["claims"]] == list(range(1, 10))
+    return {v["text"]: v for v in numbers["claims"]}, out.read_text()
+
+
+def _row(page: str, text: str) -> str:
+    (row,) = [line for line in page.splitlines() if line.startswith(f"| {text} |")]
+    return row
+
+
+def test_a_threshold_holds_when_the_iqm_of_the_finished_trials_meets_it(reported):
+    verdicts, page = reported
+    shelm = verdicts["SHELM reaches 0.9"]
+    assert shelm["verdict"] == "holds" and shelm["seeds"] == 5 and shelm["at_least"] == 0.9
+    assert shelm["iqm"] == pytest.approx(_iqm(SHELM)) and _iqm(SHELM) == pytest.approx(0.93)
+    assert min(SHELM) <= shelm["ci"][0] <= 0.93 <= shelm["ci"][1] <= max(SHELM)
+    ci = f"[{shelm['ci'][0]:.3f}, {shelm['ci'][1]:.3f}]"
+    assert _row(page, "SHELM reaches 0.9") == (
+        f"| SHELM reaches 0.9 | SHELM paper | holds | IQM 0.930 {ci}, 5 seeds; needs at least 0.9 |"
+    )
+    # The 2-layer variant lives in the second folder: the claims see every folder of the command.
+    cut = verdicts["SHELM with 2 layers reaches 0.9"]
+    assert cut["verdict"] == "does not hold" and cut["iqm"] == pytest.approx(_iqm(SHELM_L2))
+    assert _iqm(SHELM_L2) == pytest.approx(0.8233, abs=1e-4)
+    assert "| does not hold | IQM 0.823 [" in _row(page, "SHELM with 2 layers reaches 0.9")
+    cnn = verdicts["The CNN stays near a guess"]
+    assert cnn["verdict"] == "holds" and cnn["iqm"] == pytest.approx(0.5) and cnn["at_most"] == 0.6
+    assert "| holds | IQM 0.500 [" in _row(page, "The CNN stays near a guess")
+    assert _row(page, "The CNN stays near a guess").endswith("5 seeds; needs at most 0.6 |")
+    returns = verdicts["SHELM's return reaches 9.5"]  # a claim on another metric than the report's
+    assert returns["metric"] == "return_mean" and returns["iqm"] == pytest.approx(9.3)
+    assert returns["verdict"] == "does not hold"
+    assert "| does not hold | `return_mean` IQM 9.300 [" in _row(page, "SHELM's return reaches 9.5")
+
+
+def test_beats_holds_when_the_rank_sum_test_says_higher_against_each_other_agent(reported):
+    verdicts, page = reported
+    (cnn,) = verdicts["SHELM beats the CNN"]["against"]
+    assert verdicts["SHELM beats the CNN"]["verdict"] == "holds"
+    assert cnn["p_value"] == pytest.approx(_rank_sum_p(SHELM, CNN)) and _rank_sum_p(SHELM, CNN) == 1 / math.comb(10, 5)
+    assert cnn["probability_of_improvement"] == 1.0 and cnn["higher"]
+    assert _row(page, "SHELM beats the CNN").endswith(
+        "| holds | vs cnn: P(improvement) 1.000 [1.000, 1.000], p = 0.004 (5 vs 5 seeds) |"
+    )
+    both = verdicts["SHELM beats the CNN and the LSTM"]
+    assert both["verdict"] == "does not hold"  # beats the CNN, not the LSTM it interleaves with
+    assert [a["agent"] for a in both["against"]] == ["cnn", "lstm"]
+    lstm = both["against"][1]
+    wins = sum(s > x for s in SHELM for x in LSTM) / 25
+    assert wins == 0.48 and lstm["probability_of_improvement"] == pytest.approx(wins)
+    assert lstm["p_value"] == pytest.approx(_rank_sum_p(SHELM, LSTM)) and lstm["p_value"] > 0.05
+    assert not lstm["higher"]
+    row = _row(page, "SHELM beats the CNN and the LSTM")
+    assert "| does not hold | vs cnn: P(improvement) 1.000" in row
+    assert "; vs lstm: P(improvement) 0.480 [" in row and f"p = {lstm['p_value']:.3f} (5 vs 5 seeds) |" in row
+
+
+def test_a_label_without_finished_trials_is_not_measured_yet_and_an_untestable_claim_says_why(reported):
+    verdicts, page = reported
+    helm = verdicts["SHELM beats HELM"]
+    assert helm["verdict"] == "not measured yet"
+    assert helm["missing"] == [{"agent": "helm (lm_layers=2)", "unfinished": 2}]
+    assert _row(page, "SHELM beats HELM") == (
+        f"| SHELM beats HELM | SHELM paper | not measured yet | no finished trial of 'helm (lm_layers=2)' on {ENV} "
+        "(2 unfinished) |"
+    )
+    helmv2 = verdicts["HELMv2 reaches 0.9"]
+    assert helmv2["verdict"] == "not measured yet" and "iqm" not in helmv2
+    assert f"no finished trial of 'helmv2 (imagenet, lm_layers=2)' on {ENV} (0 unfinished)" in helmv2["numbers"]
+    clip = verdicts["HELMv2 solves it with CLIP"]
+    assert clip["verdict"] == "not testable here" and clip["numbers"] == "no CLIP weights here | offline"
+    assert _row(page, "HELMv2 solves it with CLIP") == (
+        "| HELMv2 solves it with CLIP | HELMv2 paper | not testable here | no CLIP weights here \\| offline |"
+    )
+
+
+def test_the_claims_table_fills_its_marked_region_and_keeps_the_page(reported, sweeps, tmp_path, capsys):
+    _, new_page = reported  # a new page: the sweep's region, then the claims' appended
+    sweep_begin, sweep_end = markers("memory")
+    claims_begin, claims_end = markers("claims")
+    assert new_page.startswith(sweep_begin) and new_page.endswith(f"{claims_end}\n")
+    assert new_page.index(sweep_end) < new_page.index(claims_begin)
+    assert "| claim | source | verdict | numbers |" in new_page.split(claims_begin)[1]
+
+    (tmp_path / "claims.toml").write_text(CLAIMS)
+    page = tmp_path / "results.md"
+    before = f"# Results\n\nintro\n\n{claims_begin}\nold verdicts\n{claims_end}\n\nmiddle\n"
+    after = "\nhand-written discussion\n"
+    page.write_text(f"{before}{sweep_begin}\nold numbers\n{sweep_end}\n{after}")
+    argv = ["report", *map(str, sweeps), "--out", str(page), "--reps", "300", "--claims", str(tmp_path / "claims.toml")]
+    assert main(argv) == 0
+    text = page.read_text()
+    assert text.startswith(f"# Results\n\nintro\n\n{claims_begin}\nThe papers' claims (`{tmp_path / 'claims.toml'}`)")
+    assert f"{claims_end}\n\nmiddle\n{sweep_begin}\n" in text and text.endswith(f"{sweep_end}\n{after}")
+    assert "old verdicts" not in text and "old numbers" not in text
+    table = text.split(claims_begin)[1].split(claims_end)[0]
+    assert table.count("\n| ") == 10 and "| SHELM beats the CNN | SHELM paper | holds |" in table
+
+    unmarked = tmp_path / "unmarked.md"  # the sweep's region but none for the claims
+    unmarked.write_text(f"notes\n{sweep_begin}\n{sweep_end}\n")
+    capsys.readouterr()
+    argv = ["report", str(sweeps[0]), "--out", str(unmarked), "--figures", str(tmp_path / "figs")]
+    assert main([*argv, "--claims", str(tmp_path / "claims.toml")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"has no '{claims_begin}' ... '{claims_end}' region" in err
+    assert unmarked.read_text() == f"notes\n{sweep_begin}\n{sweep_end}\n" and not (tmp_path / "figs").exists()
+
+
+GOOD = f"""[[claim]]
+text = "SHELM reaches 0.9"
+source = "SHELM paper"
+kind = "threshold"
+env = "{ENV}"
+agent = "shelm (symbolic)"
+at_least = 0.9
+
+"""
+
+
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [
+        (
+            'text = "A guess"\nsource = "S"\nkind = "prediction"',
+            'claim 2 (\'A guess\'): kind = \'prediction\' is unknown; give kind = "threshold", "beats" or "untestable"',
+        ),
+        (
+            f'text = "SHELM beats"\nsource = "S"\nkind = "beats"\nenv = "{ENV}"\nagent = "shelm (symbolic)"',
+            "claim 2 ('SHELM beats'): a beats claim needs others (a non-empty list of agent labels); add e.g. "
+            'others = ["lstm", "cnn"]',
+        ),
+        (
+            f'text = "T"\nsource = "S"\nkind = "threshold"\nenv = "{ENV}"\nagent = "cnn"\nat_least = "0.9"',
+            "claim 2 ('T'): at_least = '0.9' is not a number; write e.g. at_least = 0.9",
+        ),
+        (
+            f'text = "T"\nsource = "S"\nkind = "threshold"\nenv = "{ENV}"\nagent = "cnn"\nat_leats = 0.9',
+            "claim 2 ('T'): unknown key 'at_leats' for a threshold claim; its keys are text, source, kind, env, "
+            "agent, at_least, at_most, metric",
+        ),
+        (
+            f'text = "T"\nsource = "S"\nkind = "threshold"\nenv = "{ENV}"\nagent = "cnn"',
+            "claim 2 ('T'): a threshold claim takes one of at_least and at_most; keep one, e.g. at_least = 0.9",
+        ),
+        ('text = "T"\nsource = "S" kind = "untestable"', "is not valid TOML: "),
+    ],
+    ids=["unknown-kind", "no-others", "string-threshold", "unknown-key", "no-threshold", "not-toml"],
+)
+def test_a_bad_claims_file_is_refused_in_one_line_before_anything_is_written(sweeps, tmp_path, capsys, bad, message):
+    claims = tmp_path / "claims.toml"
+    claims.write_text(f"{GOOD}[[claim]]\n{bad}\n")
+    page = tmp_path / "results.md"
+    content = "\n".join([*markers("memory"), *markers("claims")]) + "\n"
+    page.write_text(content)
+    argv = ["report", str(sweeps[0]), "--out", str(page), "--figures", str(tmp_path / "figs"), "--reps", "300"]
+    assert main([*argv, "--claims", str(claims)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"--claims {claims}" in err and message in err
+    assert page.read_text() == content and not (tmp_path / "figs").exists()
+
+
+def test_the_repository_claims_file_names_labels_the_agents_produce():
+    """docs/claims.toml parses, and each of its agent labels is one an agent's label gives on that env, so that a
+    renamed agent or setting breaks this test rather than turning a claim into 'not measured yet' for good."""
+    claims = load_claims(REPOSITORY_CLAIMS)
+    assert len(tomllib.loads(REPOSITORY_CLAIMS.read_text())["claim"]) == len(claims) == 8
+    assert [c.kind for c in claims] == ["beats", *["threshold"] * 5, "beats", "untestable"]
+    for claim in claims:
+        if claim.kind == "untestable":
+            continue
+        labels = set()
+        for name, spec in AGENTS.items():
+            for overrides in ({}, {"lm_layers": 2}):
+                config, _ = resolve_config(claim.env, name, overrides)
+                labels.add(spec.label(config))
+        for label in (claim.agent, *claim.others):
+            assert label in labels, f"claim {claim.index}: {label!r} is no label of {sorted(labels)}"
+
+
+def test_a_first_folder_named_claims_is_refused_with_claims(tmp_path, capsys):
+    """Its sweep region and the claims table would share the page's `claims` markers."""
+    argv = ["report", str(tmp_path / "claims"), "--out", str(tmp_path / "r.md"), "--claims", str(REPOSITORY_CLAIMS)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "is named 'claims', the name of the claims table's page region" in err
+    assert not (tmp_path / "r.md").exists()
