@@ -23,9 +23,9 @@ from minigrid.core.constants import OBJECT_TO_IDX
 from minigrid.core.world_object import Ball, Key
 
 from shelm.envs import make_env
-from shelm.envs.minigrid import PartialRGBView
+from shelm.envs.minigrid import PartialRGBView, has_memory_cue
 from shelm.evaluate import load_policy
-from shelm.memory.oracle import N_OBJECT_TYPES
+from shelm.memory.oracle import N_OBJECT_TYPES, OracleCueMemory
 
 TURN_LEFT, TURN_RIGHT = 0, 1  # MiniGrid's action indices
 
@@ -52,9 +52,9 @@ def main() -> None:
     args = parser.parse_args()
     for run_dir in args.runs:
         config, policy, _ = load_policy(run_dir)
-        if config.agent != "oracle" or "Memory" not in config.env_id:
-            raise SystemExit(f"{run_dir}: this probe reads oracle-memory agents on MiniGrid's Memory tasks")
         env = make_env(config.env_id, config.minigrid_tile_size)
+        if not isinstance(policy.memory, OracleCueMemory) or not has_memory_cue(env):
+            raise SystemExit(f"{run_dir}: this probe reads oracle-memory agents on MiniGrid's Memory tasks")
         print(f"{run_dir} ({config.fusion} fusion)")
         print("| cue | object above | right turn | P(turn up) | P(turn down) | value |")
         print("|---|---|---|---|---|---|")

@@ -45,7 +45,7 @@ def test_normalized_fusion_gives_each_stream_the_same_voice_whatever_its_scale()
     memory = torch.nn.functional.one_hot(torch.tensor([5, 6, 5, 6]), 11).float()
     start, none = torch.zeros(4, dtype=torch.bool), torch.zeros(4, 0)
     normalized = CNNAgent((56, 56, 3), n_actions=7, memory_dim=11, cnn_features=32, fusion="normalized")
-    concat = CNNAgent((56, 56, 3), n_actions=7, memory_dim=11, cnn_features=32)
+    concat = CNNAgent((56, 56, 3), n_actions=7, memory_dim=11, cnn_features=32, fusion="concat")
     concat.load_state_dict(normalized.state_dict())  # the same weights; only the fusion differs
     for agent in (normalized, concat):
         agent.encoder.linear.weight.data.mul_(1000.0)  # the CNN's features grown a thousandfold
@@ -63,7 +63,7 @@ def test_normalized_fusion_gives_each_stream_the_same_voice_whatever_its_scale()
     torch.testing.assert_close(normalized.step(obs, memory, none, start)[0], logits, rtol=1e-4, atol=1e-5)
     # With no memory there is nothing to fuse: CNN-PPO is the same network under either fusion.
     alone = CNNAgent((56, 56, 3), n_actions=7, cnn_features=32, fusion="normalized")
-    plain = CNNAgent((56, 56, 3), n_actions=7, cnn_features=32)
+    plain = CNNAgent((56, 56, 3), n_actions=7, cnn_features=32, fusion="concat")
     plain.load_state_dict(alone.state_dict())
     torch.testing.assert_close(alone.step(obs, none, none, start)[0], plain.step(obs, none, none, start)[0])
     with pytest.raises(ValueError, match="fusion 'sum'"):

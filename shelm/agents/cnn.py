@@ -1,6 +1,6 @@
 """CNN-PPO: the papers' Markovian agent, and the trainable side of the language-model-memory agents.
 
-features = concat(h_mem, CNN(o_t)) -> actor-critic heads. Without a memory module h_mem is empty and this
+features = fuse(h_mem, CNN(o_t)) -> actor-critic heads. Without a memory module h_mem is empty and this
 is the CNN-PPO baseline; HELM, HELMv2 and SHELM feed the frozen language model's output as h_mem.
 
 How the two streams meet is the `fusion`:
@@ -38,7 +38,7 @@ class CNNAgent(Agent):
         cnn_features: int = 1024,
         actor_hidden: int = 128,
         critic_hidden: int = 512,
-        fusion: str = "concat",
+        fusion: str = "normalized",
     ):
         super().__init__()
         if fusion not in FUSIONS:
