@@ -1,0 +1,127 @@
+"""Does the memory hold the cue when the agent decides? A linear probe that tells a memory failure from a policy
+failure on MiniGrid's Memory tasks.
+
+It plays a trained run's policy (sampled actions, as in training, on evaluation seeds) and keeps, for every
+episode, the memory's output at the episode's last step (where the agent steps onto the object it chose),
+whether the cue's cell was ever in view before it (MiniGrid's own `in_view`), and the cue itself (the env's
+state, `info["memory_cue"]`). It then fits a logistic-regression probe from the memory output to the cue on half
+of the episodes that saw the cue and scores it on the other half (and the other way round). Accuracy near 1 means
+the memory carries the cue to the decision, so a policy at chance has not learned to read it; near 0.5 means the
+memory has lost it. The episodes that never saw the cue are scored by a probe fitted on them the same way: a
+control that should sit at 0.5, since nothing in the memory can know the cue.
+
+    python experiments/memory_probe.py runs/evidence/memory-s11-L2/MiniGrid-MemoryS11-v0__shelm__s1 --episodes 400
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from minigrid.core.constants import OBJECT_TO_IDX
+
+from shelm.acting import EnvLoop, EpisodeTracker
+from shelm.agents.policy import Actor
+from shelm.envs import make_vec_env, success_rule
+from shelm.envs.minigrid import MEMORY_CUE
+from shelm.evaluate import EVAL_SEED_OFFSET, load_policy
+from shelm.runs import checkpoint_step
+
+
+def last_memories(run_dir: Path, episodes: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per episode: the memory output at its last step [E, M], the cue, whether it was seen, success."""
+    config, policy, _ = load_policy(run_dir)
+    envs = make_vec_env(config.env_id, 1, "sync", config.minigrid_tile_size, obs_key=config.obs_key)
+    world = envs.envs[0].unwrapped
+    seed = config.seed + EVAL_SEED_OFFSET
+    actor = Actor(policy, 1, torch.Generator(device=policy.device).manual_seed(seed), greedy=False)
+    loop = EnvLoop(envs, actor, EpisodeTracker(1, None, success_rule(config.env_id)))
+    memories, cues, seen, successes = [], [], [], []
+    try:
+        loop.reset(seed)
+        saw = False
+        while len(memories) < episodes:
+            saw = saw or bool(world.in_view(1, world.height // 2 - 1))
+            step = loop.step()
+            if step.done[0]:
+                memories.append(step.memory_out[0].float().cpu().numpy())
+                cues.append(int(np.asarray(step.infos[MEMORY_CUE]).reshape(-1)[0]))
+                seen.append(saw)
+                successes.append(step.finished[0].success)
+                saw = False
+    finally:
+        envs.close()
+    return np.stack(memories), np.array(cues), np.array(seen), np.array(successes)
+
+
+def fit_probe(x: torch.Tensor, y: torch.Tensor, l2: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Weights and bias of an L2-regularised logistic regression of y on x (full-batch L-BFGS)."""
+    weights = torch.zeros(x.shape[1], dtype=torch.float64, requires_grad=True)
+    bias = torch.zeros((), dtype=torch.float64, requires_grad=True)
+    optimizer = torch.optim.LBFGS([weights, bias], max_iter=200, line_search_fn="strong_wolfe")
+
+    def loss() -> torch.Tensor:
+        optimizer.zero_grad()
+        value = torch.nn.functional.binary_cross_entropy_with_logits(x @ weights + bias, y)
+        value = value + l2 * weights.square().sum()
+        value.backward()
+        return value
+
+    optimizer.step(loss)
+    return weights.detach(), bias.detach()
+
+
+def probe_accuracy(features: np.ndarray, labels: np.ndarray, l2: float = 1e-2, seed: int = 0) -> float:
+    """Two-fold cross-validated accuracy of the probe (features standardised on the fitting fold)."""
+    order = np.random.default_rng(seed).permutation(len(labels))
+    folds = np.array_split(order, 2)
+    correct = 0
+    for test, train in (folds, folds[::-1]):
+        x = torch.as_tensor(features[train], dtype=torch.float64)
+        mean, std = x.mean(0), x.std(0).clamp_min(1e-6)
+        weights, bias = fit_probe((x - mean) / std, torch.as_tensor(labels[train], dtype=torch.float64), l2)
+        x_test = (torch.as_tensor(features[test], dtype=torch.float64) - mean) / std
+        predicted = (x_test @ weights + bias > 0).numpy()
+        correct += int((predicted == labels[test].astype(bool)).sum())
+    return correct / len(labels)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("run_dirs", type=Path, nargs="+")
+    parser.add_argument("--episodes", type=int, default=400)
+    parser.add_argument("--out", type=Path, help="also write the rows as JSON here")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    rows = []
+    print("| run | step | episodes | saw the cue | probe accuracy, seen | probe accuracy, not seen (control) |")
+    print("|---|---|---|---|---|---|")
+    for run_dir in args.run_dirs:
+        memories, cues, seen, successes = last_memories(run_dir, args.episodes)
+        is_key = cues == OBJECT_TO_IDX["key"]  # the cue is a key or a ball: a binary label
+        row = {
+            "run": str(run_dir),
+            "episodes": len(cues),
+            "saw_cue": float(seen.mean()),
+            "probe_seen": probe_accuracy(memories[seen], is_key[seen]) if seen.sum() >= 10 else None,
+            "probe_not_seen": probe_accuracy(memories[~seen], is_key[~seen]) if (~seen).sum() >= 10 else None,
+            "success_seen": float(successes[seen].mean()) if seen.any() else None,
+            "success_not_seen": float(successes[~seen].mean()) if (~seen).any() else None,
+        }
+        rows.append(row)
+        step = checkpoint_step(run_dir, "latest")
+        shown = {k: "-" if v is None else f"{v:.2f}" for k, v in row.items() if k.startswith("probe")}
+        print(
+            f"| {run_dir.name} | {step:,} | {len(cues)} | {row['saw_cue']:.2f} ({int(seen.sum())}) "
+            f"| {shown['probe_seen']} | {shown['probe_not_seen']} |"
+        )
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(rows, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
