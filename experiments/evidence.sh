@@ -7,6 +7,9 @@
 # A full-depth LM trial takes about 3 hours of one core at 2M steps here, so only shelm (the papers' headline
 # agent) runs at full depth; helm and helmv2 run with lm_layers=2, which the papers' authors' code allows and
 # an independent rerun found no worse for SHELM (memory-s11-L2 also runs shelm at 2 blocks, to check that here).
+# The memory agents join their memory and CNN with shelm's default fusion=normalized: with the papers' raw
+# concatenation the CNN's features drowned the memory on MemoryS11 (docs/results.md; those stopped trials are kept
+# in docs/runs/evidence/concat/).
 # Trials run at low priority, two at a time (WORKERS=N sets how many) with one torch thread each; run the same
 # command again to resume.
 # Every 5 minutes, and at the end, each finished trial's config.json and metrics.jsonl are copied into
