@@ -26,6 +26,8 @@ from shelm.errors import ShelmError
 MAX_TILE_SIZE = 64
 # The `instruction` setting's value for "the memory reads no instruction".
 NO_INSTRUCTION = "none"
+# How the memory's output meets the CNN's features unless a run says otherwise (the `fusion` setting).
+DEFAULT_FUSION = "normalized"
 
 
 def _doc(text: str) -> dict[str, str]:
@@ -96,12 +98,14 @@ class TrainConfig:
     actor_hidden: int = field(default=128, metadata=_doc("hidden width of the actor head"))
     critic_hidden: int = field(default=512, metadata=_doc("hidden width of the critic head"))
     lstm_hidden: int = field(default=256, metadata=_doc("LSTM width of the Impala-PPO baseline"))
-    fusion: Literal["normalized", "concat"] = field(
-        default="normalized",
+    fusion: Literal["normalized", "standardized", "concat"] = field(
+        default=DEFAULT_FUSION,
         metadata=_doc(
             "how the memory's output meets the CNN's features before the heads: 'normalized' scales each to unit "
             "L2 norm, then concatenates, so the CNN's features, which grow as PPO trains, cannot drown the "
-            "memory (measured: docs/results.md, MemoryS11); 'concat' puts the raw vectors side by side (the papers')"
+            "memory (measured: docs/results.md, MemoryS11); 'standardized' first standardises the memory per "
+            "dimension with running statistics of its outputs, so what it says about the episode is not hidden "
+            "under the part common to every step; 'concat' puts the raw vectors side by side (the papers')"
         ),
     )
 

@@ -324,6 +324,7 @@ def train(
                 losses = ppo_update(
                     agent, optimizer, rollout, config, ent_coef, generator, policy.device, policy.precision
                 )
+                agent.observe_memory(rollout.memory)  # after the update: the next rollout acts on the new statistics
                 time_update = time.perf_counter() - tick
 
                 duration = time.perf_counter() - started

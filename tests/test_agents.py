@@ -66,6 +66,18 @@ def test_normalized_fusion_gives_each_stream_the_same_voice_whatever_its_scale()
     plain = CNNAgent((56, 56, 3), n_actions=7, cnn_features=32, fusion="concat")
     plain.load_state_dict(alone.state_dict())
     torch.testing.assert_close(alone.step(obs, none, none, start)[0], plain.step(obs, none, none, start)[0])
+    # Standardized: a memory that is mostly a vector common to every step, and a cue that perturbs it by 1%.
+    common = torch.zeros(11)
+    common[0] = 100.0
+    told = common + memory
+    standardized = CNNAgent((56, 56, 3), n_actions=7, memory_dim=11, cnn_features=32, fusion="standardized")
+    standardized.load_state_dict(normalized.state_dict(), strict=False)  # the same weights; new statistics
+    standardized.observe_memory(told.repeat(8, 1))
+
+    def cue_effect(agent: CNNAgent) -> torch.Tensor:
+        return (agent.step(obs, told, none, start)[0] - agent.step(obs, told.flip(0), none, start)[0]).abs().max()
+
+    assert cue_effect(standardized) > 10 * cue_effect(normalized)
     with pytest.raises(ValueError, match="fusion 'sum'"):
         CNNAgent((56, 56, 3), n_actions=7, fusion="sum")
 

@@ -128,6 +128,51 @@ def test_memory_output_is_stored_once_per_step_and_never_recomputed(tmp_path, mo
     assert [row["recording_calls"] for row in read_metrics(tmp_path)] == [17.0, 33.0]
 
 
+def test_standardized_fusion_learns_its_statistics_between_updates_and_saves_them(tmp_path, monkeypatch):
+    from safetensors.torch import load_file
+
+    built: list[CNNAgent] = []
+
+    def build(config, shape, n_actions, memory_dim):
+        built.append(CNNAgent(shape, n_actions, memory_dim, cnn_features=32, critic_hidden=32, fusion=config.fusion))
+        return built[-1]
+
+    monkeypatch.setitem(
+        AGENTS, "recording", AgentSpec("recording", "test agent", build, lambda c, s, d: RecordingMemory())
+    )
+    rollouts, counts_at_update = [], []
+    real_collect, real_update = ppo.Collector.collect, ppo.ppo_update
+
+    def collect(self):
+        rollouts.append(real_collect(self))
+        return rollouts[-1]
+
+    def update(agent, *args):
+        counts_at_update.append(float(agent.memory_count))
+        return real_update(agent, *args)
+
+    monkeypatch.setattr(ppo.Collector, "collect", collect)
+    monkeypatch.setattr(ppo, "ppo_update", update)
+    config = TrainConfig(
+        env_id="MiniGrid-Empty-5x5-v0",
+        agent="recording",
+        total_steps=2 * 3 * 16,
+        n_envs=3,
+        n_steps=16,
+        n_minibatches=2,
+        fusion="standardized",
+    )
+    ppo.train(config, tmp_path)
+    # Each rollout's update saw the statistics of the rollouts before it, not its own.
+    assert counts_at_update == [0.0, 48.0]
+    agent, seen = built[0], torch.cat([r.memory for r in rollouts]).reshape(-1, 2).double()
+    assert float(agent.memory_count) == 96
+    torch.testing.assert_close(agent.memory_mean.double(), seen.mean(0))
+    torch.testing.assert_close(agent.memory_var.double(), seen.var(0, unbiased=False))
+    saved = load_file(tmp_path / "checkpoints" / "latest" / "model.safetensors")
+    torch.testing.assert_close(saved["memory_mean"], agent.memory_mean)
+
+
 def test_eval_reports_both_modes_and_writes_video(cnn_run, capsys):
     assert main(["eval", str(cnn_run), "--episodes", "3", "--video", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)

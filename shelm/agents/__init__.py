@@ -18,7 +18,7 @@ import torch
 from shelm.agents.base import Agent
 from shelm.agents.cnn import CNNAgent
 from shelm.agents.lstm import LSTMAgent
-from shelm.config import NO_INSTRUCTION, TrainConfig, parse_value
+from shelm.config import DEFAULT_FUSION, NO_INSTRUCTION, TrainConfig, parse_value
 from shelm.envs import minigrid as minigrid_suite
 from shelm.envs import pair_preset, task_preset
 from shelm.errors import ShelmError
@@ -99,8 +99,8 @@ class AgentSpec:
             details = [*details, f"lm_layers={config.lm_layers}"]
         if self.has_language_model and config.instruction != NO_INSTRUCTION:
             details = [*details, f"instruction={config.instruction}"]
-        if self.build_memory is not None and config.fusion == "concat":  # the papers' fusion, not shelm's default
-            details = [*details, "fusion=concat"]
+        if self.build_memory is not None and config.fusion != DEFAULT_FUSION:
+            details = [*details, f"fusion={config.fusion}"]
         name = f"{self.name} [control]" if self.is_control else self.name
         return f"{name} ({', '.join(details)})" if details else name
 

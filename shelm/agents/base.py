@@ -30,6 +30,11 @@ class Agent(nn.Module):
         """
         raise NotImplementedError
 
+    def observe_memory(self, memory: torch.Tensor) -> None:
+        """Called by the trainer after each update with the rollout's memory outputs [T, N, M]: an agent that keeps
+        statistics of its memory's outputs updates them here, between updates, so that acting and the update on
+        one rollout always see the same statistics. Agents without such statistics ignore it."""
+
     def forward_sequences(
         self, obs: torch.Tensor, memory: torch.Tensor, initial_state: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
