@@ -10,6 +10,10 @@ the memory carries the cue to the decision, so a policy at chance has not learne
 memory has lost it. The episodes that never saw the cue are scored by a probe fitted on them the same way: a
 control that should sit at 0.5, since nothing in the memory can know the cue.
 
+It also measures how loudly the memory says it, relative to its norm: the share of the output's norm that is
+the vector common to all episodes (|mean output| / mean |output|), and the distance between the mean outputs of
+key and ball episodes (/ mean |output|), for the episodes that saw the cue and, as a control, those that did not.
+
     python experiments/memory_probe.py runs/evidence/memory-s11-L2/MiniGrid-MemoryS11-v0__shelm__s1 --episodes 400
 """
 
@@ -57,6 +61,18 @@ def last_memories(run_dir: Path, episodes: int) -> tuple[np.ndarray, np.ndarray,
     return np.stack(memories), np.array(cues), np.array(seen), np.array(successes)
 
 
+def cue_distance(memories: np.ndarray, is_key: np.ndarray) -> float | None:
+    """The distance between the mean output of the key episodes and that of the ball episodes (None if either
+    has fewer than 5)."""
+    if min(is_key.sum(), (~is_key).sum()) < 5:
+        return None
+    return float(np.linalg.norm(memories[is_key].mean(0) - memories[~is_key].mean(0)))
+
+
+def relative(value: float | None, scale: float) -> float | None:
+    return None if value is None else value / scale
+
+
 def fit_probe(x: torch.Tensor, y: torch.Tensor, l2: float) -> tuple[torch.Tensor, torch.Tensor]:
     """Weights and bias of an L2-regularised logistic regression of y on x (full-batch L-BFGS)."""
     weights = torch.zeros(x.shape[1], dtype=torch.float64, requires_grad=True)
@@ -97,11 +113,15 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     rows = []
-    print("| run | step | episodes | saw the cue | probe accuracy, seen | probe accuracy, not seen (control) |")
-    print("|---|---|---|---|---|---|")
+    print(
+        "| run | step | episodes | saw the cue | probe accuracy, seen | probe accuracy, not seen (control) "
+        "| common share of the norm | key-ball distance, seen | key-ball distance, not seen |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
     for run_dir in args.run_dirs:
         memories, cues, seen, successes = last_memories(run_dir, args.episodes)
         is_key = cues == OBJECT_TO_IDX["key"]  # the cue is a key or a ball: a binary label
+        scale = float(np.linalg.norm(memories, axis=1).mean())
         row = {
             "run": str(run_dir),
             "episodes": len(cues),
@@ -110,13 +130,17 @@ def main() -> None:
             "probe_not_seen": probe_accuracy(memories[~seen], is_key[~seen]) if (~seen).sum() >= 10 else None,
             "success_seen": float(successes[seen].mean()) if seen.any() else None,
             "success_not_seen": float(successes[~seen].mean()) if (~seen).any() else None,
+            "common_share": float(np.linalg.norm(memories.mean(0)) / scale),
+            "cue_distance_seen": relative(cue_distance(memories[seen], is_key[seen]), scale),
+            "cue_distance_not_seen": relative(cue_distance(memories[~seen], is_key[~seen]), scale),
         }
         rows.append(row)
         step = checkpoint_step(run_dir, "latest")
-        shown = {k: "-" if v is None else f"{v:.2f}" for k, v in row.items() if k.startswith("probe")}
+        shown = {k: "-" if v is None else f"{v:.2f}" for k, v in row.items() if isinstance(v, float | None)}
         print(
             f"| {run_dir.name} | {step:,} | {len(cues)} | {row['saw_cue']:.2f} ({int(seen.sum())}) "
-            f"| {shown['probe_seen']} | {shown['probe_not_seen']} |"
+            f"| {shown['probe_seen']} | {shown['probe_not_seen']} | {shown['common_share']} "
+            f"| {shown['cue_distance_seen']} | {shown['cue_distance_not_seen']} |"
         )
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
