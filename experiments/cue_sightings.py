@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -26,14 +27,24 @@ from shelm.envs import make_vec_env, success_rule
 from shelm.evaluate import EVAL_SEED_OFFSET, load_policy
 
 
-def sightings(run_dir: Path, episodes: int, greedy: bool) -> list[dict]:
-    """Per episode: saw the cue, the start column, success, length."""
+def one_env_loop(run_dir: Path, greedy: bool) -> tuple[Any, Any, EnvLoop, int]:
+    """The run's policy acting in one env of its task on evaluation seeds: (envs, the MiniGrid world, the loop,
+    the seed to reset it with)."""
     config, policy, _ = load_policy(run_dir)
     envs = make_vec_env(config.env_id, 1, "sync", config.minigrid_tile_size, obs_key=config.obs_key)
-    world = envs.envs[0].unwrapped
     seed = config.seed + EVAL_SEED_OFFSET
     actor = Actor(policy, 1, torch.Generator(device=policy.device).manual_seed(seed), greedy=greedy)
-    loop = EnvLoop(envs, actor, EpisodeTracker(1, None, success_rule(config.env_id)))
+    return (
+        envs,
+        envs.envs[0].unwrapped,
+        EnvLoop(envs, actor, EpisodeTracker(1, None, success_rule(config.env_id))),
+        seed,
+    )
+
+
+def sightings(run_dir: Path, episodes: int, greedy: bool) -> list[dict]:
+    """Per episode: saw the cue, the start column, success, length."""
+    envs, world, loop, seed = one_env_loop(run_dir, greedy)
     rows: list[dict] = []
     try:
         loop.reset(seed)

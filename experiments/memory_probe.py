@@ -25,24 +25,16 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from cue_sightings import one_env_loop
 from minigrid.core.constants import OBJECT_TO_IDX
 
-from shelm.acting import EnvLoop, EpisodeTracker
-from shelm.agents.policy import Actor
-from shelm.envs import make_vec_env, success_rule
 from shelm.envs.minigrid import MEMORY_CUE
-from shelm.evaluate import EVAL_SEED_OFFSET, load_policy
 from shelm.runs import checkpoint_step
 
 
 def last_memories(run_dir: Path, episodes: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Per episode: the memory output at its last step [E, M], the cue, whether it was seen, success."""
-    config, policy, _ = load_policy(run_dir)
-    envs = make_vec_env(config.env_id, 1, "sync", config.minigrid_tile_size, obs_key=config.obs_key)
-    world = envs.envs[0].unwrapped
-    seed = config.seed + EVAL_SEED_OFFSET
-    actor = Actor(policy, 1, torch.Generator(device=policy.device).manual_seed(seed), greedy=False)
-    loop = EnvLoop(envs, actor, EpisodeTracker(1, None, success_rule(config.env_id)))
+    envs, world, loop, seed = one_env_loop(run_dir, greedy=False)
     memories, cues, seen, successes = [], [], [], []
     try:
         loop.reset(seed)
