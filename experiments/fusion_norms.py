@@ -15,7 +15,6 @@ reports, over all steps:
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import torch
@@ -23,6 +22,7 @@ import torch
 from shelm.agents.cnn import CNNAgent, unit_norm
 from shelm.envs import make_vec_env
 from shelm.evaluate import load_policy, ppo_actor
+from shelm.files import write_json_atomic
 from shelm.runs import checkpoint_step
 
 
@@ -81,7 +81,7 @@ def main() -> None:
         )
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(rows, indent=2) + "\n")
+        write_json_atomic(args.out, rows)
 
 
 if __name__ == "__main__":

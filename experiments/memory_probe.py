@@ -20,7 +20,6 @@ key and ball episodes (/ mean |output|), for the episodes that saw the cue and, 
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +28,7 @@ from cue_sightings import one_env_loop
 from minigrid.core.constants import OBJECT_TO_IDX
 
 from shelm.envs.minigrid import MEMORY_CUE
+from shelm.files import write_json_atomic
 from shelm.runs import checkpoint_step
 
 
@@ -136,7 +136,7 @@ def main() -> None:
         )
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(rows, indent=2) + "\n")
+        write_json_atomic(args.out, rows)
 
 
 if __name__ == "__main__":

@@ -24,8 +24,7 @@ LSTM = [0.96, 0.90, 0.97, 0.89, 0.935]  # interleaved with shelm's
 SHELM_L2 = [0.80, 0.85, 0.82]  # in a second sweep folder
 REPOSITORY_CLAIMS = Path(__file__).resolve().parents[1] / "docs" / "claims.toml"
 
-CLAIMS = f"""
-[[claim]]
+GOOD = f"""[[claim]]
 text = "SHELM reaches 0.9"
 source = "SHELM paper"
 kind = "threshold"
@@ -33,7 +32,10 @@ env = "{ENV}"
 agent = "shelm (symbolic)"
 at_least = 0.9
 
-[[claim]]
+"""  # a valid claims file of one claim, the first of CLAIMS
+
+CLAIMS = f"""
+{GOOD}[[claim]]
 text = "SHELM with 2 layers reaches 0.9"
 source = "SHELM paper"
 kind = "threshold"
@@ -255,17 +257,6 @@ def test_the_claims_table_fills_its_marked_region_and_keeps_the_page(reported, s
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and f"has no '{claims_begin}' ... '{claims_end}' region" in err
     assert unmarked.read_text() == f"notes\n{sweep_begin}\n{sweep_end}\n" and not (tmp_path / "figs").exists()
-
-
-GOOD = f"""[[claim]]
-text = "SHELM reaches 0.9"
-source = "SHELM paper"
-kind = "threshold"
-env = "{ENV}"
-agent = "shelm (symbolic)"
-at_least = 0.9
-
-"""
 
 
 @pytest.mark.parametrize(
