@@ -14,7 +14,6 @@ the cue and of those that did not.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +24,8 @@ from shelm.acting import EnvLoop, EpisodeTracker
 from shelm.agents.policy import Actor
 from shelm.envs import make_vec_env, success_rule
 from shelm.evaluate import EVAL_SEED_OFFSET, load_policy
+from shelm.files import write_json_atomic
+from shelm.runs import checkpoint_step
 
 
 def one_env_loop(run_dir: Path, greedy: bool) -> tuple[Any, Any, EnvLoop, int]:
@@ -80,12 +81,11 @@ def main() -> None:
         everything[str(run_dir)] = rows
         saw = np.array([r["saw_cue"] for r in rows])
         success = np.array([r["success"] for r in rows], dtype=float)
-        step = json.loads((run_dir / "checkpoints" / "latest" / "trainer.json").read_text())["global_step"]
-
+        step = checkpoint_step(run_dir, "latest")
         seen, unseen = rate(success, saw), rate(success, ~saw)
         print(f"| {run_dir.name} | {step:,} | {len(rows)} | {saw.mean():.2f} | {seen} | {unseen} |")
     if args.json:
-        args.json.write_text(json.dumps(everything))
+        write_json_atomic(args.json, everything)
 
 
 if __name__ == "__main__":

@@ -3,6 +3,8 @@
 # MiniGrid-KeyCorridorS3R1-v0 at 500k steps, `--preset paper` (the authors' per-task settings), 3 seeds each.
 #   experiments/evidence.sh memory-s11      the oracle-memory control, cnn, lstm, and shelm with the full 30-block LM
 #   experiments/evidence.sh memory-s11-L2   shelm, helm and helmv2 with the LM cut to its first 2 blocks
+#   experiments/evidence.sh memory-s11-L2-standardized   shelm at 2 blocks with fusion=standardized, which reads
+#                                           the cue where normalized does not once the cue is in view (docs/results.md)
 #   experiments/evidence.sh keycorridor     cnn, lstm, and helm, helmv2, shelm with the LM cut to 2 blocks
 # A full-depth LM trial takes about 3 hours of one core at 2M steps here, so only shelm (the papers' headline
 # agent) runs at full depth; helm and helmv2 run with lm_layers=2, which the papers' authors' code allows and
@@ -15,15 +17,17 @@
 # Every 5 minutes, and at the end, each finished trial's config.json and metrics.jsonl are copied into
 # docs/runs/evidence/STAGE/ (experiments/publish_finished.py), so a finished trial survives a lost working tree.
 set -euo pipefail
-stage=${1:?usage: experiments/evidence.sh memory-s11|memory-s11-L2|keycorridor}
+stage=${1:?usage: experiments/evidence.sh memory-s11|memory-s11-L2|memory-s11-L2-standardized|keycorridor}
 out=${OUT_ROOT:-runs/evidence}/$stage
 case $stage in
   memory-s11) args=(--agents oracle,cnn,lstm,shelm --envs MiniGrid-MemoryS11-v0) ;;
   memory-s11-L2) args=(--agents shelm,helm,helmv2 --envs MiniGrid-MemoryS11-v0 --set lm_layers=2) ;;
+  memory-s11-L2-standardized)
+    args=(--agents shelm --envs MiniGrid-MemoryS11-v0 --set lm_layers=2 --set fusion=standardized) ;;
   keycorridor)
     args=(--agents cnn,lstm,helm,helmv2,shelm --envs MiniGrid-KeyCorridorS3R1-v0
       --set helm:lm_layers=2 --set helmv2:lm_layers=2 --set shelm:lm_layers=2) ;;
-  *) echo "experiments/evidence.sh: unknown stage '$stage'; use memory-s11, memory-s11-L2 or keycorridor" >&2; exit 2 ;;
+  *) echo "experiments/evidence.sh: unknown stage '$stage'; use memory-s11, memory-s11-L2, memory-s11-L2-standardized or keycorridor" >&2; exit 2 ;;
 esac
 publish() { python experiments/publish_finished.py "$out" "evidence/$stage"; }
 (while sleep 300; do publish || true; done) &

@@ -3,7 +3,7 @@ diagnosis of the MiniGrid-MemoryS11 failure.
 
 For each run directory it plays the run's latest checkpoint (sampled actions, seed 0) in its own environment and
 reports, over all steps:
-- the L2 norm of the CNN's features and of the memory's output, as the agent's heads receive them;
+- the L2 norm of the CNN's features and of the memory's output, as the two streams give them, before the fusion;
 - the memory's share of the heads' first layer: |W_mem m| / (|W_mem m| + |W_cnn f|) for the actor's first
   Linear, with m and f after the run's fusion. Near 0 the memory is drowned: whatever it holds moves the policy
   by a vanishing fraction, and the gradient that would teach the heads to read it shrinks by the same factor.
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from shelm.agents.cnn import CNNAgent, unit_norm
+from shelm.agents.cnn import CNNAgent
 from shelm.envs import make_vec_env
 from shelm.evaluate import load_policy, ppo_actor
 from shelm.files import write_json_atomic
@@ -45,13 +45,12 @@ def measure(run_dir: Path, steps: int, n_envs: int) -> dict[str, float | str | i
         actor.observe(obs, infos, terminated | truncated)
     envs.close()
     frame, memory = torch.cat(frames), torch.cat(memories)
-    fused_memory, fused_frame = memory, frame
-    if agent.fusion == "normalized":
-        fused_memory, fused_frame = unit_norm(memory), unit_norm(frame)
-    first = agent.heads.actor[0].weight.detach().float()
     width = policy.memory_dim
-    from_memory = (fused_memory @ first[:, :width].T).norm(dim=-1)
-    from_frame = (fused_frame @ first[:, width:].T).norm(dim=-1)
+    with torch.no_grad():
+        fused = agent.fuse(memory, frame)
+    first = agent.heads.actor[0].weight.detach().float()
+    from_memory = (fused[:, :width] @ first[:, :width].T).norm(dim=-1)
+    from_frame = (fused[:, width:] @ first[:, width:].T).norm(dim=-1)
     return {
         "run": str(run_dir),
         "agent": config.agent,

@@ -60,12 +60,13 @@ def main() -> None:
         print("|---|---|---|---|---|---|")
         for cue in (Key, Ball):
             for above in (Key, Ball):
-                frame = torch.as_tensor(junction_frame(env, cue, above))[None]
-                told = torch.nn.functional.one_hot(torch.tensor([OBJECT_TO_IDX[cue("green").type]]), N_OBJECT_TYPES)
+                device = policy.device
+                frame = torch.as_tensor(junction_frame(env, cue, above), device=device)[None]
+                cue_index = torch.tensor([OBJECT_TO_IDX[cue("green").type]], device=device)
+                told = torch.nn.functional.one_hot(cue_index, N_OBJECT_TYPES).float()
+                start = torch.ones(1, dtype=torch.bool, device=device)
                 with torch.no_grad():
-                    logits, value, _ = policy.act(
-                        frame, told.float(), policy.agent.initial_state(1), torch.ones(1, dtype=torch.bool)
-                    )
+                    logits, value, _ = policy.act(frame, told, policy.agent.initial_state(1).to(device), start)
                 probs = torch.softmax(logits, -1)[0]
                 right = "up" if cue is above else "down"
                 print(

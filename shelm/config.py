@@ -26,8 +26,11 @@ from shelm.errors import ShelmError
 MAX_TILE_SIZE = 64
 # The `instruction` setting's value for "the memory reads no instruction".
 NO_INSTRUCTION = "none"
-# How the memory's output meets the CNN's features unless a run says otherwise (the `fusion` setting).
-DEFAULT_FUSION = "normalized"
+# How the memory's output can meet the CNN's features (the `fusion` setting), and how it does unless a run says
+# otherwise.
+Fusion = Literal["normalized", "standardized", "concat"]
+FUSIONS: tuple[str, ...] = typing.get_args(Fusion)
+DEFAULT_FUSION: Fusion = "normalized"
 
 
 def _doc(text: str) -> dict[str, str]:
@@ -98,7 +101,7 @@ class TrainConfig:
     actor_hidden: int = field(default=128, metadata=_doc("hidden width of the actor head"))
     critic_hidden: int = field(default=512, metadata=_doc("hidden width of the critic head"))
     lstm_hidden: int = field(default=256, metadata=_doc("LSTM width of the Impala-PPO baseline"))
-    fusion: Literal["normalized", "standardized", "concat"] = field(
+    fusion: Fusion = field(
         default=DEFAULT_FUSION,
         metadata=_doc(
             "how the memory's output meets the CNN's features before the heads: 'normalized' scales each to unit "

@@ -25,7 +25,8 @@ def test_paper_cnn_shapes(shape, flat):
     assert out.shape == (5, 1024) and (out >= 0).all()
 
 
-def test_heads_match_the_spec_and_memory_is_concatenated():
+def test_heads_match_the_spec_and_the_memory_reaches_them():
+    torch.manual_seed(0)
     agent = CNNAgent((56, 56, 3), n_actions=7, memory_dim=10, cnn_features=32)
     actor, critic = agent.heads.actor, agent.heads.critic
     assert actor[0].in_features == 42 and actor[0].out_features == 128 and actor[3].out_features == 7
@@ -37,6 +38,9 @@ def test_heads_match_the_spec_and_memory_is_concatenated():
     assert logits.shape == (4, 7) and values.shape == (4,) and state.shape == (4, 0)
     changed, _, _ = agent.step(obs, memory + 1, state, torch.zeros(4, dtype=torch.bool))
     assert not torch.allclose(logits, changed)  # the memory vector reaches the heads
+    fused = agent.fuse(memory, agent.encoder(obs))  # what the heads read: memory first, then the frame, at unit norm
+    assert fused.shape == (4, 42) and torch.allclose(fused[:, :10].norm(dim=-1), torch.ones(4))
+    assert torch.allclose(fused[:, 10:].norm(dim=-1), torch.ones(4)) and torch.equal(agent.heads(fused)[0], logits)
 
 
 def test_normalized_fusion_gives_each_stream_the_same_voice_whatever_its_scale():

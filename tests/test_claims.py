@@ -208,6 +208,50 @@ def test_beats_holds_when_the_rank_sum_test_says_higher_against_each_other_agent
     assert "; vs lstm: P(improvement) 0.480 [" in row and f"p = {lstm['p_value']:.3f} (5 vs 5 seeds) |" in row
 
 
+def _beats(others: list[str]) -> str:
+    return f"""[[claim]]
+text = "SHELM beats {" and ".join(others)}"
+source = "SHELM paper"
+kind = "beats"
+env = "{ENV}"
+agent = "shelm (symbolic)"
+others = {json.dumps(others)}
+"""
+
+
+def test_three_seeds_against_three_can_decide_a_beats_claim_and_two_cannot(tmp_path):
+    """The exact one-sided rank-sum p of 3 seeds all above 3 others is 1/20, at alpha 0.05 exactly: it holds. 3
+    against 2 cannot go below 1/10, so a comparison lost there leaves the claim undecided, not refuted, unless a
+    comparison with enough seeds is lost too."""
+    root = tmp_path / "small"
+    scores = zip([0.9, 0.95, 0.92], [0.5, 0.52, 0.48], [0.96, 0.91, 0.93], strict=True)  # shelm, cnn, lstm
+    for seed, (shelm, cnn, lstm) in enumerate(scores, start=1):
+        _run(root, "shelm", seed, shelm)
+        _run(root, "cnn", seed, cnn)
+        _run(root, "lstm", seed, lstm)
+    for seed, value in ((1, 0.5), (2, 0.4)):
+        _run(root, "oracle", seed, value)  # only 2 seeds, both below every shelm seed
+    claims = tmp_path / "claims.toml"
+    oracle = "oracle [control]"
+    claims.write_text("\n".join(_beats(o) for o in (["cnn"], [oracle], ["cnn", "lstm"], ["lstm", oracle])))
+    out = tmp_path / "results.md"
+    assert main(["report", str(root), "--out", str(out), "--reps", "100", "--claims", str(claims)]) == 0
+    verdicts = {v["text"]: v for v in json.loads((tmp_path / "small-report.json").read_text())["claims"]}
+
+    (cnn,) = verdicts["SHELM beats cnn"]["against"]
+    assert cnn["p_value"] == pytest.approx(1 / 20) and cnn["smallest_p"] == pytest.approx(1 / 20)
+    assert cnn["higher"] and verdicts["SHELM beats cnn"]["verdict"] == "holds"
+    (two_seeds,) = verdicts[f"SHELM beats {oracle}"]["against"]
+    assert two_seeds["p_value"] == pytest.approx(1 / 10) == two_seeds["smallest_p"] and not two_seeds["higher"]
+    assert verdicts[f"SHELM beats {oracle}"]["verdict"] == "too few seeds to decide"
+    row = _row(out.read_text(), f"SHELM beats {oracle}")
+    assert row.endswith("p = 0.100 (3 vs 2 seeds, whose smallest possible p is 0.100) |")
+    assert "| too few seeds to decide |" in row
+    # The lstm interleaves with shelm over 3 seeds each, which could have decided: lost, so it does not hold.
+    assert verdicts["SHELM beats cnn and lstm"]["verdict"] == "does not hold"
+    assert verdicts[f"SHELM beats lstm and {oracle}"]["verdict"] == "does not hold"
+
+
 def test_a_label_without_finished_trials_is_not_measured_yet_and_an_untestable_claim_says_why(reported):
     verdicts, page = reported
     helm = verdicts["SHELM beats HELM"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -128,7 +129,7 @@ def test_memory_output_is_stored_once_per_step_and_never_recomputed(tmp_path, mo
     assert [row["recording_calls"] for row in read_metrics(tmp_path)] == [17.0, 33.0]
 
 
-def test_standardized_fusion_learns_its_statistics_between_updates_and_saves_them(tmp_path, monkeypatch):
+def test_standardized_fusion_learns_its_statistics_between_updates_saves_and_resumes_them(tmp_path, monkeypatch):
     from safetensors.torch import load_file
 
     built: list[CNNAgent] = []
@@ -170,7 +171,14 @@ def test_standardized_fusion_learns_its_statistics_between_updates_and_saves_the
     torch.testing.assert_close(agent.memory_mean.double(), seen.mean(0))
     torch.testing.assert_close(agent.memory_var.double(), seen.var(0, unbiased=False))
     saved = load_file(tmp_path / "checkpoints" / "latest" / "model.safetensors")
-    torch.testing.assert_close(saved["memory_mean"], agent.memory_mean)
+    for name in ("memory_mean", "memory_var", "memory_count"):
+        torch.testing.assert_close(saved[name], getattr(agent, name))
+    # Resumed, the run starts from the saved statistics (its first update sees 96 rows) and goes on folding.
+    ppo.train(dataclasses.replace(config, total_steps=3 * 3 * 16), tmp_path, resume=True)
+    resumed, seen = built[1], torch.cat([r.memory for r in rollouts]).reshape(-1, 2).double()
+    assert counts_at_update == [0.0, 48.0, 96.0] and float(resumed.memory_count) == 144
+    torch.testing.assert_close(resumed.memory_mean.double(), seen.mean(0))
+    torch.testing.assert_close(resumed.memory_var.double(), seen.var(0, unbiased=False))
 
 
 def test_eval_reports_both_modes_and_writes_video(cnn_run, capsys):

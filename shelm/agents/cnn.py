@@ -26,8 +26,7 @@ import torch
 from shelm.agents.base import Agent
 from shelm.agents.encoders import CNNEncoder
 from shelm.agents.heads import ActorCriticHeads
-
-FUSIONS = ("concat", "normalized", "standardized")
+from shelm.config import DEFAULT_FUSION, FUSIONS
 
 
 def unit_norm(features: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
@@ -44,7 +43,7 @@ class CNNAgent(Agent):
         cnn_features: int = 1024,
         actor_hidden: int = 128,
         critic_hidden: int = 512,
-        fusion: str = "normalized",
+        fusion: str = DEFAULT_FUSION,
     ):
         super().__init__()
         if fusion not in FUSIONS:
@@ -57,13 +56,17 @@ class CNNAgent(Agent):
         self.encoder = CNNEncoder(obs_shape, channels=(64, 128), features=cnn_features)
         self.heads = ActorCriticHeads(memory_dim + cnn_features, n_actions, actor_hidden, critic_hidden)
 
-    def _heads(self, obs: torch.Tensor, memory: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        frame = self.encoder(obs)
+    def fuse(self, memory: torch.Tensor, frame: torch.Tensor) -> torch.Tensor:
+        """The heads' input: the memory's output [..., memory_dim] and the CNN's features [..., cnn_features]
+        joined by this agent's `fusion`."""
         if self.fusion != "concat" and memory.shape[-1] > 0:
             if self.fusion == "standardized":
                 memory = (memory - self.memory_mean) * torch.rsqrt(self.memory_var + 1e-6)
             memory, frame = unit_norm(memory), unit_norm(frame)
-        return self.heads(torch.cat([memory, frame], dim=-1))
+        return torch.cat([memory, frame], dim=-1)
+
+    def _heads(self, obs: torch.Tensor, memory: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.heads(self.fuse(memory, self.encoder(obs)))
 
     def observe_memory(self, memory: torch.Tensor) -> None:
         """Fold a rollout's memory outputs into the running mean and variance (the parallel-variance update)."""

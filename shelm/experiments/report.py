@@ -19,7 +19,8 @@ text around the numbers and can hold several sweeps.
 With `--claims FILE`, a TOML file of `[[claim]]` tables (docs/claims.toml holds the papers' claims this project
 tests), each claim gets a verdict from the finished trials of all the folders reported together: a `threshold`
 claim holds when an agent's IQM meets `at_least` or `at_most`; a `beats` claim holds when the one-sided rank-sum
-test says the agent scores higher than each of `others` at alpha 0.05; an `untestable` claim states why this
+test says the agent scores higher than each of `others` at alpha 0.05 (p <= 0.05), and cannot be decided when
+every comparison it loses had too few seeds for any outcome to reach that p; an `untestable` claim states why this
 project cannot test it. A claim whose env or agent has no finished trial is "not measured yet". The verdicts go
 into the report's JSON and, as a table, between `<!-- shelm report claims: begin -->` and
 `<!-- shelm report claims: end -->` (appended to a new page, refused in an existing one without those lines). A
@@ -46,6 +47,8 @@ from shelm.files import write_atomic, write_json_atomic
 from shelm.inspect.curves import agent_label, final_value, metric_series, on_common_steps
 from shelm.runs import load_run_config
 
+# The rank-sum test's level: "higher" when its one-sided p-value is at most ALPHA (an exact test then wrongly says
+# higher with probability at most ALPHA). 3 seeds against 3 can reach it (smallest p 1/20); 2 against 3 cannot.
 ALPHA = 0.05
 
 
@@ -264,7 +267,7 @@ def summarize(
                         "ci": [low, high],
                         "rank_sum_statistic": statistic,
                         "p_value": p,
-                        "significant": p < ALPHA,
+                        "significant": p <= ALPHA,
                     }
                 )
     return {
@@ -386,7 +389,7 @@ def markdown(summary: dict[str, Any], sweep_dirs: list[Path], metric: str) -> st
             "",
             "Memory agents against the baselines: probability of improvement P(memory > baseline) with its 95% "
             "bootstrap CI, and a one-sided Wilcoxon rank-sum test over seeds (exact for small samples; better at "
-            f"alpha {ALPHA}: p < {ALPHA}).",
+            f"alpha {ALPHA}: p <= {ALPHA}).",
             "",
             "| env | memory agent | baseline | P(improvement) [95% CI] | rank-sum p | better at alpha 0.05 |",
             "|---|---|---|---|---|---|",
@@ -411,6 +414,7 @@ def markdown(summary: dict[str, Any], sweep_dirs: list[Path], metric: str) -> st
 
 CLAIMS = "claims"  # NAME in the page markers around the claims table
 HOLDS, FAILS, UNTESTABLE, UNMEASURED = "holds", "does not hold", "not testable here", "not measured yet"
+UNDECIDABLE = "too few seeds to decide"
 
 # Per kind of claim: the keys it must have, then the keys it may have.
 CLAIM_KEYS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
@@ -549,12 +553,14 @@ def evaluate_claims(
             row |= {key: bound, "iqm": point, "ci": [low, high]}
             numbers = f"{shown}IQM {_fmt(point)} [{_fmt(low)}, {_fmt(high)}], {len(values)} seeds; needs "
             numbers += f"{key.replace('_', ' ')} {bound}"
+            verdict = HOLDS if holds else FAILS
         else:
             row["against"] = []
             for other in claim.others:
                 y, _ = scores[other]
                 point, low, high = improvement_with_ci(values[:, None], y[:, None], reps)
                 _, p = rank_sum_greater(values, y)
+                smallest_p = 1 / math.comb(len(values) + len(y), len(values))  # every seed above every other seed
                 row["against"].append(
                     {
                         "agent": other,
@@ -562,20 +568,31 @@ def evaluate_claims(
                         "probability_of_improvement": point,
                         "ci": [low, high],
                         "p_value": p,
-                        "higher": p < ALPHA,
+                        "smallest_p": smallest_p,
+                        "higher": p <= ALPHA,
                     }
                 )
-            holds = all(a["higher"] for a in row["against"])
-            numbers = "; ".join(
-                f"vs {a['agent']}: {shown}P(improvement) {_fmt(a['probability_of_improvement'])} "
-                f"[{_fmt(a['ci'][0])}, {_fmt(a['ci'][1])}], p = {a['p_value']:.3f} "
-                f"({len(values)} vs {a['seeds']} seeds)"
-                for a in row["against"]
-            )
+            numbers = "; ".join(_comparison_numbers(a, len(values), shown) for a in row["against"])
+            if all(a["higher"] for a in row["against"]):
+                verdict = HOLDS
+            elif any(not a["higher"] and a["smallest_p"] <= ALPHA for a in row["against"]):
+                verdict = FAILS
+            else:  # no comparison it lost could have been won with so few seeds
+                verdict = UNDECIDABLE
         if row["unfinished"]:
             numbers += f"; {row['unfinished']} unfinished left out"
-        verdicts.append({**row, "verdict": HOLDS if holds else FAILS, "numbers": numbers})
+        verdicts.append({**row, "verdict": verdict, "numbers": numbers})
     return verdicts
+
+
+def _comparison_numbers(against: dict[str, Any], seeds: int, shown: str) -> str:
+    """One comparison of a `beats` claim in words: P(improvement) with its CI, the rank-sum p and the seeds."""
+    low, high = against["ci"]
+    text = f"vs {against['agent']}: {shown}P(improvement) {_fmt(against['probability_of_improvement'])} "
+    text += f"[{_fmt(low)}, {_fmt(high)}], p = {against['p_value']:.3f} ({seeds} vs {against['seeds']} seeds"
+    if against["smallest_p"] > ALPHA:
+        text += f", whose smallest possible p is {against['smallest_p']:.3f}"
+    return text + ")"
 
 
 def claims_markdown(verdicts: list[dict[str, Any]], claims_file: Path, sweep_dirs: list[Path], metric: str) -> str:
@@ -585,8 +602,9 @@ def claims_markdown(verdicts: list[dict[str, Any]], claims_file: Path, sweep_dir
         f"The papers' claims (`{claims_file}`) tested on the finished trials of {folders}. A threshold holds when "
         f"the IQM over seeds of the trials' scores (`{metric}` unless the row names another metric) meets it, with "
         'its 95% bootstrap CI shown; "beats" holds when a one-sided Wilcoxon rank-sum test over seeds says the '
-        f"agent scores higher than each other agent at alpha {ALPHA} (p < {ALPHA}), with the probability of "
-        "improvement and its CI shown.",
+        f"agent scores higher than each other agent at alpha {ALPHA} (p <= {ALPHA}), with the probability of "
+        "improvement and its CI shown; with too few seeds for any outcome to reach that p (2 against 3, say), a "
+        "comparison not won cannot decide the claim.",
         "",
         "| claim | source | verdict | numbers |",
         "|---|---|---|---|",
