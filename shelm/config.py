@@ -31,6 +31,9 @@ NO_INSTRUCTION = "none"
 Fusion = Literal["normalized", "standardized", "concat"]
 FUSIONS: tuple[str, ...] = typing.get_args(Fusion)
 DEFAULT_FUSION: Fusion = "normalized"
+# Settings that change how fast a run computes, not what it learns: a sweep may resume a trial with other values
+# (e.g. more torch threads on a machine with more cores free). Runs differ then only as runs on two machines do.
+EXECUTION_SETTINGS = ("torch_threads",)
 
 
 def _doc(text: str) -> dict[str, str]:

@@ -163,7 +163,7 @@ def test_bad_sweep_specs_exit_2_with_one_line_and_write_nothing(tmp_path, capsys
     assert not (tmp_path / "sweep").exists()
 
 
-def test_a_sweep_refuses_a_folder_trained_with_other_settings(tmp_path, capsys):
+def test_a_sweep_refuses_a_folder_trained_with_other_settings_but_takes_other_threads(tmp_path, capsys):
     sweep = tmp_path / "sweep"
     argv = ["sweep", "--agents", "cnn", "--envs", ENV, "--seeds", "1", "--steps", str(BATCH), "--out", str(sweep)]
     assert main([*argv, *SETS]) == 0
@@ -172,6 +172,10 @@ def test_a_sweep_refuses_a_folder_trained_with_other_settings(tmp_path, capsys):
     assert main([*argv, *SETS, "--set", "lr=0.001"]) == 2
     err = capsys.readouterr().err
     assert "was trained with lr=0.0003, this sweep asks lr=0.001" in err and err.count("\n") == 1
+    assert (sweep / f"{ENV}__cnn__s1" / "metrics.jsonl").read_bytes() == before
+    # More threads only change how fast it computes: the finished trial is the same trial, and is skipped.
+    assert main([*argv, *SETS, "--set", "torch_threads=2"]) == 0
+    assert "1 finished (skipped)" in capsys.readouterr().out
     assert (sweep / f"{ENV}__cnn__s1" / "metrics.jsonl").read_bytes() == before
 
 

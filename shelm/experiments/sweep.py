@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from shelm.agents import resolve_config
-from shelm.config import TrainConfig, parse_overrides
+from shelm.config import EXECUTION_SETTINGS, TrainConfig, parse_overrides
 from shelm.errors import ShelmError
 from shelm.files import write_json_atomic
 from shelm.memory import release_models
@@ -163,7 +163,7 @@ def plan(spec: SweepSpec) -> list[Trial]:
 
 
 def _check_existing(trial: Trial) -> None:
-    """An existing trial directory must hold this very trial (same resolved config)."""
+    """An existing trial directory must hold this very trial (same resolved config, execution settings aside)."""
     if not trial.run_dir.exists():
         return
     if not (trial.run_dir / "config.json").is_file():
@@ -171,7 +171,7 @@ def _check_existing(trial: Trial) -> None:
             raise ShelmError(f"'{trial.run_dir}' exists but is not a shelm run; move it away or choose another --out")
         return
     recorded = load_run_config(trial.run_dir).to_dict()
-    differ = sorted(k for k in trial.config if recorded.get(k) != trial.config[k])
+    differ = sorted(k for k in trial.config if recorded.get(k) != trial.config[k] and k not in EXECUTION_SETTINGS)
     if differ:
         key = differ[0]
         raise ShelmError(
