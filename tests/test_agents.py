@@ -65,11 +65,12 @@ def test_normalized_fusion_gives_each_stream_the_same_voice_whatever_its_scale()
     torch.testing.assert_close(scaled_values, values)
     normalized.encoder.linear.weight.data.div_(1000.0)
     torch.testing.assert_close(normalized.step(obs, memory, none, start)[0], logits, rtol=1e-4, atol=1e-5)
-    # With no memory there is nothing to fuse: CNN-PPO is the same network under either fusion.
+    # With no memory there is nothing to fuse: CNN-PPO is the same network, with the same weights, under any fusion.
     alone = CNNAgent((56, 56, 3), n_actions=7, cnn_features=32, fusion="normalized")
-    plain = CNNAgent((56, 56, 3), n_actions=7, cnn_features=32, fusion="concat")
-    plain.load_state_dict(alone.state_dict())
-    torch.testing.assert_close(alone.step(obs, none, none, start)[0], plain.step(obs, none, none, start)[0])
+    for fusion in ("concat", "standardized"):
+        plain = CNNAgent((56, 56, 3), n_actions=7, cnn_features=32, fusion=fusion)
+        plain.load_state_dict(alone.state_dict())  # strict: no statistics for a memory it does not have
+        torch.testing.assert_close(alone.step(obs, none, none, start)[0], plain.step(obs, none, none, start)[0])
     # Standardized: a memory that is mostly a vector common to every step, and a cue that perturbs it by 1%.
     common = torch.zeros(11)
     common[0] = 100.0

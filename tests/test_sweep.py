@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from shelm.agents import resolve_config
+from shelm.agents import AGENTS, resolve_config
 from shelm.cli import main
 from shelm.experiments.report import markers
 from shelm.runs import append_metrics, read_metrics, save_run_config
@@ -173,10 +173,14 @@ def test_a_sweep_refuses_a_folder_trained_with_other_settings_but_takes_other_th
     err = capsys.readouterr().err
     assert "was trained with lr=0.0003, this sweep asks lr=0.001" in err and err.count("\n") == 1
     assert (sweep / f"{ENV}__cnn__s1" / "metrics.jsonl").read_bytes() == before
-    # More threads only change how fast it computes: the finished trial is the same trial, and is skipped.
-    assert main([*argv, *SETS, "--set", "torch_threads=2"]) == 0
-    assert "1 finished (skipped)" in capsys.readouterr().out
+    # More threads only change how fast it computes, and a CNN without a memory has nothing to fuse: the finished
+    # trial is the same trial, and is skipped. A memory agent's fusion is part of what it is.
+    for setting in ("torch_threads=2", "fusion=concat"):
+        assert main([*argv, *SETS, "--set", setting]) == 0
+        assert "1 finished (skipped)" in capsys.readouterr().out
     assert (sweep / f"{ENV}__cnn__s1" / "metrics.jsonl").read_bytes() == before
+    assert AGENTS["cnn"].ignored_settings == AGENTS["lstm"].ignored_settings == ("fusion",)
+    assert all(not AGENTS[name].ignored_settings for name in ("helm", "helmv2", "shelm", "oracle"))
 
 
 # --- the report's statistics on runs with known scores -----------------------------------------------------

@@ -80,6 +80,12 @@ class AgentSpec:
         return (LM_ANALYSES if self.has_language_model else ()) + ANY_AGENT_ANALYSES
 
     @property
+    def ignored_settings(self) -> tuple[str, ...]:
+        """Settings that cannot change what this agent computes, so a trial of it made with other values of them is
+        the same trial: without a memory there is nothing to fuse (`fusion`)."""
+        return () if self.build_memory is not None else ("fusion",)
+
+    @property
     def resumable(self) -> bool:
         """Whether an interrupted run continues from its checkpoint (else it is trained again from the start)."""
         return self.trainer == "ppo"

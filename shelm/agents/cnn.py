@@ -49,10 +49,10 @@ class CNNAgent(Agent):
         if fusion not in FUSIONS:
             raise ValueError(f"fusion '{fusion}' is not one of {FUSIONS}")
         self.fusion = fusion
-        if fusion == "standardized":  # the running mean and variance of the memory's outputs, over `memory_count` rows
+        if fusion == "standardized" and memory_dim:  # the running mean and variance of the memory's outputs
             self.register_buffer("memory_mean", torch.zeros(memory_dim))
             self.register_buffer("memory_var", torch.ones(memory_dim))
-            self.register_buffer("memory_count", torch.zeros((), dtype=torch.float64))
+            self.register_buffer("memory_count", torch.zeros((), dtype=torch.float64))  # rows folded into them
         self.encoder = CNNEncoder(obs_shape, channels=(64, 128), features=cnn_features)
         self.heads = ActorCriticHeads(memory_dim + cnn_features, n_actions, actor_hidden, critic_hidden)
 

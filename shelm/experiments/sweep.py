@@ -32,7 +32,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from shelm.agents import resolve_config
+from shelm.agents import get_agent_spec, resolve_config
 from shelm.config import EXECUTION_SETTINGS, TrainConfig, parse_overrides
 from shelm.errors import ShelmError
 from shelm.files import write_json_atomic
@@ -120,7 +120,6 @@ def agent_settings(settings: tuple[str, ...], agent: str) -> list[str]:
 
 def plan(spec: SweepSpec) -> list[Trial]:
     """The trials of `spec`, validated: agents, envs, settings and every existing trial directory."""
-    from shelm.agents import get_agent_spec
     from shelm.trainers import check_buildable
 
     if spec.seeds < 1:
@@ -163,7 +162,8 @@ def plan(spec: SweepSpec) -> list[Trial]:
 
 
 def _check_existing(trial: Trial) -> None:
-    """An existing trial directory must hold this very trial (same resolved config, execution settings aside)."""
+    """An existing trial directory must hold this very trial: the same resolved config, but for the settings that
+    only change how fast it computes and those its agent ignores."""
     if not trial.run_dir.exists():
         return
     if not (trial.run_dir / "config.json").is_file():
@@ -171,7 +171,8 @@ def _check_existing(trial: Trial) -> None:
             raise ShelmError(f"'{trial.run_dir}' exists but is not a shelm run; move it away or choose another --out")
         return
     recorded = load_run_config(trial.run_dir).to_dict()
-    differ = sorted(k for k in trial.config if recorded.get(k) != trial.config[k] and k not in EXECUTION_SETTINGS)
+    free = {*EXECUTION_SETTINGS, *get_agent_spec(trial.agent).ignored_settings}
+    differ = sorted(k for k in trial.config if recorded.get(k) != trial.config[k] and k not in free)
     if differ:
         key = differ[0]
         raise ShelmError(
@@ -208,7 +209,6 @@ def _trial_lock(run_dir: Path) -> Iterator[None]:
 
 def run_trial(trial: Trial) -> TrialResult:
     """Train one trial to its step budget (starting or resuming); never raises, failures are results."""
-    from shelm.agents import get_agent_spec
     from shelm.runs import create_run_dir, save_run_config
     from shelm.trainers import train
 
