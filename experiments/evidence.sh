@@ -2,16 +2,17 @@
 # The evidence behind docs/results.md's "The papers' memory experiments": MiniGrid-MemoryS11-v0 at 2M steps and
 # MiniGrid-KeyCorridorS3R1-v0 at 500k steps, `--preset paper` (the authors' per-task settings), 3 seeds each.
 #   experiments/evidence.sh memory-s11      the oracle-memory control, cnn, lstm, and shelm with the full 30-block LM
-#   experiments/evidence.sh memory-s11-L2   shelm, helm and helmv2 with the LM cut to its first 2 blocks
-#   experiments/evidence.sh memory-s11-L2-standardized   shelm at 2 blocks with fusion=standardized, which reads
-#                                           the cue where normalized does not once the cue is in view (docs/results.md)
+#   experiments/evidence.sh memory-s11-L2   helm and helmv2 with the LM cut to its first 2 blocks
+#   experiments/evidence.sh memory-s11-L2-standardized   shelm at 2 blocks (named when standardized was not yet
+#                                           the default fusion; it still sets it, so its trials stay one sweep)
 #   experiments/evidence.sh keycorridor     cnn, lstm, and helm, helmv2, shelm with the LM cut to 2 blocks
-# A full-depth LM trial takes about 3 hours of one core at 2M steps here, so only shelm (the papers' headline
-# agent) runs at full depth; helm and helmv2 run with lm_layers=2, which the papers' authors' code allows and
-# an independent rerun found no worse for SHELM (memory-s11-L2 also runs shelm at 2 blocks, to check that here).
-# The memory agents join their memory and CNN with shelm's default fusion=normalized: with the papers' raw
-# concatenation the CNN's features drowned the memory on MemoryS11 (docs/results.md; those stopped trials are kept
-# in docs/runs/evidence/concat/).
+# A full-depth LM trial takes 3-5 hours of one core at 2M steps here, so only shelm (the papers' headline agent)
+# runs at full depth; helm and helmv2 run with lm_layers=2, which the papers' authors' code allows and an
+# independent rerun found no worse for SHELM (memory-s11-L2-standardized runs shelm at 2 blocks, to check that here).
+# The memory agents join their memory and CNN with shelm's default fusion=standardized. With the papers' raw
+# concatenation the CNN's features drowned the memory on MemoryS11, and with fusion=normalized SHELM stayed at
+# chance for 2M steps (docs/results.md); those trials are kept in docs/runs/evidence/concat/ and
+# docs/runs/evidence/normalized/.
 # Trials run at low priority, two at a time (WORKERS=N sets how many) with one torch thread each; run the same
 # command again to resume.
 # Every 5 minutes, and at the end, each finished trial's config.json and metrics.jsonl are copied into
@@ -21,7 +22,7 @@ stage=${1:?usage: experiments/evidence.sh memory-s11|memory-s11-L2|memory-s11-L2
 out=${OUT_ROOT:-runs/evidence}/$stage
 case $stage in
   memory-s11) args=(--agents oracle,cnn,lstm,shelm --envs MiniGrid-MemoryS11-v0) ;;
-  memory-s11-L2) args=(--agents shelm,helm,helmv2 --envs MiniGrid-MemoryS11-v0 --set lm_layers=2) ;;
+  memory-s11-L2) args=(--agents helm,helmv2 --envs MiniGrid-MemoryS11-v0 --set lm_layers=2) ;;
   memory-s11-L2-standardized)
     args=(--agents shelm --envs MiniGrid-MemoryS11-v0 --set lm_layers=2 --set fusion=standardized) ;;
   keycorridor)

@@ -28,9 +28,9 @@ MAX_TILE_SIZE = 64
 NO_INSTRUCTION = "none"
 # How the memory's output can meet the CNN's features (the `fusion` setting), and how it does unless a run says
 # otherwise.
-Fusion = Literal["normalized", "standardized", "concat"]
+Fusion = Literal["standardized", "normalized", "concat"]
 FUSIONS: tuple[str, ...] = typing.get_args(Fusion)
-DEFAULT_FUSION: Fusion = "normalized"
+DEFAULT_FUSION: Fusion = "standardized"
 # Settings that change how fast a run computes, not what it learns: a sweep may resume a trial with other values
 # (e.g. more torch threads on a machine with more cores free). Runs differ then only as runs on two machines do.
 EXECUTION_SETTINGS = ("torch_threads",)
@@ -107,11 +107,12 @@ class TrainConfig:
     fusion: Fusion = field(
         default=DEFAULT_FUSION,
         metadata=_doc(
-            "how the memory's output meets the CNN's features before the heads: 'normalized' scales each to unit "
-            "L2 norm, then concatenates, so the CNN's features, which grow as PPO trains, cannot drown the "
-            "memory (measured: docs/results.md, MemoryS11); 'standardized' first standardises the memory per "
-            "dimension with running statistics of its outputs, so what it says about the episode is not hidden "
-            "under the part common to every step; 'concat' puts the raw vectors side by side (the papers')"
+            "how the memory's output meets the CNN's features before the heads: 'standardized' standardises the "
+            "memory per dimension with running statistics of its outputs, so what it says about the episode is "
+            "not hidden under the part common to every step, then scales both to unit L2 norm and concatenates "
+            "(measured: docs/results.md, MemoryS11); 'normalized' only scales each to unit norm, so the CNN's "
+            "features, which grow as PPO trains, cannot drown the memory; 'concat' puts the raw vectors side by "
+            "side (the papers')"
         ),
     )
 
