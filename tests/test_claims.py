@@ -235,8 +235,20 @@ def test_three_seeds_against_three_can_decide_a_beats_claim_and_two_cannot(tmp_p
     oracle = "oracle [control]"
     claims.write_text("\n".join(_beats(o) for o in (["cnn"], [oracle], ["cnn", "lstm"], ["lstm", oracle])))
     out = tmp_path / "results.md"
-    assert main(["report", str(root), "--out", str(out), "--reps", "100", "--claims", str(claims)]) == 0
-    verdicts = {v["text"]: v for v in json.loads((tmp_path / "small-report.json").read_text())["claims"]}
+    argv = ["report", str(root), "--out", str(out), "--reps", "100", "--claims", str(claims), "--baseline", oracle]
+    assert main(argv) == 0
+    numbers = json.loads((tmp_path / "small-report.json").read_text())
+    verdicts = {v["text"]: v for v in numbers["claims"]}
+    # The comparison table makes the same decision as the claims, in its own words.
+    table = {c["baseline"]: c for c in numbers["comparisons"] if c["memory"] == "shelm (symbolic)"}
+    assert {b: (c["higher"], c["decidable"]) for b, c in table.items()} == {
+        "cnn": (True, True),
+        "lstm": (False, True),
+        oracle: (False, False),
+    }
+    rows = {line.split(" | ")[2]: line for line in out.read_text().splitlines() if line.startswith(f"| {ENV} | shelm")}
+    assert rows["cnn"].endswith("| 0.050 | yes |") and rows["lstm"].endswith(" | no |")
+    assert rows[oracle].endswith("| 0.100 | too few seeds (3 vs 2, smallest p 0.100) |")
 
     (cnn,) = verdicts["SHELM beats cnn"]["against"]
     assert cnn["p_value"] == pytest.approx(1 / 20) and cnn["smallest_p"] == pytest.approx(1 / 20)
@@ -263,7 +275,11 @@ def test_a_label_without_finished_trials_is_not_measured_yet_and_an_untestable_c
     )
     helmv2 = verdicts["HELMv2 reaches 0.9"]
     assert helmv2["verdict"] == "not measured yet" and "iqm" not in helmv2
-    assert f"no finished trial of 'helmv2 (imagenet, lm_layers=2)' on {ENV} (0 unfinished)" in helmv2["numbers"]
+    # No trial at all of the label: the agents that were reported are named, so a mistyped label shows.
+    assert helmv2["numbers"] == (
+        f"no finished trial of 'helmv2 (imagenet, lm_layers=2)' on {ENV} (0 unfinished); the agents reported on "
+        f"{ENV}: cnn, helm (lm_layers=2), lstm, shelm (symbolic), shelm (symbolic, lm_layers=2)"
+    )
     clip = verdicts["HELMv2 solves it with CLIP"]
     assert clip["verdict"] == "not testable here" and clip["numbers"] == "no CLIP weights here | offline"
     assert _row(page, "HELMv2 solves it with CLIP") == (

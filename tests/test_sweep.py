@@ -6,6 +6,7 @@ from __future__ import annotations
 import fcntl
 import itertools
 import json
+import math
 import os
 import signal
 import subprocess
@@ -256,7 +257,10 @@ def test_report_statistics_match_hand_computation(tmp_path):
         assert c["probability_of_improvement"] == pytest.approx(wins)
         assert c["ci"][0] <= wins <= c["ci"][1]
         assert c["p_value"] == pytest.approx(_rank_sum_p(x, y))
-        assert c["significant"] == (c["p_value"] <= 0.05)  # an exact test at level 0.05 rejects at p <= 0.05
+        assert c["higher"] == (c["p_value"] <= 0.05)  # an exact test at level 0.05 rejects at p <= 0.05
+        assert c["seeds"] == [len(x), len(y)]
+        assert c["smallest_p"] == pytest.approx(1 / math.comb(len(x) + len(y), len(x)))
+        assert c["decidable"] == (c["smallest_p"] <= 0.05)
     assert comparisons["all envs", "helm", "cnn"]["probability_of_improvement"] == pytest.approx(np.mean(per_env))
 
 

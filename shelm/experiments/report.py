@@ -183,6 +183,16 @@ def rank_sum_greater(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     return float(result.statistic), float(result.pvalue)
 
 
+def rank_sum_decision(x: np.ndarray, y: np.ndarray) -> dict[str, float | bool]:
+    """The report's one decision whether x scores higher than y, shared by its comparison table and its claims:
+    the rank-sum p-value, the smallest p that these sample sizes allow (every x above every y: 1 / C(n + m, n)),
+    whether x is higher at ALPHA, and whether any outcome could have been (so a "no" can be told from too few
+    seeds)."""
+    _, p = rank_sum_greater(x, y)
+    smallest_p = 1 / math.comb(len(x) + len(y), len(x))
+    return {"p_value": p, "smallest_p": smallest_p, "higher": p <= ALPHA, "decidable": smallest_p <= ALPHA}
+
+
 def summarize(
     trials: list[TrialScores], reps: int, planned: list[str], baselines: tuple[str, ...] = ()
 ) -> dict[str, Any]:
@@ -257,17 +267,15 @@ def summarize(
                     x = np.array(list(scores[env_id][memory].values()))[:, None]
                     y = np.array(list(scores[env_id][baseline].values()))[:, None]
                 point, low, high = improvement_with_ci(x, y, reps)
-                statistic, p = rank_sum_greater(x.ravel(), y.ravel())
                 comparisons.append(
                     {
                         "env": env_id,
                         "memory": memory,
                         "baseline": baseline,
+                        "seeds": [len(x), len(y)],
                         "probability_of_improvement": point,
                         "ci": [low, high],
-                        "rank_sum_statistic": statistic,
-                        "p_value": p,
-                        "significant": p <= ALPHA,
+                        **rank_sum_decision(x.ravel(), y.ravel()),
                     }
                 )
     return {
@@ -388,17 +396,17 @@ def markdown(summary: dict[str, Any], sweep_dirs: list[Path], metric: str) -> st
         lines += [
             "",
             "Memory agents against the baselines: probability of improvement P(memory > baseline) with its 95% "
-            "bootstrap CI, and a one-sided Wilcoxon rank-sum test over seeds (exact for small samples; better at "
-            f"alpha {ALPHA}: p <= {ALPHA}).",
+            "bootstrap CI, and a one-sided Wilcoxon rank-sum test over seeds (exact for small samples; higher at "
+            f'alpha {ALPHA}: p <= {ALPHA}; "too few seeds" where no outcome of so few seeds reaches that p, as with '
+            "2 against 3, so a comparison not won decides nothing).",
             "",
-            "| env | memory agent | baseline | P(improvement) [95% CI] | rank-sum p | better at alpha 0.05 |",
+            f"| env | memory agent | baseline | P(improvement) [95% CI] | rank-sum p | higher at alpha {ALPHA} |",
             "|---|---|---|---|---|---|",
         ]
         for c in summary["comparisons"]:
             lines.append(
                 f"| {c['env']} | {c['memory']} | {c['baseline']} | {_fmt(c['probability_of_improvement'])} "
-                f"[{_fmt(c['ci'][0])}, {_fmt(c['ci'][1])}] | {c['p_value']:.3f} | "
-                f"{'yes' if c['significant'] else 'no'} |"
+                f"[{_fmt(c['ci'][0])}, {_fmt(c['ci'][1])}] | {c['p_value']:.3f} | {_decision_words(c)} |"
             )
     if summary["unfinished"]:
         lines += [
@@ -408,6 +416,15 @@ def markdown(summary: dict[str, Any], sweep_dirs: list[Path], metric: str) -> st
     if summary["not_started"]:
         lines += ["", "Not started: " + ", ".join(summary["not_started"])]
     return "\n".join(lines) + "\n"
+
+
+def _decision_words(decision: dict[str, Any]) -> str:
+    """A rank_sum_decision in the comparison table's words."""
+    if decision["higher"]:
+        return "yes"
+    if decision["decidable"]:
+        return "no"
+    return f"too few seeds ({decision['seeds'][0]} vs {decision['seeds'][1]}, smallest p {decision['smallest_p']:.3f})"
 
 
 # --- claims ------------------------------------------------------------------------------------------------
@@ -538,6 +555,13 @@ def evaluate_claims(
         if missing:
             row["missing"] = [{"agent": label, "unfinished": unfinished} for label, unfinished in missing]
             numbers = "; ".join(f"no finished trial of {a!r} on {claim.env} ({n} unfinished)" for a, n in missing)
+            if any(not unfinished for _, unfinished in missing):  # perhaps a mistyped label or env: show the names
+                reported = sorted({t.label for t in trials[claim_metric] if t.env_id == claim.env})
+                numbers += (
+                    f"; the agents reported on {claim.env}: {', '.join(reported)}"
+                    if reported
+                    else f"; no trial of {claim.env} is reported"
+                )
             verdicts.append({**row, "verdict": UNMEASURED, "numbers": numbers})
             continue
         values, _ = scores[claim.agent]
@@ -559,23 +583,19 @@ def evaluate_claims(
             for other in claim.others:
                 y, _ = scores[other]
                 point, low, high = improvement_with_ci(values[:, None], y[:, None], reps)
-                _, p = rank_sum_greater(values, y)
-                smallest_p = 1 / math.comb(len(values) + len(y), len(values))  # every seed above every other seed
                 row["against"].append(
                     {
                         "agent": other,
                         "seeds": len(y),
                         "probability_of_improvement": point,
                         "ci": [low, high],
-                        "p_value": p,
-                        "smallest_p": smallest_p,
-                        "higher": p <= ALPHA,
+                        **rank_sum_decision(values, y),
                     }
                 )
             numbers = "; ".join(_comparison_numbers(a, len(values), shown) for a in row["against"])
             if all(a["higher"] for a in row["against"]):
                 verdict = HOLDS
-            elif any(not a["higher"] and a["smallest_p"] <= ALPHA for a in row["against"]):
+            elif any(not a["higher"] and a["decidable"] for a in row["against"]):
                 verdict = FAILS
             else:  # no comparison it lost could have been won with so few seeds
                 verdict = UNDECIDABLE
@@ -590,7 +610,7 @@ def _comparison_numbers(against: dict[str, Any], seeds: int, shown: str) -> str:
     low, high = against["ci"]
     text = f"vs {against['agent']}: {shown}P(improvement) {_fmt(against['probability_of_improvement'])} "
     text += f"[{_fmt(low)}, {_fmt(high)}], p = {against['p_value']:.3f} ({seeds} vs {against['seeds']} seeds"
-    if against["smallest_p"] > ALPHA:
+    if not against["decidable"]:
         text += f", whose smallest possible p is {against['smallest_p']:.3f}"
     return text + ")"
 
