@@ -14,7 +14,8 @@
 # chance for 2M steps (docs/results.md); those trials are kept in docs/runs/evidence/concat/ and
 # docs/runs/evidence/normalized/.
 # Trials run at low priority, two at a time (WORKERS=N sets how many) with one torch thread each; run the same
-# command again to resume.
+# command again to resume. SEEDS=A-B trains only seeds A..B (default 1-3), e.g. the seeds still missing when the
+# finished ones are published in docs/runs/ but the working folder runs/ was lost.
 # Every 5 minutes, and at the end, each finished trial's config.json and metrics.jsonl are copied into
 # docs/runs/evidence/STAGE/ (experiments/publish_finished.py), so a finished trial survives a lost working tree.
 set -euo pipefail
@@ -34,5 +35,5 @@ publish() { python experiments/publish_finished.py "$out" "evidence/$stage"; }
 (while sleep 300; do publish || true; done) &
 poller=$!
 trap 'kill $poller 2>/dev/null || true' EXIT
-nice -n 19 shelm sweep "${args[@]}" --seeds 3 --workers "${WORKERS:-2}" --out "$out"
+nice -n 19 shelm sweep "${args[@]}" --seeds "${SEEDS:-1-3}" --workers "${WORKERS:-2}" --out "$out"
 publish

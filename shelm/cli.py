@@ -119,12 +119,17 @@ def _add_sweep(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "sweep",
         help="train every agent x env x seed, one run directory each; resumable, locally or on Ray",
-        description="Train the grid AGENTS x ENVS x seeds 1..N into OUT/ENV__AGENT__sSEED. Run it again to skip "
-        "finished trials and resume interrupted ones from their checkpoints.",
+        description="Train the grid AGENTS x ENVS x seeds (1..N, or A..B) into OUT/ENV__AGENT__sSEED. Run it again to "
+        "skip finished trials and resume interrupted ones from their checkpoints.",
     )
     p.add_argument("--agents", required=True, action="append", help="comma-separated agent names (`shelm agents`)")
     p.add_argument("--envs", required=True, action="append", help="comma-separated env ids (`shelm envs`)")
-    p.add_argument("--seeds", required=True, type=int, metavar="N", help="seeds 1..N per agent and env")
+    p.add_argument(
+        "--seeds",
+        required=True,
+        metavar="N|A-B",
+        help="seeds 1..N per agent and env, or seeds A..B (e.g. 4-6 adds seeds)",
+    )
     p.add_argument("--steps", type=int, help="total environment steps per trial (default: the preset's)")
     p.add_argument(
         "--set",
@@ -352,10 +357,11 @@ def cmd_plot(args: argparse.Namespace) -> int:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from shelm.experiments.sweep import SweepSpec, run_sweep
+    from shelm.experiments.sweep import SweepSpec, parse_seeds, run_sweep
 
+    seeds = parse_seeds(args.seeds)
     spec = SweepSpec(
-        tuple(args.agents), tuple(args.envs), args.seeds, args.out, args.steps, tuple(args.set), args.workers, args.ray
+        tuple(args.agents), tuple(args.envs), seeds, args.out, args.steps, tuple(args.set), args.workers, args.ray
     )
     results = run_sweep(spec, args.command_line)
     failed = [r for r in results if r.status == "failed"]

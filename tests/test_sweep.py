@@ -54,7 +54,7 @@ def test_local_sweep_runs_each_trial_and_reports_its_numbers(tmp_path, capsys):
         assert [r["global_step"] for r in read_metrics(sweep / name)] == [BATCH, 2 * BATCH, 3 * BATCH, 4 * BATCH]
         assert (sweep / name / "checkpoints" / "latest" / "model.safetensors").is_file()
     manifest = json.loads((sweep / "sweep.json").read_text())["invocations"]
-    assert manifest[0]["trials"] == names and manifest[0]["seeds"] == 2
+    assert manifest[0]["trials"] == names and manifest[0]["seeds"] == [1, 2]
     capsys.readouterr()
 
     numbers = _report(sweep, tmp_path)
@@ -144,6 +144,9 @@ def test_a_killed_sweep_skips_finished_trials_and_resumes_the_interrupted_one(tm
         (["--agents", "cnn,transformer"], "unknown agent 'transformer'"),
         (["--envs", "MiniGrid-Empty-5x5-v1"], "unknown env 'MiniGrid-Empty-5x5-v1'"),
         (["--seeds", "0"], "--seeds 0"),
+        (["--seeds", "3-2"], "--seeds 3-2: a sweep needs at least 1 seed"),
+        (["--seeds", "0-2"], "--seeds 0-2: a sweep needs at least 1 seed, numbered from 1"),
+        (["--seeds", "two"], "--seeds two: give N (seeds 1..N) or A-B (seeds A..B)"),
         (["--steps", "0"], "--steps 0"),
         (["--ray", "127.0.0.1:1"], "--ray 127.0.0.1:1: cannot reach a Ray head"),
         (["--ray", "nohost"], "--ray 'nohost': give HOST:PORT"),
@@ -182,6 +185,28 @@ def test_a_sweep_refuses_a_folder_trained_with_other_settings_but_takes_other_th
     assert (sweep / f"{ENV}__cnn__s1" / "metrics.jsonl").read_bytes() == before
     assert AGENTS["cnn"].ignored_settings == AGENTS["lstm"].ignored_settings == ("fusion",)
     assert all(not AGENTS[name].ignored_settings for name in ("helm", "helmv2", "shelm", "oracle"))
+
+
+def test_a_seed_range_adds_seeds_to_a_sweep_and_leaves_its_trials_alone(tmp_path, capsys):
+    sweep = tmp_path / "sweep"
+    argv = ["sweep", "--agents", "cnn", "--envs", ENV, "--steps", str(BATCH), "--out", str(sweep), *SETS]
+    assert main([*argv, "--seeds", "1"]) == 0
+    first = (sweep / f"{ENV}__cnn__s1" / "metrics.jsonl").read_bytes()
+    capsys.readouterr()
+    assert main([*argv, "--seeds", "2-3"]) == 0
+    assert "2 trials in" in capsys.readouterr().out
+    assert sorted(p.name for p in sweep.iterdir() if p.is_dir()) == [f"{ENV}__cnn__s{seed}" for seed in (1, 2, 3)]
+    for seed in (2, 3):
+        config = json.loads((sweep / f"{ENV}__cnn__s{seed}" / "config.json").read_text())
+        assert config["config"]["seed"] == seed and f"--seed {seed} " in config["command"]
+        assert [r["global_step"] for r in read_metrics(sweep / f"{ENV}__cnn__s{seed}")] == [BATCH]
+    assert (sweep / f"{ENV}__cnn__s1" / "metrics.jsonl").read_bytes() == first
+    manifest = json.loads((sweep / "sweep.json").read_text())["invocations"]
+    assert [entry["seeds"] for entry in manifest] == [[1], [2, 3]]
+    assert manifest[1]["trials"] == [f"{ENV}__cnn__s2", f"{ENV}__cnn__s3"]
+    # The whole range again: seed 1 to 3 are one sweep, all finished.
+    assert main([*argv, "--seeds", "3"]) == 0
+    assert "3 finished (skipped), 0 to resume, 0 new" in capsys.readouterr().out
 
 
 # --- the report's statistics on runs with known scores -----------------------------------------------------

@@ -48,7 +48,7 @@ class SweepSpec:
 
     agents: tuple[str, ...]
     envs: tuple[str, ...]
-    seeds: int
+    seeds: tuple[int, ...]
     out: Path
     steps: int | None = None
     settings: tuple[str, ...] = ()
@@ -80,6 +80,19 @@ class TrialResult:
     seconds: float = 0.0
     final: dict[str, Any] = field(default_factory=dict)
     error: str = ""
+
+
+def parse_seeds(text: str) -> tuple[int, ...]:
+    """`--seeds`: 'N' is seeds 1..N; 'A-B' is seeds A..B, to add seeds to a sweep or to train some of its seeds
+    again elsewhere (e.g. after its finished trials were published and the working folder was lost)."""
+    first, dash, last = text.partition("-")
+    try:
+        low, high = (int(first), int(last)) if dash else (1, int(first))
+    except ValueError:
+        raise ShelmError(f"--seeds {text}: give N (seeds 1..N) or A-B (seeds A..B)") from None
+    if high < 1 or low < 1 or low > high:
+        raise ShelmError(f"--seeds {text}: a sweep needs at least 1 seed, numbered from 1 (N, or A-B with A <= B)")
+    return tuple(range(low, high + 1))
 
 
 def trial_dir_name(env_id: str, agent: str, seed: int) -> str:
@@ -122,8 +135,8 @@ def plan(spec: SweepSpec) -> list[Trial]:
     """The trials of `spec`, validated: agents, envs, settings and every existing trial directory."""
     from shelm.trainers import check_buildable
 
-    if spec.seeds < 1:
-        raise ShelmError(f"--seeds {spec.seeds}: a sweep needs at least 1 seed")
+    if not spec.seeds or min(spec.seeds) < 1:
+        raise ShelmError(f"--seeds {list(spec.seeds)}: a sweep needs at least 1 seed, numbered from 1")
     if spec.steps is not None and spec.steps < 1:
         raise ShelmError(f"--steps {spec.steps}: train for at least 1 step")
     if spec.workers is not None and spec.workers < 1:
@@ -147,9 +160,9 @@ def plan(spec: SweepSpec) -> list[Trial]:
                 )
             if spec.steps is not None:
                 overrides["total_steps"] = spec.steps
-            for seed in range(1, spec.seeds + 1):
+            for seed in spec.seeds:
                 config, applied = resolve_config(env_id, agent, {**overrides, "seed": seed})
-                if seed == 1:  # a bad env id, model path or memory setting fails here, before any write
+                if seed == spec.seeds[0]:  # a bad env id, model path or memory setting fails here, before any write
                     check_buildable(config)
                 run_dir = spec.out / trial_dir_name(env_id, agent, seed)
                 argv = ["shelm", "train", "--env", env_id, "--agent", agent, "--seed", str(seed)]
