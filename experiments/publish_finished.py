@@ -1,7 +1,9 @@
 """Copy the light part (config.json, metrics.jsonl) of every FINISHED trial of a sweep folder into docs/runs/NAME.
 
 A trial is finished when its last metrics row has reached the config's total_steps. Unfinished trials are left
-alone, so a docs folder only ever holds complete curves. Copies are atomic (write, then rename).
+alone, so a docs folder only ever holds complete curves. Copies are atomic (write, then rename). The sweep record
+(sweep.json) is merged, not replaced: a sweep folder made again after the working tree was lost records only its
+own invocations, and the published record keeps those of the earlier ones too.
 
     python experiments/publish_finished.py runs/evidence/memory-s11 memory-s11
 """
@@ -12,6 +14,8 @@ import json
 import os
 import sys
 from pathlib import Path
+
+from shelm.files import write_json_atomic
 
 
 def finished(run_dir: Path) -> bool:
@@ -26,6 +30,18 @@ def copy_atomic(source: Path, target: Path) -> None:
     os.replace(partial, target)
 
 
+def merge_sweep_records(source: Path, target: Path) -> None:
+    """Write into `target` its own invocations followed by those of `source` it does not hold yet."""
+    invocations = json.loads(target.read_text())["invocations"] if target.is_file() else []
+    known = {(entry["command"], entry["started"]) for entry in invocations}
+    invocations += [
+        entry
+        for entry in json.loads(source.read_text())["invocations"]
+        if (entry["command"], entry["started"]) not in known
+    ]
+    write_json_atomic(target, {"invocations": invocations})
+
+
 def publish(sweep_dir: Path, name: str, docs: Path = Path("docs/runs")) -> list[str]:
     published = []
     for run_dir in sorted(p.parent for p in sweep_dir.glob("*/metrics.jsonl")):
@@ -37,7 +53,7 @@ def publish(sweep_dir: Path, name: str, docs: Path = Path("docs/runs")) -> list[
             copy_atomic(run_dir / file, target / file)
         published.append(run_dir.name)
     if (sweep_dir / "sweep.json").is_file() and published:
-        copy_atomic(sweep_dir / "sweep.json", docs / name / "sweep.json")
+        merge_sweep_records(sweep_dir / "sweep.json", docs / name / "sweep.json")
     return published
 
 

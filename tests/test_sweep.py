@@ -222,6 +222,32 @@ def _fake_run(root: Path, env_id: str, agent: str, seed: int, finals: float, ste
         append_metrics(run_dir, {"global_step": step, "success_rate": finals if step > 0.9 * steps else 0.0})
 
 
+def test_publishing_copies_finished_trials_and_merges_the_sweep_record(tmp_path):
+    """experiments/publish_finished.py: a finished trial's light files are copied into docs/runs/NAME, an unfinished
+    one is not, and the published sweep.json keeps the invocations of an earlier, lost sweep folder."""
+    sweep = tmp_path / "runs" / "stage"
+    _fake_run(sweep, ENV, "cnn", 1, 0.5)
+    _fake_run(sweep, ENV, "cnn", 2, 0.5, steps=2000)
+    (sweep / f"{ENV}__cnn__s2" / "metrics.jsonl").write_text('{"global_step": 100, "success_rate": 0.0}\n')
+    earlier = {"command": "shelm sweep --seeds 1", "started": "2026-12-01T00:00:00+00:00", "trials": ["a"]}
+    now = {"command": "shelm sweep --seeds 2-2", "started": "2026-12-05T00:00:00+00:00", "trials": ["b"]}
+    published = tmp_path / "docs" / "runs" / "stage"
+    published.mkdir(parents=True)
+    (published / "sweep.json").write_text(json.dumps({"invocations": [earlier]}))
+    (sweep / "sweep.json").write_text(json.dumps({"invocations": [now]}))
+    script = Path(__file__).resolve().parents[1] / "experiments" / "publish_finished.py"
+    for _ in range(2):  # publishing again changes nothing
+        done = subprocess.run(
+            [sys.executable, str(script), str(sweep), "stage"], cwd=tmp_path, capture_output=True, text=True, check=True
+        )
+        assert done.stdout == f"published {ENV}__cnn__s1\n"
+        assert sorted(p.name for p in published.iterdir()) == [f"{ENV}__cnn__s1", "sweep.json"]
+        assert json.loads((published / "sweep.json").read_text())["invocations"] == [earlier, now]
+    for name in ("config.json", "metrics.jsonl"):
+        copied = (published / f"{ENV}__cnn__s1" / name).read_bytes()
+        assert copied == (sweep / f"{ENV}__cnn__s1" / name).read_bytes()
+
+
 def _iqm(values: list[float]) -> float:
     ordered = sorted(values)
     cut = int(0.25 * len(ordered))
