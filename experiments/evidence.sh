@@ -14,23 +14,35 @@
 # chance for 2M steps (docs/results.md); those trials are kept in docs/runs/evidence/concat/ and
 # docs/runs/evidence/normalized/.
 # Trials run at low priority, two at a time (WORKERS=N sets how many) with one torch thread each; run the same
-# command again to resume. SEEDS=A-B trains only seeds A..B (default 1-3), e.g. the seeds still missing when the
-# finished ones are published in docs/runs/ but the working folder runs/ was lost.
+# command again to resume. SEEDS=A-B trains only seeds A..B (default 1-3) and AGENTS=a,b only those of the stage's
+# agents, e.g. the trials still missing when the finished ones are published in docs/runs/ but the working folder
+# runs/ was lost: `AGENTS=lstm SEEDS=3-3 experiments/evidence.sh memory-s11`.
 # Every 5 minutes, and at the end, each finished trial's config.json and metrics.jsonl are copied into
 # docs/runs/evidence/STAGE/ (experiments/publish_finished.py), so a finished trial survives a lost working tree.
 set -euo pipefail
 stage=${1:?usage: experiments/evidence.sh memory-s11|memory-s11-L2|memory-s11-L2-standardized|keycorridor}
 out=${OUT_ROOT:-runs/evidence}/$stage
 case $stage in
-  memory-s11) args=(--agents oracle,cnn,lstm,shelm --envs MiniGrid-MemoryS11-v0) ;;
-  memory-s11-L2) args=(--agents helm,helmv2 --envs MiniGrid-MemoryS11-v0 --set lm_layers=2) ;;
-  memory-s11-L2-standardized)
-    args=(--agents shelm --envs MiniGrid-MemoryS11-v0 --set lm_layers=2 --set fusion=standardized) ;;
-  keycorridor)
-    args=(--agents cnn,lstm,helm,helmv2,shelm --envs MiniGrid-KeyCorridorS3R1-v0
-      --set helm:lm_layers=2 --set helmv2:lm_layers=2 --set shelm:lm_layers=2) ;;
+  memory-s11) agents=oracle,cnn,lstm,shelm; sets=() ;;
+  memory-s11-L2) agents=helm,helmv2; sets=(lm_layers=2) ;;
+  memory-s11-L2-standardized) agents=shelm; sets=(lm_layers=2 fusion=standardized) ;;
+  keycorridor) agents=cnn,lstm,helm,helmv2,shelm; sets=(helm:lm_layers=2 helmv2:lm_layers=2 shelm:lm_layers=2) ;;
   *) echo "experiments/evidence.sh: unknown stage '$stage'; use memory-s11, memory-s11-L2, memory-s11-L2-standardized or keycorridor" >&2; exit 2 ;;
 esac
+env_id=MiniGrid-MemoryS11-v0
+[ "$stage" = keycorridor ] && env_id=MiniGrid-KeyCorridorS3R1-v0
+if [ -n "${AGENTS:-}" ]; then
+  for agent in ${AGENTS//,/ }; do
+    case ",$agents," in *",$agent,"*) ;; *) echo "experiments/evidence.sh: AGENTS=$AGENTS: '$agent' is not an agent of stage $stage ($agents)" >&2; exit 2 ;; esac
+  done
+  agents=$AGENTS
+fi
+args=(--agents "$agents" --envs "$env_id")
+for setting in ${sets[@]+"${sets[@]}"}; do  # an AGENT:KEY=VALUE setting goes only with its agent
+  scope=${setting%%=*}
+  if [[ $scope == *:* ]] && [[ ",$agents," != *",${scope%%:*},"* ]]; then continue; fi
+  args+=(--set "$setting")
+done
 publish() { python experiments/publish_finished.py "$out" "evidence/$stage"; }
 (while sleep 300; do publish || true; done) &
 poller=$!
