@@ -27,15 +27,22 @@ case $stage in
   memory-s11-L2) agents=helm,helmv2; sets=(lm_layers=2) ;;
   memory-s11-L2-standardized) agents=shelm; sets=(lm_layers=2 fusion=standardized) ;;
   keycorridor) agents=cnn,lstm,helm,helmv2,shelm; sets=(helm:lm_layers=2 helmv2:lm_layers=2 shelm:lm_layers=2) ;;
-  *) echo "experiments/evidence.sh: unknown stage '$stage'; use memory-s11, memory-s11-L2, memory-s11-L2-standardized or keycorridor" >&2; exit 2 ;;
+  *)
+    echo "experiments/evidence.sh: unknown stage '$stage'; use memory-s11, memory-s11-L2," \
+      "memory-s11-L2-standardized or keycorridor" >&2
+    exit 2 ;;
 esac
 env_id=MiniGrid-MemoryS11-v0
 [ "$stage" = keycorridor ] && env_id=MiniGrid-KeyCorridorS3R1-v0
 if [ -n "${AGENTS:-}" ]; then
-  for agent in ${AGENTS//,/ }; do
-    case ",$agents," in *",$agent,"*) ;; *) echo "experiments/evidence.sh: AGENTS=$AGENTS: '$agent' is not an agent of stage $stage ($agents)" >&2; exit 2 ;; esac
+  IFS=', ' read -r -a picked <<< "$AGENTS"
+  for agent in "${picked[@]}"; do
+    if [[ ",$agents," != *",$agent,"* ]]; then
+      echo "experiments/evidence.sh: AGENTS=$AGENTS: '$agent' is not an agent of stage $stage ($agents)" >&2
+      exit 2
+    fi
   done
-  agents=$AGENTS
+  agents=$(IFS=,; echo "${picked[*]}")
 fi
 args=(--agents "$agents" --envs "$env_id")
 for setting in ${sets[@]+"${sets[@]}"}; do  # an AGENT:KEY=VALUE setting goes only with its agent
@@ -48,4 +55,6 @@ publish() { python experiments/publish_finished.py "$out" "evidence/$stage"; }
 poller=$!
 trap 'kill $poller 2>/dev/null || true' EXIT
 nice -n 19 shelm sweep "${args[@]}" --seeds "${SEEDS:-1-3}" --workers "${WORKERS:-2}" --out "$out"
+kill $poller 2>/dev/null || true
+wait $poller 2>/dev/null || true  # the poller's copy, if one is under way, ends before the last one starts
 publish

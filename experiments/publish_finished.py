@@ -30,15 +30,26 @@ def copy_atomic(source: Path, target: Path) -> None:
     os.replace(partial, target)
 
 
+def read_invocations(path: Path) -> list[dict]:
+    """The invocations a sweep record holds; a damaged record stops the publishing with one line naming it."""
+    try:
+        invocations = json.loads(path.read_text())["invocations"]
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError):
+        invocations = None
+    known_by = {"command", "started"}  # the keys an invocation is told apart by
+    if not isinstance(invocations, list) or not all(isinstance(e, dict) and known_by <= e.keys() for e in invocations):
+        print(
+            f"publish_finished.py: '{path}' is damaged; move it away (the finished trials were copied)", file=sys.stderr
+        )
+        sys.exit(2)
+    return invocations
+
+
 def merge_sweep_records(source: Path, target: Path) -> None:
     """Write into `target` its own invocations followed by those of `source` it does not hold yet."""
-    invocations = json.loads(target.read_text())["invocations"] if target.is_file() else []
+    invocations = read_invocations(target) if target.is_file() else []
     known = {(entry["command"], entry["started"]) for entry in invocations}
-    invocations += [
-        entry
-        for entry in json.loads(source.read_text())["invocations"]
-        if (entry["command"], entry["started"]) not in known
-    ]
+    invocations += [entry for entry in read_invocations(source) if (entry["command"], entry["started"]) not in known]
     write_json_atomic(target, {"invocations": invocations})
 
 

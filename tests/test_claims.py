@@ -248,7 +248,7 @@ def test_three_seeds_against_three_can_decide_a_beats_claim_and_two_cannot(tmp_p
     }
     rows = {line.split(" | ")[2]: line for line in out.read_text().splitlines() if line.startswith(f"| {ENV} | shelm")}
     assert rows["cnn"].endswith("| 0.050 | yes |") and rows["lstm"].endswith(" | no |")
-    assert rows[oracle].endswith("| 0.100 | too few seeds (3 vs 2, smallest p 0.100) |")
+    assert rows[oracle].endswith("| 0.100 | too few seeds (3 vs 2 scores, smallest p 0.100) |")
 
     (cnn,) = verdicts["SHELM beats cnn"]["against"]
     assert cnn["p_value"] == pytest.approx(1 / 20) and cnn["smallest_p"] == pytest.approx(1 / 20)

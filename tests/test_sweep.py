@@ -19,7 +19,7 @@ import pytest
 
 from shelm.agents import AGENTS, resolve_config
 from shelm.cli import main
-from shelm.experiments.report import markers
+from shelm.experiments.report import markers, rank_sum_decision
 from shelm.runs import append_metrics, read_metrics, save_run_config
 
 ENV = "MiniGrid-Empty-5x5-v0"
@@ -246,6 +246,12 @@ def test_publishing_copies_finished_trials_and_merges_the_sweep_record(tmp_path)
     for name in ("config.json", "metrics.jsonl"):
         copied = (published / f"{ENV}__cnn__s1" / name).read_bytes()
         assert copied == (sweep / f"{ENV}__cnn__s1" / name).read_bytes()
+    # A damaged published record is named in one line and left as it is; the trials are still copied.
+    (published / "sweep.json").write_text("{")
+    damaged = subprocess.run([sys.executable, str(script), str(sweep), "stage"], cwd=tmp_path, capture_output=True)
+    assert damaged.returncode == 2 and damaged.stderr.decode().count("\n") == 1
+    assert b"docs/runs/stage/sweep.json' is damaged; move it away" in damaged.stderr
+    assert (published / "sweep.json").read_text() == "{"
 
 
 def _iqm(values: list[float]) -> float:
@@ -255,12 +261,31 @@ def _iqm(values: list[float]) -> float:
 
 
 def _rank_sum_p(x: list[float], y: list[float]) -> float:
-    """Exact one-sided p of the Wilcoxon rank-sum statistic (no ties): the share of all ways to pick len(x) ranks
-    out of len(x) + len(y) whose sum is at least x's."""
+    """Exact one-sided p of the Wilcoxon rank-sum statistic, by hand: tied scores share their mean rank, and p is the
+    share of all ways to pick len(x) of the pooled scores whose rank sum is at least x's."""
     pooled = sorted(x + y)
-    observed = sum(pooled.index(v) + 1 for v in x)
-    sums = [sum(c) for c in itertools.combinations(range(1, len(pooled) + 1), len(x))]
-    return sum(s >= observed for s in sums) / len(sums)
+    rank = {v: np.mean([i + 1 for i, w in enumerate(pooled) if w == v]) for v in pooled}
+    observed = sum(rank[v] for v in x)
+    sums = [sum(rank[pooled[i]] for i in c) for c in itertools.combinations(range(len(pooled)), len(x))]
+    return sum(s >= observed - 1e-9 for s in sums) / len(sums)
+
+
+@pytest.mark.parametrize(
+    ("x", "y", "p", "higher", "decidable"),
+    [
+        ([1.0, 1.0, 1.0], [0.0, 0.0, 0.0], 1 / 20, True, True),  # all tied within groups: still every x above every y
+        ([1.0, 1.0, 1.0], [0.0, 0.0], 1 / 10, False, False),  # the normal approximation would say 0.048, "higher"
+        ([0.9, 0.95, 1.0], [0.0, 0.0], 1 / 10, False, False),
+        ([0.5, 0.5, 0.6], [0.5, 0.4, 0.5], None, False, True),  # ties across the groups
+    ],
+)
+def test_the_rank_sum_decision_is_exact_with_ties(x, y, p, higher, decidable):
+    decision = rank_sum_decision(np.array(x), np.array(y))
+    if p is not None:
+        assert decision["p_value"] == pytest.approx(p)
+    assert decision["p_value"] == pytest.approx(_rank_sum_p(x, y))
+    assert decision["smallest_p"] == pytest.approx(1 / math.comb(len(x) + len(y), len(x)))
+    assert (decision["higher"], decision["decidable"]) == (higher, decidable)
 
 
 def test_report_statistics_match_hand_computation(tmp_path):
@@ -309,10 +334,10 @@ def test_report_statistics_match_hand_computation(tmp_path):
         assert c["ci"][0] <= wins <= c["ci"][1]
         assert c["p_value"] == pytest.approx(_rank_sum_p(x, y))
         assert c["higher"] == (c["p_value"] <= 0.05)  # an exact test at level 0.05 rejects at p <= 0.05
-        assert c["seeds"] == [len(x), len(y)]
-        assert c["smallest_p"] == pytest.approx(1 / math.comb(len(x) + len(y), len(x)))
-        assert c["decidable"] == (c["smallest_p"] <= 0.05)
-    assert comparisons["all envs", "helm", "cnn"]["probability_of_improvement"] == pytest.approx(np.mean(per_env))
+        assert c["scores"] == [8, 8] and c["smallest_p"] == pytest.approx(1 / math.comb(16, 8)) and c["decidable"]
+    overall = comparisons["all envs", "helm", "cnn"]
+    assert overall["probability_of_improvement"] == pytest.approx(np.mean(per_env))
+    assert overall["scores"] == [16, 16]  # each seed's score on each of the two envs
 
 
 def test_report_fills_only_its_marked_region_and_refuses_an_unmarked_file(tmp_path, capsys):
@@ -386,7 +411,8 @@ def test_two_sweep_folders_report_as_one_with_their_variants_apart(tmp_path):
     }
     assert sorted(comparisons) == [("shelm (symbolic)", "cnn"), ("shelm (symbolic)", "shelm (symbolic, lm_layers=2)")]
     assert comparisons["shelm (symbolic)", "shelm (symbolic, lm_layers=2)"]["probability_of_improvement"] == 1.0
-    assert comparisons["shelm (symbolic)", "shelm (symbolic, lm_layers=2)"]["p_value"] < 0.05  # ties: not exact
+    against_cut = comparisons["shelm (symbolic)", "shelm (symbolic, lm_layers=2)"]
+    assert against_cut["p_value"] == pytest.approx(1 / 20) and against_cut["higher"]  # exact, though the 0.2s tie
 
 
 def test_a_baseline_that_is_no_agent_of_the_report_is_refused(tmp_path, capsys):

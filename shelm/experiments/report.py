@@ -172,24 +172,24 @@ def improvement_with_ci(x: np.ndarray, y: np.ndarray, reps: int) -> tuple[float,
     return float(points["x,y"]), float(low), float(high)
 
 
-def rank_sum_greater(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
-    """One-sided Wilcoxon rank-sum (Mann-Whitney U) test that x tends to be larger than y: (U, p-value).
-
-    scipy computes the exact p-value for small samples without ties (the usual 2-10 seeds), where the normal
-    approximation would overstate significance: with 3 seeds against 3, the smallest exact p is 1/20 = 0.05."""
-    from scipy.stats import mannwhitneyu
-
-    result = mannwhitneyu(x, y, alternative="greater", method="auto")
-    return float(result.statistic), float(result.pvalue)
+EXACT_SPLITS = 200_000  # up to this many ways to split the pooled scores, the rank-sum p is exact
 
 
 def rank_sum_decision(x: np.ndarray, y: np.ndarray) -> dict[str, float | bool]:
-    """The report's one decision whether x scores higher than y, shared by its comparison table and its claims:
-    the rank-sum p-value, the smallest p that these sample sizes allow (every x above every y: 1 / C(n + m, n)),
-    whether x is higher at ALPHA, and whether any outcome could have been (so a "no" can be told from too few
-    seeds)."""
-    _, p = rank_sum_greater(x, y)
-    smallest_p = 1 / math.comb(len(x) + len(y), len(x))
+    """The report's one decision whether x scores higher than y, shared by its comparison table and its claims.
+
+    A one-sided Wilcoxon rank-sum (Mann-Whitney U) test. For the usual few seeds its p is exact: the share of all
+    C(n + m, n) ways to split the pooled scores whose U is at least the observed one, ties included (success rates
+    tie often, and the normal approximation scipy falls back to on ties would put p below what so few seeds allow:
+    3 seeds all at 1.0 against 3 at 0.0 would get 0.023 instead of 1/20). Returns that p, the smallest p these
+    sample sizes allow (every x above every y: 1 / C(n + m, n)), whether x is higher at ALPHA, and whether any
+    outcome could have been (so a "no" can be told from too few seeds)."""
+    from scipy.stats import PermutationMethod, mannwhitneyu
+
+    splits = math.comb(len(x) + len(y), len(x))
+    method = PermutationMethod(n_resamples=np.inf) if splits <= EXACT_SPLITS else "asymptotic"
+    p = float(mannwhitneyu(x, y, alternative="greater", method=method).pvalue)
+    smallest_p = 1 / splits
     return {"p_value": p, "smallest_p": smallest_p, "higher": p <= ALPHA, "decidable": smallest_p <= ALPHA}
 
 
@@ -272,7 +272,7 @@ def summarize(
                         "env": env_id,
                         "memory": memory,
                         "baseline": baseline,
-                        "seeds": [len(x), len(y)],
+                        "scores": [x.size, y.size],  # tested: one per seed, or per seed and env over all envs
                         "probability_of_improvement": point,
                         "ci": [low, high],
                         **rank_sum_decision(x.ravel(), y.ravel()),
@@ -396,9 +396,10 @@ def markdown(summary: dict[str, Any], sweep_dirs: list[Path], metric: str) -> st
         lines += [
             "",
             "Memory agents against the baselines: probability of improvement P(memory > baseline) with its 95% "
-            "bootstrap CI, and a one-sided Wilcoxon rank-sum test over seeds (exact for small samples; higher at "
-            f'alpha {ALPHA}: p <= {ALPHA}; "too few seeds" where no outcome of so few seeds reaches that p, as with '
-            "2 against 3, so a comparison not won decides nothing).",
+            "bootstrap CI, and a one-sided Wilcoxon rank-sum test over seeds (exact for small samples, ties "
+            f'included; higher at alpha {ALPHA}: p <= {ALPHA}; "too few seeds" where no outcome of so few seeds '
+            'reaches that p, as with 2 against 3, so a comparison not won decides nothing; the "all envs" rows pool '
+            "each seed's score on every env).",
             "",
             f"| env | memory agent | baseline | P(improvement) [95% CI] | rank-sum p | higher at alpha {ALPHA} |",
             "|---|---|---|---|---|---|",
@@ -424,7 +425,8 @@ def _decision_words(decision: dict[str, Any]) -> str:
         return "yes"
     if decision["decidable"]:
         return "no"
-    return f"too few seeds ({decision['seeds'][0]} vs {decision['seeds'][1]}, smallest p {decision['smallest_p']:.3f})"
+    n, m = decision["scores"]
+    return f"too few seeds ({n} vs {m} scores, smallest p {decision['smallest_p']:.3f})"
 
 
 # --- claims ------------------------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ import fcntl
 import json
 import multiprocessing
 import os
+import re
 import shlex
 import signal
 import socket
@@ -82,15 +83,18 @@ class TrialResult:
     error: str = ""
 
 
+SEEDS_PATTERN = re.compile(r"([0-9]+)(?:-([0-9]+))?")
+
+
 def parse_seeds(text: str) -> tuple[int, ...]:
     """`--seeds`: 'N' is seeds 1..N; 'A-B' is seeds A..B, to add seeds to a sweep or to train some of its seeds
     again elsewhere (e.g. after its finished trials were published and the working folder was lost)."""
-    first, dash, last = text.partition("-")
-    try:
-        low, high = (int(first), int(last)) if dash else (1, int(first))
-    except ValueError:
-        raise ShelmError(f"--seeds {text}: give N (seeds 1..N) or A-B (seeds A..B)") from None
-    if high < 1 or low < 1 or low > high:
+    match = SEEDS_PATTERN.fullmatch(text.strip())
+    if match is None:
+        raise ShelmError(f"--seeds {text}: give N (seeds 1..N) or A-B (seeds A..B)")
+    first, last = match.groups()
+    low, high = (int(first), int(last)) if last is not None else (1, int(first))
+    if low < 1 or low > high:
         raise ShelmError(f"--seeds {text}: a sweep needs at least 1 seed, numbered from 1 (N, or A-B with A <= B)")
     return tuple(range(low, high + 1))
 
