@@ -19,7 +19,7 @@ import pytest
 
 from shelm.agents import AGENTS, resolve_config
 from shelm.cli import main
-from shelm.experiments.report import markers, rank_sum_decision
+from shelm.experiments.report import iqm_with_ci, markers, rank_sum_decision
 from shelm.runs import append_metrics, read_metrics, save_run_config
 
 ENV = "MiniGrid-Empty-5x5-v0"
@@ -268,6 +268,20 @@ def _rank_sum_p(x: list[float], y: list[float]) -> float:
     observed = sum(rank[v] for v in x)
     sums = [sum(rank[pooled[i]] for i in c) for c in itertools.combinations(range(len(pooled)), len(x))]
     return sum(s >= observed - 1e-9 for s in sums) / len(sums)
+
+
+def test_bootstrap_intervals_are_the_same_on_every_run_and_leave_numpy_alone():
+    """The stratified bootstrap of a [seeds, envs] matrix gives the same CI whatever numpy's global generator
+    holds, and leaves that generator where it was."""
+    scores = np.random.default_rng(1).uniform(0.3, 0.9, (3, 2))
+    intervals = []
+    for state in (0, 12345):
+        np.random.seed(state)
+        before = np.random.get_state()[1].copy()
+        intervals.append(iqm_with_ci(scores, reps=500))
+        assert (np.random.get_state()[1] == before).all()
+    assert intervals[0] == intervals[1]
+    assert intervals[0][1] < intervals[0][0] < intervals[0][2]
 
 
 @pytest.mark.parametrize(

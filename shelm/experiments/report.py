@@ -148,11 +148,19 @@ def iqm(scores: np.ndarray) -> float:
 
 
 def _interval(score_dict: dict[str, Any], func: Any, reps: int, seed: int = 0) -> tuple[dict, dict]:
+    """rliable's stratified-bootstrap estimates, the same on every run for the same scores. rliable's resampling
+    draws from numpy's global generator whatever random_state it is given, so that generator is seeded for the call
+    and put back as it was after it."""
     from rliable import library
 
-    with warnings.catch_warnings():  # arch 7 warns about the random_state that rliable passes it
-        warnings.simplefilter("ignore", FutureWarning)
-        return library.get_interval_estimates(score_dict, func, reps=reps, random_state=np.random.RandomState(seed))
+    outside = np.random.get_state()
+    np.random.seed(seed)
+    try:
+        with warnings.catch_warnings():  # arch 7 warns about the random_state that rliable passes it
+            warnings.simplefilter("ignore", FutureWarning)
+            return library.get_interval_estimates(score_dict, func, reps=reps, random_state=np.random.RandomState(seed))
+    finally:
+        np.random.set_state(outside)
 
 
 def iqm_with_ci(scores: np.ndarray, reps: int) -> tuple[float, float, float]:
