@@ -11,23 +11,16 @@ own invocations, and the published record keeps those of the earlier ones too.
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 
-from shelm.files import write_json_atomic
+from shelm.files import write_atomic, write_json_atomic
 
 
 def finished(run_dir: Path) -> bool:
     config = json.loads((run_dir / "config.json").read_text())
     lines = (run_dir / "metrics.jsonl").read_text().splitlines()
     return bool(lines) and json.loads(lines[-1])["global_step"] >= config["config"]["total_steps"]
-
-
-def copy_atomic(source: Path, target: Path) -> None:
-    partial = target.with_suffix(target.suffix + ".partial")
-    partial.write_bytes(source.read_bytes())
-    os.replace(partial, target)
 
 
 def read_invocations(path: Path) -> list[dict]:
@@ -61,7 +54,7 @@ def publish(sweep_dir: Path, name: str, docs: Path = Path("docs/runs")) -> list[
         target = docs / name / run_dir.name
         target.mkdir(parents=True, exist_ok=True)
         for file in ("config.json", "metrics.jsonl"):
-            copy_atomic(run_dir / file, target / file)
+            write_atomic(target / file, (run_dir / file).read_bytes())
         published.append(run_dir.name)
     if (sweep_dir / "sweep.json").is_file() and published:
         merge_sweep_records(sweep_dir / "sweep.json", docs / name / "sweep.json")
