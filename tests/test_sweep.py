@@ -359,7 +359,8 @@ def test_report_fills_only_its_marked_region_and_refuses_an_unmarked_file(tmp_pa
     for seed in (1, 2):
         _fake_run(sweep, ENV, "cnn", seed, 0.25 * seed)
     planned = [f"{ENV}__cnn__s1", f"{ENV}__cnn__s2", f"{ENV}__cnn__s3"]  # seed 3 has not started
-    (sweep / "sweep.json").write_text(json.dumps({"invocations": [{"trials": planned}]}))
+    resumed = [f"{ENV}__cnn__s2"]  # a later invocation for one seed leaves seed 3 still owed
+    (sweep / "sweep.json").write_text(json.dumps({"invocations": [{"trials": planned}, {"trials": resumed}]}))
     page = tmp_path / "results.md"
     begin, end = markers("runs")
     other = "\n".join(markers("other")) + "\n"  # another sweep's region stays as it is
@@ -382,6 +383,11 @@ def test_report_fills_only_its_marked_region_and_refuses_an_unmarked_file(tmp_pa
     assert unmarked.read_text() == "my notes\n"
     assert main(["report", str(tmp_path / "nothing")]) == 2
     assert "is not a directory" in capsys.readouterr().err
+    (sweep / "sweep.json").write_text(json.dumps({"invocations": [{"agents": ["cnn"]}]}))  # no trial list
+    assert main(["report", str(sweep), "--out", str(page)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "sweep.json' is damaged; move it away" in err
+    assert f"| {ENV} | cnn | 2 | 0.375" in page.read_text()  # the page keeps its last report
 
 
 def test_a_sweep_parent_releases_the_models_it_loaded_to_check_its_trials(tmp_path, tiny_llama_with_tokenizer_dir):

@@ -127,13 +127,18 @@ def load_trials(sweep_dir: Path, metric: str) -> list[TrialScores]:
 
 
 def planned_trials(sweep_dir: Path) -> list[str]:
-    """The trial names of the sweep's latest invocation (OUT/sweep.json), [] for a plain folder of runs."""
+    """The trial names every invocation of the sweep planned (OUT/sweep.json), in first-planned order; [] for a
+    plain folder of runs. All invocations count, not only the latest: a sweep resumed for the seeds still missing
+    (`--seeds 3-3`) still owes the trials its earlier invocations planned."""
     from shelm.experiments.sweep import MANIFEST
 
     path = sweep_dir / MANIFEST
+    if not path.is_file():
+        return []
     try:
-        return list(json.loads(path.read_text())["invocations"][-1]["trials"]) if path.is_file() else []
-    except (json.JSONDecodeError, KeyError, IndexError, TypeError):
+        invocations = json.loads(path.read_text())["invocations"]
+        return list(dict.fromkeys(name for invocation in invocations for name in invocation["trials"]))
+    except (json.JSONDecodeError, KeyError, TypeError):
         raise ShelmError(f"'{path}' is damaged; move it away (the report then covers the runs it finds)") from None
 
 
