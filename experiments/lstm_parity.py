@@ -9,9 +9,15 @@ shelm's side is a plain sweep; this script trains the peer and writes one folder
 What is the same: the environment as shelm builds it (`shelm.envs.make_env`: the 56x56x3 RGB partial view), 16
 envs, rollouts of 128 steps, 3 epochs of 8 minibatches, lr 3e-4, gamma 0.99, GAE lambda 0.99, clip 0.2,
 entropy 0.01, value 0.5, grad norm 0.5 (shelm's defaults for this task, which has no paper preset), one torch
-thread. Episodes are scored by shelm's own `EpisodeTracker` and the suite's success rule (a positive return on
-MiniGrid), averaged
-over the last 100 episodes) and a metrics row is written after every rollout, as `shelm train` does.
+thread. `--lr`, `--ent-coef` and `--n-steps` set the peer to what a shelm run used on another task, e.g. the
+KeyCorridorS3R1 check beside `shelm train --env MiniGrid-KeyCorridorS3R1-v0 --agent lstm --set lr=3e-4
+--set ent_coef=0.01` (whose preset rollout is 64 steps):
+
+    python experiments/lstm_parity.py --env MiniGrid-KeyCorridorS3R1-v0 --lr 3e-4 --ent-coef 0.01 --n-steps 64 \
+        --seeds 1 --steps 500000 --out runs/diag/kc-rppo
+
+Episodes are scored by shelm's own `EpisodeTracker` and the suite's success rule (a positive return on MiniGrid,
+averaged over the last 100 episodes) and a metrics row is written after every rollout, as `shelm train` does.
 What differs is the peer's own network and PPO: NatureCNN -> 512 -> an actor LSTM 256 and a critic LSTM 256,
 linear heads, sequences cut at episode starts by sb3-contrib.
 
@@ -65,10 +71,11 @@ STATS_WINDOW = 100
 class ShelmMetrics(BaseCallback):
     """Scores episodes with shelm's EpisodeTracker and appends a metrics row after every rollout."""
 
-    def __init__(self, run_dir: Path, env_id: str, n_envs: int):
+    def __init__(self, run_dir: Path, env_id: str, settings: dict[str, Any]):
         super().__init__()
         self.run_dir = run_dir
-        self.tracker = EpisodeTracker(n_envs, STATS_WINDOW, success_rule(env_id))
+        self.steps_per_rollout = settings["n_envs"] * settings["n_steps"]
+        self.tracker = EpisodeTracker(settings["n_envs"], STATS_WINDOW, success_rule(env_id))
         self.started = time.perf_counter()
 
     def _on_step(self) -> bool:
@@ -77,9 +84,8 @@ class ShelmMetrics(BaseCallback):
 
     def _on_rollout_end(self) -> None:
         now = time.perf_counter()
-        steps = SETTINGS["n_envs"] * SETTINGS["n_steps"]
         row = {"global_step": self.num_timesteps, **self.tracker.summary(), "episodes": self.tracker.total_episodes}
-        append_metrics(self.run_dir, {**row, "sps": steps / (now - self.started)})
+        append_metrics(self.run_dir, {**row, "sps": self.steps_per_rollout / (now - self.started)})
         self.started = now
 
 
@@ -88,7 +94,7 @@ def finished(run_dir: Path, steps: int) -> bool:
     return bool(rows) and rows[-1]["global_step"] >= steps
 
 
-def train_peer(env_id: str, seed: int, steps: int, out: Path, command: str) -> Path:
+def train_peer(env_id: str, seed: int, steps: int, settings: dict[str, Any], out: Path, command: str) -> Path:
     run_dir = out / f"{env_id}__{PEER}__s{seed}"
     if finished(run_dir, steps):
         print(f"skip   {run_dir.name} (finished)")
@@ -101,19 +107,19 @@ def train_peer(env_id: str, seed: int, steps: int, out: Path, command: str) -> P
         "env_id": env_id,
         "seed": seed,
         "total_steps": steps,
-        "settings": SETTINGS,
+        "settings": settings,
         "policy_kwargs": POLICY_KWARGS,
         "torch_threads": torch.get_num_threads(),
         "command": command,
     }
     write_json_atomic(run_dir / "config.json", config)
-    envs = make_vec_env(lambda: make_env(env_id), n_envs=SETTINGS["n_envs"], seed=seed)
-    hyper = {k: v for k, v in SETTINGS.items() if k != "n_envs"}
+    envs = make_vec_env(lambda: make_env(env_id), n_envs=settings["n_envs"], seed=seed)
+    hyper = {k: v for k, v in settings.items() if k != "n_envs"}
     model = RecurrentPPO(
         "CnnLstmPolicy", envs, policy_kwargs=POLICY_KWARGS, device="cpu", seed=seed, verbose=0, **hyper
     )
     print(f"start  {run_dir.name}")
-    model.learn(total_timesteps=steps, callback=ShelmMetrics(run_dir, env_id, SETTINGS["n_envs"]))
+    model.learn(total_timesteps=steps, callback=ShelmMetrics(run_dir, env_id, settings))
     envs.close()
     last = read_metrics(run_dir)[-1]
     print(f"done   {run_dir.name}: success_rate {last['success_rate']:.3f} at {last['global_step']} steps")
@@ -126,16 +132,28 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     parser.add_argument("--steps", type=int, default=1_000_000)
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1)")
+    parser.add_argument("--lr", type=float, default=SETTINGS["learning_rate"], help="learning rate (default 3e-4)")
+    parser.add_argument("--ent-coef", type=float, default=SETTINGS["ent_coef"], help="entropy bonus (default 0.01)")
+    parser.add_argument(
+        "--n-steps", type=int, default=SETTINGS["n_steps"], help="rollout steps per env (default 128; 8 minibatches)"
+    )
     parser.add_argument("--out", type=Path, default=Path("runs/evidence/parity-rppo"))
     args = parser.parse_args()
-    if args.steps < SETTINGS["n_envs"] * SETTINGS["n_steps"] or args.threads < 1:
-        print(f"--steps {args.steps} / --threads {args.threads}: use >= 2048 steps and >= 1 thread", file=sys.stderr)
+    settings = {**SETTINGS, "learning_rate": args.lr, "ent_coef": args.ent_coef, "n_steps": args.n_steps}
+    settings["batch_size"] = settings["n_envs"] * args.n_steps // 8
+    rollout = settings["n_envs"] * args.n_steps
+    if args.n_steps < 8 or args.steps < rollout or args.threads < 1:
+        print(
+            f"--steps {args.steps} / --n-steps {args.n_steps} / --threads {args.threads}: use --n-steps >= 8, "
+            f">= {rollout} steps (one rollout) and >= 1 thread",
+            file=sys.stderr,
+        )
         sys.exit(2)
     torch.set_num_threads(args.threads)
     os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
     command = shlex.join(["python", *sys.argv])
     for seed in args.seeds:
-        train_peer(args.env, seed, args.steps, args.out, command)
+        train_peer(args.env, seed, args.steps, settings, args.out, command)
     print(json.dumps({"out": str(args.out), "finals": [_final(args.out, args.env, s) for s in args.seeds]}))
 
 

@@ -18,9 +18,12 @@ from shelm.files import write_atomic, write_json_atomic
 
 
 def finished(run_dir: Path) -> bool:
+    """Whether the trial's last metrics row reached its step budget: a shelm run's config.json holds it under
+    "config", a peer's (experiments/lstm_parity.py) at the top."""
     config = json.loads((run_dir / "config.json").read_text())
+    total_steps = config["config"]["total_steps"] if "config" in config else config["total_steps"]
     lines = (run_dir / "metrics.jsonl").read_text().splitlines()
-    return bool(lines) and json.loads(lines[-1])["global_step"] >= config["config"]["total_steps"]
+    return bool(lines) and json.loads(lines[-1])["global_step"] >= total_steps
 
 
 def read_invocations(path: Path) -> list[dict]:

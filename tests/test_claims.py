@@ -264,6 +264,67 @@ def test_three_seeds_against_three_can_decide_a_beats_claim_and_two_cannot(tmp_p
     assert verdicts[f"SHELM beats lstm and {oracle}"]["verdict"] == "does not hold"
 
 
+PEER = "sb3_contrib.RecurrentPPO"  # the label experiments/lstm_parity.py's trials get in the report
+
+
+def _peer_run(root: Path, seed: int, final: float) -> None:
+    """A peer library's trial as experiments/lstm_parity.py writes it: success_rate 0 until its last row."""
+    run_dir = root / f"{ENV}__sb3-rppo__s{seed}"
+    run_dir.mkdir(parents=True)
+    config = {"peer": f"{PEER} 2.9.2", "policy": "CnnLstmPolicy", "env_id": ENV, "seed": seed, "total_steps": 1000}
+    (run_dir / "config.json").write_text(json.dumps(config))
+    for step in range(100, 1001, 100):
+        append_metrics(run_dir, {"global_step": step, "success_rate": final if step == 1000 else 0.0})
+
+
+def _no_worse(name: str) -> str:
+    return f'[[claim]]\ntext = "{name}"\nsource = "parity"\nkind = "no_worse"\nenv = "{ENV}"\nagent = "lstm"\n' + (
+        f'others = ["{PEER}"]\n'
+    )
+
+
+@pytest.mark.parametrize(
+    ("ours", "peer", "verdict"),
+    [
+        ([0.90, 0.92, 0.94], [0.91, 0.93, 0.95], "holds"),  # interleaved: within the CIs, the peer not higher
+        ([0.50, 0.52, 0.54], [0.91, 0.93, 0.95], "does not hold"),  # every peer seed above every one of ours
+    ],
+    ids=["interleaved", "peer-ahead"],
+)
+def test_a_no_worse_claim_checks_parity_with_a_peer_librarys_trials(tmp_path, ours, peer, verdict):
+    """A peer's trials (config.json naming the peer) are reported beside shelm's under the peer's name, and a
+    no_worse claim holds when the agent's IQM CI reaches the peer's and the peer does not score higher."""
+    root, peers = tmp_path / "parity", tmp_path / "parity-peer"
+    for seed, (mine, theirs) in enumerate(zip(ours, peer, strict=True), start=1):
+        _run(root, "lstm", seed, mine)
+        _peer_run(peers, seed, theirs)
+    claims = tmp_path / "claims.toml"
+    claims.write_text(_no_worse("lstm no worse than the peer"))
+    out = tmp_path / "results.md"
+    assert main(["report", str(root), str(peers), "--out", str(out), "--reps", "200", "--claims", str(claims)]) == 0
+    numbers = json.loads((tmp_path / "parity-report.json").read_text())
+    table = {row["agent"]: row for row in numbers["table"]}
+    assert sorted(table) == ["lstm", PEER] and table[PEER]["scores"] == peer
+    (claim,) = numbers["claims"]
+    (against,) = claim["against"]
+    assert claim["verdict"] == verdict and against["agent"] == PEER and against["iqm"] == pytest.approx(_iqm(peer))
+    assert against["reaches"] == (claim["ci"][1] >= against["ci"][0])
+    # Exact one-sided p of "the peer scores higher": the share of the 20 ways to pick 3 of the 6 pooled ranks whose
+    # sum is at least the peer's: all above ours is 1 of 20; ranks 2, 4, 6 (sum 12) are met or beaten by 7 of 20.
+    assert against["other_higher"]["p_value"] == pytest.approx(1 / 20 if verdict == "does not hold" else 7 / 20)
+    assert f"| {verdict} | IQM {_iqm(ours):.3f} [" in _row(out.read_text(), "lstm no worse than the peer")
+
+
+def test_a_peer_config_without_its_step_budget_is_refused_in_one_line(tmp_path, capsys):
+    _peer_run(tmp_path / "peers", 1, 0.5)
+    config = tmp_path / "peers" / f"{ENV}__sb3-rppo__s1" / "config.json"
+    config.write_text(json.dumps({"peer": PEER, "env_id": ENV, "seed": 1}))
+    assert main(["report", str(tmp_path / "peers"), "--out", str(tmp_path / "r.md")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"'{config}' names a peer but not its peer, env_id, seed, total_steps" in err
+    assert not (tmp_path / "r.md").exists()
+
+
 def test_a_label_without_finished_trials_is_not_measured_yet_and_an_untestable_claim_says_why(reported):
     verdicts, page = reported
     helm = verdicts["SHELM beats HELM"]
@@ -324,7 +385,8 @@ def test_the_claims_table_fills_its_marked_region_and_keeps_the_page(reported, s
     [
         (
             'text = "A guess"\nsource = "S"\nkind = "prediction"',
-            'claim 2 (\'A guess\'): kind = \'prediction\' is unknown; give kind = "threshold", "beats" or "untestable"',
+            "claim 2 ('A guess'): kind = 'prediction' is unknown; give kind = \"threshold\", \"beats\", "
+            '"no_worse" or "untestable"',
         ),
         (
             f'text = "SHELM beats"\nsource = "S"\nkind = "beats"\nenv = "{ENV}"\nagent = "shelm (symbolic)"',
@@ -365,12 +427,12 @@ def test_the_repository_claims_file_names_labels_the_agents_produce():
     """docs/claims.toml parses, and each of its agent labels is one an agent's label gives on that env, so that a
     renamed agent or setting breaks this test rather than turning a claim into 'not measured yet' for good."""
     claims = load_claims(REPOSITORY_CLAIMS)
-    assert len(tomllib.loads(REPOSITORY_CLAIMS.read_text())["claim"]) == len(claims) == 8
-    assert [c.kind for c in claims] == ["beats", *["threshold"] * 5, "beats", "untestable"]
+    assert len(tomllib.loads(REPOSITORY_CLAIMS.read_text())["claim"]) == len(claims) == 9
+    assert [c.kind for c in claims] == ["beats", *["threshold"] * 5, "beats", "untestable", "no_worse"]
     for claim in claims:
         if claim.kind == "untestable":
             continue
-        labels = set()
+        labels = {PEER}
         for name, spec in AGENTS.items():
             for overrides in ({}, {"lm_layers": 2}):
                 config, _ = resolve_config(claim.env, name, overrides)

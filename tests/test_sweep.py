@@ -254,6 +254,24 @@ def test_publishing_copies_finished_trials_and_merges_the_sweep_record(tmp_path)
     assert (published / "sweep.json").read_text() == "{"
 
 
+def test_publishing_copies_a_finished_peer_trial_whose_config_holds_its_budget_at_the_top(tmp_path):
+    """experiments/lstm_parity.py writes the peer's step budget at the top of its config.json, not under "config";
+    its finished trials are published like shelm's and its unfinished ones are not."""
+    peers = tmp_path / "runs" / "parity-rppo"
+    for seed, last_step in ((1, 4096), (2, 2048)):
+        run_dir = peers / f"{ENV}__sb3-rppo__s{seed}"
+        run_dir.mkdir(parents=True)
+        (run_dir / "config.json").write_text(json.dumps({"peer": "sb3_contrib.RecurrentPPO", "total_steps": 4096}))
+        (run_dir / "metrics.jsonl").write_text(json.dumps({"global_step": last_step, "success_rate": 0.5}) + "\n")
+    script = Path(__file__).resolve().parents[1] / "experiments" / "publish_finished.py"
+    done = subprocess.run(
+        [sys.executable, str(script), str(peers), "parity-rppo"], cwd=tmp_path, capture_output=True, text=True
+    )
+    assert done.returncode == 0 and done.stdout == f"published {ENV}__sb3-rppo__s1\n"
+    published = tmp_path / "docs" / "runs" / "parity-rppo"
+    assert [p.name for p in published.iterdir()] == [f"{ENV}__sb3-rppo__s1"]  # no sweep.json to merge
+
+
 def _iqm(values: list[float]) -> float:
     ordered = sorted(values)
     cut = int(0.25 * len(ordered))

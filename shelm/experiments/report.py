@@ -10,7 +10,9 @@ Each memory agent (one with a frozen LM memory) against each baseline (cnn, lstm
 - a one-sided Wilcoxon rank-sum test of "memory scores higher" over the seeds (scipy's Mann-Whitney U, exact for
   small samples), at alpha 0.05.
 Learning curves show the IQM over seeds at each step with a CI band. Only trials that reached their step budget
-count; unfinished ones are listed.
+count; unfinished ones are listed. Besides shelm's runs, a folder may hold a peer library's trials written in the
+same layout (experiments/lstm_parity.py: config.json naming the `peer`, its env_id, seed and total_steps, and
+metrics.jsonl); they are labelled with the peer's name and reported as baselines.
 
 The markdown goes to a new file, or into an existing one between the lines `<!-- shelm report NAME: begin -->` and
 `<!-- shelm report NAME: end -->` (NAME: the sweep folder's name), so a hand-written page (docs/results.md) keeps its
@@ -20,9 +22,11 @@ With `--claims FILE`, a TOML file of `[[claim]]` tables (docs/claims.toml holds 
 tests), each claim gets a verdict from the finished trials of all the folders reported together: a `threshold`
 claim holds when an agent's IQM meets `at_least` or `at_most`; a `beats` claim holds when the one-sided rank-sum
 test says the agent scores higher than each of `others` at alpha 0.05 (p <= 0.05), and cannot be decided when
-every comparison it loses had too few seeds for any outcome to reach that p; an `untestable` claim states why this
-project cannot test it. A claim whose env or agent has no finished trial is "not measured yet". The verdicts go
-into the report's JSON and, as a table, between `<!-- shelm report claims: begin -->` and
+every comparison it loses had too few seeds for any outcome to reach that p; a `no_worse` claim (a parity check
+against a peer) holds when, against each of `others`, the agent's IQM CI reaches the other's (its upper end at or
+above the other's lower end) and the rank-sum test does not say the other scores higher; an `untestable` claim
+states why this project cannot test it. A claim whose env or agent has no finished trial is "not measured yet".
+The verdicts go into the report's JSON and, as a table, between `<!-- shelm report claims: begin -->` and
 `<!-- shelm report claims: end -->` (appended to a new page, refused in an existing one without those lines). A
 bad claims file is refused in one line before anything is written.
 """
@@ -96,10 +100,14 @@ def read_trials(sweep_dir: Path, metric: str) -> list[TrialScores]:
         raise ShelmError(f"'{sweep_dir}' is not a directory; give the --out folder of `shelm sweep`")
     trials = []
     for run_dir in sorted(p.parent for p in sweep_dir.glob("*/config.json")):
-        config = load_run_config(run_dir)
         steps, values = metric_series(run_dir, metric)
         if not len(steps):
             continue
+        peer = _peer_trial(run_dir, steps, values)
+        if peer is not None:
+            trials.append(peer)
+            continue
+        config = load_run_config(run_dir)
         trials.append(
             TrialScores(
                 run_dir.name,
@@ -113,6 +121,36 @@ def read_trials(sweep_dir: Path, metric: str) -> list[TrialScores]:
             )
         )
     return trials
+
+
+PEER_KEYS = ("peer", "env_id", "seed", "total_steps")  # what a peer library's trial records in its config.json
+
+
+def _peer_trial(run_dir: Path, steps: np.ndarray, values: np.ndarray) -> TrialScores | None:
+    """A peer library's trial (its config.json names the `peer`, e.g. "sb3_contrib.RecurrentPPO 2.9.2"), labelled
+    with the peer's name without its version and counted as a baseline; None for a shelm run."""
+    path = run_dir / "config.json"
+    try:
+        raw = json.loads(path.read_text())
+    except json.JSONDecodeError:
+        raise ShelmError(f"'{path}' is not valid JSON; move the run away or rewrite its config.json") from None
+    if not isinstance(raw, dict) or "peer" not in raw:
+        return None
+    fields = {key: raw.get(key) for key in PEER_KEYS}
+    if not (
+        isinstance(fields["peer"], str)
+        and fields["peer"].strip()
+        and isinstance(fields["env_id"], str)
+        and all(isinstance(fields[key], int) and not isinstance(fields[key], bool) for key in ("seed", "total_steps"))
+    ):
+        raise ShelmError(
+            f"'{path}' names a peer but not its {', '.join(PEER_KEYS)} (strings, then integers); rewrite it as "
+            "experiments/lstm_parity.py writes it"
+        )
+    label = fields["peer"].split()[0]
+    return TrialScores(
+        run_dir.name, fields["env_id"], label, fields["seed"], False, steps, values, fields["total_steps"]
+    )
 
 
 def load_trials(sweep_dir: Path, metric: str) -> list[TrialScores]:
@@ -452,13 +490,14 @@ UNDECIDABLE = "too few seeds to decide"
 CLAIM_KEYS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "threshold": (("text", "source", "kind", "env", "agent"), ("at_least", "at_most", "metric")),
     "beats": (("text", "source", "kind", "env", "agent", "others"), ()),
+    "no_worse": (("text", "source", "kind", "env", "agent", "others"), ()),
     "untestable": (("text", "source", "kind", "reason"), ()),
 }
 # What each key holds and an example value, for the one-line refusals of a bad claims file.
 _KEY_VALUES = {
     "text": ("a one-line string", '"SHELM beats the LSTM on MiniGrid-MemoryS11"'),
     "source": ("a one-line string", '"SHELM paper"'),
-    "kind": ('"threshold", "beats" or "untestable"', '"threshold"'),
+    "kind": ('"threshold", "beats", "no_worse" or "untestable"', '"threshold"'),
     "env": ("an env id", '"MiniGrid-MemoryS11-v0"'),
     "agent": ("an agent label as the report prints it", '"shelm (symbolic)"'),
     "metric": ("a metrics.jsonl column", '"success_rate"'),
@@ -520,8 +559,10 @@ def _claim(path: Path, index: int, table: Any) -> Claim:
         raise ShelmError(f"{where}: a {kind} claim needs {missing[0]} ({what}); add e.g. {missing[0]} = {example}")
     if kind == "threshold" and ("at_least" in table) == ("at_most" in table):
         raise ShelmError(f"{where}: a threshold claim takes one of at_least and at_most; keep one, e.g. at_least = 0.9")
-    if kind == "beats" and table["agent"] in table["others"]:
-        raise ShelmError(f"{where}: others names the agent {table['agent']!r} itself; list only agents it should beat")
+    if kind in ("beats", "no_worse") and table["agent"] in table["others"]:
+        raise ShelmError(
+            f"{where}: others names the agent {table['agent']!r} itself; list only the agents it is compared with"
+        )
     return Claim(index=index, **{key: tuple(v) if key == "others" else v for key, v in table.items()})
 
 
@@ -593,6 +634,27 @@ def evaluate_claims(
             numbers = f"{shown}IQM {_fmt(point)} [{_fmt(low)}, {_fmt(high)}], {len(values)} seeds; needs "
             numbers += f"{key.replace('_', ' ')} {bound}"
             verdict = HOLDS if holds else FAILS
+        elif claim.kind == "no_worse":
+            point, low, high = iqm_with_ci(values[:, None], reps)
+            row |= {"iqm": point, "ci": [low, high], "against": []}
+            for other in claim.others:
+                y, _ = scores[other]
+                other_point, other_low, other_high = iqm_with_ci(y[:, None], reps)
+                row["against"].append(
+                    {
+                        "agent": other,
+                        "seeds": len(y),
+                        "iqm": other_point,
+                        "ci": [other_low, other_high],
+                        "reaches": high >= other_low,
+                        # the reverse test: does the other agent score higher than this one?
+                        "other_higher": rank_sum_decision(y, values),
+                    }
+                )
+            numbers = f"{shown}IQM {_fmt(point)} [{_fmt(low)}, {_fmt(high)}], {len(values)} seeds; "
+            numbers += "; ".join(_parity_numbers(a) for a in row["against"])
+            holds = all(a["reaches"] and not a["other_higher"]["higher"] for a in row["against"])
+            verdict = HOLDS if holds else FAILS
         else:
             row["against"] = []
             for other in claim.others:
@@ -630,6 +692,14 @@ def _comparison_numbers(against: dict[str, Any], seeds: int, shown: str) -> str:
     return text + ")"
 
 
+def _parity_numbers(against: dict[str, Any]) -> str:
+    """One comparison of a `no_worse` claim in words: the other agent's IQM with its CI and the reverse test."""
+    low, high = against["ci"]
+    text = f"{against['agent']} IQM {_fmt(against['iqm'])} [{_fmt(low)}, {_fmt(high)}], {against['seeds']} seeds"
+    reverse = against["other_higher"]
+    return text + f"; {against['agent']} higher: p = {reverse['p_value']:.3f}"
+
+
 def claims_markdown(verdicts: list[dict[str, Any]], claims_file: Path, sweep_dirs: list[Path], metric: str) -> str:
     """The claims table: one row per claim, in the file's order."""
     folders = ", ".join(f"`{d}`" for d in sweep_dirs)
@@ -639,7 +709,9 @@ def claims_markdown(verdicts: list[dict[str, Any]], claims_file: Path, sweep_dir
         'its 95% bootstrap CI shown; "beats" holds when a one-sided Wilcoxon rank-sum test over seeds says the '
         f"agent scores higher than each other agent at alpha {ALPHA} (p <= {ALPHA}), with the probability of "
         "improvement and its CI shown; with too few seeds for any outcome to reach that p (2 against 3, say), a "
-        "comparison not won cannot decide the claim.",
+        'comparison not won cannot decide the claim. "No worse" (a parity check) holds when the agent\'s IQM CI '
+        "reaches each other agent's (its upper end at or above the other's lower end) and the rank-sum test does "
+        "not say the other scores higher.",
         "",
         "| claim | source | verdict | numbers |",
         "|---|---|---|---|",
