@@ -315,6 +315,17 @@ def test_a_no_worse_claim_checks_parity_with_a_peer_librarys_trials(tmp_path, ou
     assert f"| {verdict} | IQM {_iqm(ours):.3f} [" in _row(out.read_text(), "lstm no worse than the peer")
 
 
+def test_shelm_plot_draws_a_peer_librarys_runs_beside_shelms(tmp_path, capsys):
+    _run(tmp_path / "parity", "lstm", 1, 0.9)
+    _peer_run(tmp_path / "peers", 1, 0.5)
+    runs = [str(tmp_path / "parity" / f"{ENV}__lstm__s1"), str(tmp_path / "peers" / f"{ENV}__sb3-rppo__s1")]
+    assert main(["plot", *runs, "--out", str(tmp_path / "curves.png")]) == 0
+    table = capsys.readouterr().out
+    assert f"| {ENV} | lstm | 1 | 1,000 | 0.900 ± 0.000 |" in table
+    assert f"| {ENV} | {PEER} | 1 | 1,000 | 0.500 ± 0.000 |" in table
+    assert (tmp_path / "curves.png").stat().st_size > 0
+
+
 def test_a_peer_config_without_its_step_budget_is_refused_in_one_line(tmp_path, capsys):
     _peer_run(tmp_path / "peers", 1, 0.5)
     config = tmp_path / "peers" / f"{ENV}__sb3-rppo__s1" / "config.json"

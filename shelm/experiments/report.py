@@ -48,8 +48,7 @@ import numpy as np
 
 from shelm.errors import ShelmError, first_line
 from shelm.files import write_atomic, write_json_atomic
-from shelm.inspect.curves import agent_label, final_value, metric_series, on_common_steps
-from shelm.runs import load_run_config
+from shelm.inspect.curves import final_value, metric_series, on_common_steps, run_identity
 
 # The rank-sum test's level: "higher" when its one-sided p-value is at most ALPHA (an exact test then wrongly says
 # higher with probability at most ALPHA). 3 seeds against 3 can reach it (smallest p 1/20); 2 against 3 cannot.
@@ -100,57 +99,15 @@ def read_trials(sweep_dir: Path, metric: str) -> list[TrialScores]:
         raise ShelmError(f"'{sweep_dir}' is not a directory; give the --out folder of `shelm sweep`")
     trials = []
     for run_dir in sorted(p.parent for p in sweep_dir.glob("*/config.json")):
+        run = run_identity(run_dir)
         steps, values = metric_series(run_dir, metric)
         if not len(steps):
             continue
-        peer = _peer_trial(run_dir, steps, values)
-        if peer is not None:
-            trials.append(peer)
-            continue
-        config = load_run_config(run_dir)
+        memory = run.agent is not None and _is_memory_method(get_agent_spec(run.agent))  # a peer is a baseline
         trials.append(
-            TrialScores(
-                run_dir.name,
-                config.env_id,
-                agent_label(config),
-                config.seed,
-                _is_memory_method(get_agent_spec(config.agent)),
-                steps,
-                values,
-                config.total_steps,
-            )
+            TrialScores(run_dir.name, run.env_id, run.label, run.seed, memory, steps, values, run.total_steps)
         )
     return trials
-
-
-PEER_KEYS = ("peer", "env_id", "seed", "total_steps")  # what a peer library's trial records in its config.json
-
-
-def _peer_trial(run_dir: Path, steps: np.ndarray, values: np.ndarray) -> TrialScores | None:
-    """A peer library's trial (its config.json names the `peer`, e.g. "sb3_contrib.RecurrentPPO 2.9.2"), labelled
-    with the peer's name without its version and counted as a baseline; None for a shelm run."""
-    path = run_dir / "config.json"
-    try:
-        raw = json.loads(path.read_text())
-    except json.JSONDecodeError:
-        raise ShelmError(f"'{path}' is not valid JSON; move the run away or rewrite its config.json") from None
-    if not isinstance(raw, dict) or "peer" not in raw:
-        return None
-    fields = {key: raw.get(key) for key in PEER_KEYS}
-    if not (
-        isinstance(fields["peer"], str)
-        and fields["peer"].strip()
-        and isinstance(fields["env_id"], str)
-        and all(isinstance(fields[key], int) and not isinstance(fields[key], bool) for key in ("seed", "total_steps"))
-    ):
-        raise ShelmError(
-            f"'{path}' names a peer but not its {', '.join(PEER_KEYS)} (strings, then integers); rewrite it as "
-            "experiments/lstm_parity.py writes it"
-        )
-    label = fields["peer"].split()[0]
-    return TrialScores(
-        run_dir.name, fields["env_id"], label, fields["seed"], False, steps, values, fields["total_steps"]
-    )
 
 
 def load_trials(sweep_dir: Path, metric: str) -> list[TrialScores]:

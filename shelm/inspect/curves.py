@@ -1,9 +1,16 @@
 """Learning curves of several runs, grouped by (env, agent variant) with seeds aggregated, and a table of final
-values."""
+values.
+
+A run is a folder with config.json and metrics.jsonl: one `shelm train` made, or a peer library's trial written in
+the same layout (experiments/lstm_parity.py), whose config.json names the `peer` with its env_id, seed and
+total_steps; a peer's runs are labelled with the peer's name, e.g. "sb3_contrib.RecurrentPPO".
+"""
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +21,39 @@ from shelm.errors import ShelmError
 from shelm.runs import load_run_config, read_metrics
 
 Group = tuple[str, str]  # (env_id, agent label)
+PEER_KEYS = ("peer", "env_id", "seed", "total_steps")  # what a peer library's trial records in its config.json
+
+
+@dataclass(frozen=True)
+class RunIdentity:
+    """What a run is, as curves and reports group it."""
+
+    env_id: str
+    label: str  # the agent's label (see `agent_label`), or the peer's name
+    seed: int
+    total_steps: int
+    agent: str | None  # the shelm agent's registered name; None for a peer library's run
+
+
+def run_identity(run_dir: Path) -> RunIdentity:
+    """A shelm run's or a peer's identity from its config.json; a peer config lacking a key is refused in one
+    line."""
+    path = run_dir / "config.json"
+    try:
+        raw = json.loads(path.read_text()) if path.is_file() else None
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raw = None  # load_run_config names the problem
+    if not isinstance(raw, dict) or "peer" not in raw:
+        config = load_run_config(run_dir)
+        return RunIdentity(config.env_id, agent_label(config), config.seed, config.total_steps, config.agent)
+    peer, env_id, seed, total_steps = (raw.get(key) for key in PEER_KEYS)
+    integers = all(isinstance(n, int) and not isinstance(n, bool) for n in (seed, total_steps))
+    if not (isinstance(peer, str) and peer.strip() and isinstance(env_id, str) and integers):
+        raise ShelmError(
+            f"'{path}' names a peer but not its {', '.join(PEER_KEYS)} (strings, then integers); rewrite it as "
+            "experiments/lstm_parity.py writes it"
+        )
+    return RunIdentity(env_id, peer.split()[0], seed, total_steps, None)
 
 
 def agent_label(config: TrainConfig) -> str:
@@ -35,11 +75,11 @@ def load_groups(run_dirs: list[Path], metric: str) -> dict[Group, list[tuple[np.
     """(steps, values) per run, grouped (see `metric_series`)."""
     groups: dict[Group, list[tuple[np.ndarray, np.ndarray]]] = defaultdict(list)
     for run_dir in run_dirs:
-        config = load_run_config(run_dir)
+        run = run_identity(run_dir)
         steps, values = metric_series(run_dir, metric)
         if not len(steps):
             raise ShelmError(f"run '{run_dir}' has no '{metric}' values yet; train it first or pick another --metric")
-        groups[(config.env_id, agent_label(config))].append((steps, values))
+        groups[(run.env_id, run.label)].append((steps, values))
     return dict(groups)
 
 
