@@ -15,15 +15,14 @@ import sys
 from pathlib import Path
 
 from shelm.files import write_atomic, write_json_atomic
+from shelm.inspect.curves import run_identity
 
 
 def finished(run_dir: Path) -> bool:
-    """Whether the trial's last metrics row reached its step budget: a shelm run's config.json holds it under
-    "config", a peer's (experiments/lstm_parity.py) at the top."""
-    config = json.loads((run_dir / "config.json").read_text())
-    total_steps = config["config"]["total_steps"] if "config" in config else config["total_steps"]
+    """Whether the trial's last metrics row reached its step budget (a shelm run's or a peer's, as `run_identity`
+    reads either config.json)."""
     lines = (run_dir / "metrics.jsonl").read_text().splitlines()
-    return bool(lines) and json.loads(lines[-1])["global_step"] >= total_steps
+    return bool(lines) and json.loads(lines[-1])["global_step"] >= run_identity(run_dir).total_steps
 
 
 def read_invocations(path: Path) -> list[dict]:

@@ -261,7 +261,9 @@ def test_publishing_copies_a_finished_peer_trial_whose_config_holds_its_budget_a
     for seed, last_step in ((1, 4096), (2, 2048)):
         run_dir = peers / f"{ENV}__sb3-rppo__s{seed}"
         run_dir.mkdir(parents=True)
-        (run_dir / "config.json").write_text(json.dumps({"peer": "sb3_contrib.RecurrentPPO", "total_steps": 4096}))
+        (run_dir / "config.json").write_text(
+            json.dumps({"peer": "sb3_contrib.RecurrentPPO", "env_id": ENV, "seed": seed, "total_steps": 4096})
+        )
         (run_dir / "metrics.jsonl").write_text(json.dumps({"global_step": last_step, "success_rate": 0.5}) + "\n")
     script = Path(__file__).resolve().parents[1] / "experiments" / "publish_finished.py"
     done = subprocess.run(
