@@ -101,9 +101,9 @@ class TrainConfig:
 
     # --- network sizes
     cnn_features: int = field(default=1024, metadata=_doc("width of the CNN encoder's output layer"))
-    actor_hidden: int = field(default=128, metadata=_doc("hidden width of the actor head"))
-    critic_hidden: int = field(default=512, metadata=_doc("hidden width of the critic head"))
-    lstm_hidden: int = field(default=256, metadata=_doc("LSTM width of the Impala-PPO baseline"))
+    actor_hidden: int = field(default=128, metadata=_doc("hidden width of the actor head (lstm's heads are linear)"))
+    critic_hidden: int = field(default=512, metadata=_doc("hidden width of the critic head (lstm's heads are linear)"))
+    lstm_hidden: int = field(default=256, metadata=_doc("width of the Impala-PPO baseline's actor and critic LSTMs"))
     fusion: Fusion = field(
         default=DEFAULT_FUSION,
         metadata=_doc(

@@ -92,7 +92,7 @@ def test_lstm_state_resets_at_episode_start_and_sequences_match_steps():
     agent = LSTMAgent((9, 9, 3), n_actions=4, lstm_hidden=8)
     obs = torch.randint(0, 256, (5, 2, 9, 9, 3), dtype=torch.uint8)
     none = torch.zeros(2, 0)
-    carried = torch.randn(2, 2, 8)
+    carried = torch.randn(2, 4, 8)  # h and c of the actor LSTM, then of the critic LSTM
     logits_reset, _, _ = agent.step(obs[0], none, carried, torch.ones(2, dtype=torch.bool))
     logits_fresh, _, _ = agent.step(obs[0], none, agent.initial_state(2), torch.zeros(2, dtype=torch.bool))
     torch.testing.assert_close(logits_reset, logits_fresh)
@@ -103,6 +103,28 @@ def test_lstm_state_resets_at_episode_start_and_sequences_match_steps():
         stepped.append(logits)
     seq_logits, _ = agent.forward_sequences(obs, torch.zeros(5, 2, 0), carried)
     torch.testing.assert_close(seq_logits, torch.stack(stepped))
+
+
+def test_lstm_actor_and_critic_have_their_own_recurrence():
+    """The value loss trains the critic LSTM and the shared CNN, never the actor LSTM or the policy layer; the
+    policy's logits do not depend on the critic's half of the state."""
+    torch.manual_seed(0)
+    agent = LSTMAgent((9, 9, 3), n_actions=4, lstm_hidden=8)
+    obs = torch.randint(0, 256, (6, 3, 9, 9, 3), dtype=torch.uint8)
+    state = torch.randn(3, 4, 8)
+    _, values = agent.forward_sequences(obs, torch.zeros(6, 3, 0), state)
+    values.square().mean().backward()
+    grads = {name: p.grad for name, p in agent.named_parameters()}
+    assert all(grads[name] is None for name in grads if name.startswith(("actor_lstm.", "actor.")))
+    assert all(grads[name].abs().sum() > 0 for name in grads if name.startswith(("critic_lstm.", "critic.", "encoder.")))
+
+    other_critic_state = state.clone()
+    other_critic_state[:, 2:] = torch.randn(3, 2, 8)
+    with torch.no_grad():
+        logits, values = agent.forward_sequences(obs, torch.zeros(6, 3, 0), state)
+        logits_other, values_other = agent.forward_sequences(obs, torch.zeros(6, 3, 0), other_critic_state)
+    torch.testing.assert_close(logits, logits_other)
+    assert not torch.allclose(values, values_other)
 
 
 def test_registry():

@@ -86,7 +86,7 @@ def test_lstm_update_reproduces_the_rollout_logprobs_exactly():
     torch.manual_seed(0)
     agent = LSTMAgent((9, 9, 3), n_actions=4, lstm_hidden=16)
     n_steps, n_envs = 12, 3
-    state = torch.randn(n_envs, 2, 16)  # a state carried over from a previous rollout
+    state = torch.randn(n_envs, 4, 16)  # a state carried over from a previous rollout
     r = Rollout.empty(n_steps, n_envs, (9, 9, 3), 0, state)
     episode_start = torch.tensor([False, True, False])
     with torch.no_grad():

@@ -170,10 +170,9 @@ AGENTS: dict[str, AgentSpec] = {
     ),
     "lstm": AgentSpec(
         "lstm",
-        "Impala-PPO: the papers' recurrent baseline (CNN 16-32 -> 256 -> LSTM 256 -> heads, truncated BPTT)",
-        lambda c, shape, n_actions, memory_dim: LSTMAgent(
-            shape, n_actions, c.lstm_hidden, c.actor_hidden, c.critic_hidden
-        ),
+        "Impala-PPO: the papers' recurrent baseline (CNN 16-32 -> 256 -> actor and critic LSTMs 256 -> linear "
+        "heads, truncated BPTT)",
+        lambda c, shape, n_actions, memory_dim: LSTMAgent(shape, n_actions, c.lstm_hidden),
     ),
     "helm": AgentSpec(
         "helm",
