@@ -66,9 +66,7 @@ class LSTMAgent(Agent):
         out, (h, c) = lstm(features, (h0, c0))
         return out, torch.stack([h[0], c[0]], dim=1)
 
-    def _heads(
-        self, features: torch.Tensor, state: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _heads(self, features: torch.Tensor, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """features [L, B, 256] -> logits [L, B, A], values [L, B] and the state after the last step."""
         actor_out, actor_state = self._run(self.actor_lstm, features, state[:, ACTOR_ROWS])
         critic_out, critic_state = self._run(self.critic_lstm, features, state[:, CRITIC_ROWS])
