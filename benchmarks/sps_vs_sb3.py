@@ -10,7 +10,8 @@ partial view), for six rows:
   sb3-ppo-shelmcnn   stable_baselines3.PPO with shelm's CNN encoder as features extractor: the same network
                      as shelm-cnn, so the gap is framework overhead
   sb3-rppo           sb3_contrib.RecurrentPPO("CnnLstmPolicy"), default NatureCNN, LSTM 256
-  sb3-rppo-shelmcnn  RecurrentPPO with shelm's Impala CNN (16-32 ch -> 256) and LSTM 256, like shelm-lstm
+  sb3-rppo-shelmcnn  RecurrentPPO with shelm's Impala CNN (16-32 ch -> 256), actor and critic LSTMs 256 and
+                     linear heads: the same network as shelm-lstm
 
 Every row does the same PPO work per step: 16 synchronous envs (gymnasium SyncVectorEnv in shelm, SB3's
 DummyVecEnv), rollouts of 128 steps, 3 epochs of 8 minibatches (256 steps each), gamma 0.99, GAE lambda
@@ -185,9 +186,11 @@ def measure_sb3(
     return np.diff(clock.starts)[warmup:].tolist()
 
 
-# sb3-contrib's defaults, spelled out: the critic runs its own LSTM over the shared CNN features (shelm's
-# actor and critic share one LSTM), so RecurrentPPO computes two LSTMs per step where shelm computes one.
+# sb3-contrib's defaults, spelled out: the critic runs its own LSTM over the shared CNN features, as in shelm's
+# lstm agent, so both compute two LSTMs per step.
 RPPO_LSTM = {"lstm_hidden_size": 256, "n_lstm_layers": 1, "shared_lstm": False, "enable_critic_lstm": True}
+# shelm's lstm reads each LSTM with one linear layer, as RecurrentPPO's default heads do.
+LINEAR_HEADS = {"net_arch": {"pi": [], "vf": []}}
 
 
 @dataclass(frozen=True)
@@ -208,7 +211,7 @@ ROWS = [
     Row(
         "shelm-lstm",
         "shelm lstm",
-        "CNN 16-32 -> 256 -> one LSTM 256; heads pi 128 / vf 512 (LayerNorm, ReLU)",
+        "CNN 16-32 -> 256 -> actor LSTM 256 + critic LSTM 256; linear pi / vf",
         partial(measure_shelm, "lstm"),
     ),
     Row(
@@ -232,8 +235,13 @@ ROWS = [
     Row(
         "sb3-rppo-shelmcnn",
         "RecurrentPPO + shelm Impala CNN",
-        "shelm CNN 16-32 -> 256 -> actor LSTM 256 + critic LSTM 256; pi [128] / vf [512] (ReLU)",
-        partial(measure_sb3, RecurrentPPO, "CnnLstmPolicy", {**RPPO_LSTM, **shelm_cnn_policy_kwargs((16, 32), 256)}),
+        "shelm CNN 16-32 -> 256 -> actor LSTM 256 + critic LSTM 256; linear pi / vf",
+        partial(
+            measure_sb3,
+            RecurrentPPO,
+            "CnnLstmPolicy",
+            {**RPPO_LSTM, **shelm_cnn_policy_kwargs((16, 32), 256), **LINEAR_HEADS},
+        ),
     ),
 ]
 ROW_BY_KEY = {row.key: row for row in ROWS}

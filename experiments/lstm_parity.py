@@ -18,8 +18,9 @@ KeyCorridorS3R1 check beside `shelm train --env MiniGrid-KeyCorridorS3R1-v0 --ag
 
 Episodes are scored by shelm's own `EpisodeTracker` and the suite's success rule (a positive return on MiniGrid,
 averaged over the last 100 episodes) and a metrics row is written after every rollout, as `shelm train` does.
-What differs is the peer's own network and PPO: NatureCNN -> 512 -> an actor LSTM 256 and a critic LSTM 256,
-linear heads, sequences cut at episode starts by sb3-contrib.
+What differs is the peer's encoder and PPO. Both run an actor LSTM 256 and a critic LSTM 256 read by linear heads,
+but the peer's LSTMs read NatureCNN -> 512 where shelm's read the papers' 16/32-channel CNN -> 256; the peer cuts
+its own sequences (sb3-contrib), uses Adam and raw rewards where shelm uses AdamW and normalised rewards.
 
 Each trial writes DIR/ENV__sb3-rppo__sSEED/{config.json, metrics.jsonl}. A trial that is interrupted starts over
 (the peer's checkpoints are pickles, which shelm does not load); one trial of 1M steps takes about an hour of
