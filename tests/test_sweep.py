@@ -311,6 +311,8 @@ def test_bootstrap_intervals_are_the_same_on_every_run_and_leave_numpy_alone():
         ([1.0, 1.0, 1.0], [0.0, 0.0], 1 / 10, False, False),  # the normal approximation would say 0.048, "higher"
         ([0.9, 0.95, 1.0], [0.0, 0.0], 1 / 10, False, False),
         ([0.5, 0.5, 0.6], [0.5, 0.4, 0.5], None, False, True),  # ties across the groups
+        ([0.99, 0.98, 0.97], [0.5], 1 / 4, False, False),  # a baseline with one finished seed
+        ([0.5], [0.4, 0.3, 0.6], 1 / 2, False, False),
     ],
 )
 def test_the_rank_sum_decision_is_exact_with_ties(x, y, p, higher, decidable):
