@@ -196,6 +196,11 @@ def exact_rank_sum_p(x: np.ndarray, y: np.ndarray) -> float:
     return float(np.mean(sums >= ranks[: len(x)].sum() - 1e-9))
 
 
+def _seeds(count: int) -> str:
+    """'1 seed', '3 seeds'."""
+    return f"{count} seed" if count == 1 else f"{count} seeds"
+
+
 def rank_sum_decision(x: np.ndarray, y: np.ndarray) -> dict[str, float | bool]:
     """The report's one decision whether x scores higher than y, shared by its comparison table and its claims.
 
@@ -347,7 +352,7 @@ def plot_curves(trials: list[TrialScores], metric: str, reps: int, path: Path) -
             per_step = lambda s: np.array([metrics.aggregate_iqm(s[:, :, i]) for i in range(s.shape[-1])])  # noqa: E731
             points, cis = _interval({"x": values[:, None, :]}, per_step, reps)
             color = f"C{labels.index(label) % 10}"
-            ax.plot(grid, points["x"], color=color, label=f"{label} ({len(runs)} seeds)")
+            ax.plot(grid, points["x"], color=color, label=f"{label} ({_seeds(len(runs))})")
             ax.fill_between(grid, cis["x"][0], cis["x"][1], color=color, alpha=0.2)
         ax.set_title(env_id)
         ax.set_xlabel("environment steps")
@@ -603,7 +608,7 @@ def evaluate_claims(
             else:
                 holds, key, bound = point <= claim.at_most, "at_most", claim.at_most
             row |= {key: bound, "iqm": point, "ci": [low, high]}
-            numbers = f"{shown}IQM {_fmt(point)} [{_fmt(low)}, {_fmt(high)}], {len(values)} seeds; needs "
+            numbers = f"{shown}IQM {_fmt(point)} [{_fmt(low)}, {_fmt(high)}], {_seeds(len(values))}; needs "
             numbers += f"{key.replace('_', ' ')} {bound}"
             verdict = HOLDS if holds else FAILS
         elif claim.kind == "no_worse":
@@ -623,7 +628,7 @@ def evaluate_claims(
                         "other_higher": rank_sum_decision(y, values),
                     }
                 )
-            numbers = f"{shown}IQM {_fmt(point)} [{_fmt(low)}, {_fmt(high)}], {len(values)} seeds; "
+            numbers = f"{shown}IQM {_fmt(point)} [{_fmt(low)}, {_fmt(high)}], {_seeds(len(values))}; "
             numbers += "; ".join(_parity_numbers(a) for a in row["against"])
             holds = all(a["reaches"] and not a["other_higher"]["higher"] for a in row["against"])
             verdict = HOLDS if holds else FAILS
@@ -667,7 +672,7 @@ def _comparison_numbers(against: dict[str, Any], seeds: int, shown: str) -> str:
 def _parity_numbers(against: dict[str, Any]) -> str:
     """One comparison of a `no_worse` claim in words: the other agent's IQM with its CI and the reverse test."""
     low, high = against["ci"]
-    text = f"{against['agent']} IQM {_fmt(against['iqm'])} [{_fmt(low)}, {_fmt(high)}], {against['seeds']} seeds"
+    text = f"{against['agent']} IQM {_fmt(against['iqm'])} [{_fmt(low)}, {_fmt(high)}], {_seeds(against['seeds'])}"
     reverse = against["other_higher"]
     return text + f"; {against['agent']} higher: p = {reverse['p_value']:.3f}"
 
