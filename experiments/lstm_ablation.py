@@ -33,6 +33,7 @@ from shelm.agents import AGENTS
 from shelm.agents.base import Agent
 from shelm.agents.encoders import CNNEncoder
 from shelm.agents.heads import ActorCriticHeads
+from shelm.agents.lstm import orthogonal_linear, orthogonal_lstm, run_lstm
 from shelm.cli import main
 
 PARTS = ("sepcritic", "linear", "natcnn")
@@ -66,20 +67,6 @@ class NatureCNN(nn.Module):
         return torch.relu(self.linear(self.convs(obs.permute(0, 3, 1, 2).float().div_(255.0))))
 
 
-def orthogonal_lstm(in_features: int, hidden: int) -> nn.LSTM:
-    lstm = nn.LSTM(in_features, hidden)
-    for name, param in lstm.named_parameters():
-        nn.init.zeros_(param) if "bias" in name else nn.init.orthogonal_(param)
-    return lstm
-
-
-def linear(in_features: int, out_features: int, gain: float) -> nn.Linear:
-    layer = nn.Linear(in_features, out_features)
-    nn.init.orthogonal_(layer.weight, gain)
-    nn.init.zeros_(layer.bias)
-    return layer
-
-
 class AblatedLSTMAgent(Agent):
     """The former lstm agent with the parts named in `parts` swapped; state [N, 2 or 4, hidden]."""
 
@@ -92,7 +79,7 @@ class AblatedLSTMAgent(Agent):
         self.critic_lstm = orthogonal_lstm(self.encoder.features, hidden) if "sepcritic" in parts else None
         self.linear_heads = "linear" in parts
         if self.linear_heads:
-            self.actor, self.critic = linear(hidden, n_actions, 0.01), linear(hidden, 1, 1.0)
+            self.actor, self.critic = orthogonal_linear(hidden, n_actions, 0.01), orthogonal_linear(hidden, 1, 1.0)
         else:
             self.heads = ActorCriticHeads(hidden, n_actions, 128, 512)
         self.hidden = hidden
@@ -100,17 +87,11 @@ class AblatedLSTMAgent(Agent):
     def initial_state(self, n_envs: int) -> torch.Tensor:
         return torch.zeros(n_envs, 2 if self.critic_lstm is None else 4, self.hidden)
 
-    @staticmethod
-    def _run(lstm: nn.LSTM, features: torch.Tensor, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        h0, c0 = state[:, 0].unsqueeze(0).contiguous(), state[:, 1].unsqueeze(0).contiguous()
-        out, (h, c) = lstm(features, (h0, c0))
-        return out, torch.stack([h[0], c[0]], dim=1)
-
     def _forward(self, features: torch.Tensor, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        actor_out, next_state = self._run(self.lstm, features, state[:, :2])
+        actor_out, next_state = run_lstm(self.lstm, features, state[:, :2])
         critic_out = actor_out
         if self.critic_lstm is not None:
-            critic_out, critic_state = self._run(self.critic_lstm, features, state[:, 2:])
+            critic_out, critic_state = run_lstm(self.critic_lstm, features, state[:, 2:])
             next_state = torch.cat([next_state, critic_state], dim=1)
         if self.linear_heads:
             return self.actor(actor_out), self.critic(critic_out).squeeze(-1), next_state

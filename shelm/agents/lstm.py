@@ -25,7 +25,7 @@ from shelm.agents.encoders import CNNEncoder
 ACTOR_ROWS, CRITIC_ROWS = slice(0, 2), slice(2, 4)
 
 
-def _lstm(in_features: int, hidden: int) -> nn.LSTM:
+def orthogonal_lstm(in_features: int, hidden: int) -> nn.LSTM:
     """An LSTM with orthogonal weights and zero biases."""
     lstm = nn.LSTM(in_features, hidden)
     for name, param in lstm.named_parameters():
@@ -36,12 +36,20 @@ def _lstm(in_features: int, hidden: int) -> nn.LSTM:
     return lstm
 
 
-def _linear(in_features: int, out_features: int, gain: float) -> nn.Linear:
+def orthogonal_linear(in_features: int, out_features: int, gain: float) -> nn.Linear:
     """A linear head, orthogonal with `gain`: 0.01 starts the policy near uniform, 1 the value near zero."""
     layer = nn.Linear(in_features, out_features)
     nn.init.orthogonal_(layer.weight, gain=gain)
     nn.init.zeros_(layer.bias)
     return layer
+
+
+def run_lstm(lstm: nn.LSTM, features: torch.Tensor, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """features [L, B, F], state [B, 2, hidden] (h and c) -> outputs [L, B, hidden] and the state after the last
+    step."""
+    h0, c0 = state[:, 0].unsqueeze(0).contiguous(), state[:, 1].unsqueeze(0).contiguous()
+    out, (h, c) = lstm(features, (h0, c0))
+    return out, torch.stack([h[0], c[0]], dim=1)
 
 
 class LSTMAgent(Agent):
@@ -50,27 +58,20 @@ class LSTMAgent(Agent):
     def __init__(self, obs_shape: tuple[int, int, int], n_actions: int, lstm_hidden: int = 256):
         super().__init__()
         self.encoder = CNNEncoder(obs_shape, channels=(16, 32), features=256)
-        self.actor_lstm = _lstm(256, lstm_hidden)
-        self.critic_lstm = _lstm(256, lstm_hidden)
-        self.actor = _linear(lstm_hidden, n_actions, gain=0.01)
-        self.critic = _linear(lstm_hidden, 1, gain=1.0)
+        self.actor_lstm = orthogonal_lstm(256, lstm_hidden)
+        self.critic_lstm = orthogonal_lstm(256, lstm_hidden)
+        self.actor = orthogonal_linear(lstm_hidden, n_actions, gain=0.01)
+        self.critic = orthogonal_linear(lstm_hidden, 1, gain=1.0)
         self.hidden = lstm_hidden
 
     def initial_state(self, n_envs: int) -> torch.Tensor:
         """[N, 4, hidden]: h and c of the actor LSTM, then of the critic LSTM."""
         return torch.zeros(n_envs, 4, self.hidden)
 
-    @staticmethod
-    def _run(lstm: nn.LSTM, features: torch.Tensor, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """features [L, B, F], state [B, 2, hidden] -> outputs [L, B, hidden] and the state after the last step."""
-        h0, c0 = state[:, 0].unsqueeze(0).contiguous(), state[:, 1].unsqueeze(0).contiguous()
-        out, (h, c) = lstm(features, (h0, c0))
-        return out, torch.stack([h[0], c[0]], dim=1)
-
     def _heads(self, features: torch.Tensor, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """features [L, B, 256] -> logits [L, B, A], values [L, B] and the state after the last step."""
-        actor_out, actor_state = self._run(self.actor_lstm, features, state[:, ACTOR_ROWS])
-        critic_out, critic_state = self._run(self.critic_lstm, features, state[:, CRITIC_ROWS])
+        actor_out, actor_state = run_lstm(self.actor_lstm, features, state[:, ACTOR_ROWS])
+        critic_out, critic_state = run_lstm(self.critic_lstm, features, state[:, CRITIC_ROWS])
         values = self.critic(critic_out).squeeze(-1)
         return self.actor(actor_out), values, torch.cat([actor_state, critic_state], dim=1)
 
