@@ -14,12 +14,19 @@ It also measures how loudly the memory says it, relative to its norm: the share 
 the vector common to all episodes (|mean output| / mean |output|), and the distance between the mean outputs of
 key and ball episodes (/ mean |output|), for the episodes that saw the cue and, as a control, those that did not.
 
+Where the memory has lost the cue by the decision, two more numbers say where: the same probe on the memory's
+output at the step the cue was last in view (near 1: the memory took the cue in and let it go; near 0.5: the
+cue never reached it, so the frozen mapping from frame to LM input does not tell key from ball), and the median
+number of steps from that sighting to the decision, to set beside the memory's window (mem_len positions, one
+step per position for HELM and HELMv2, top-k per step for SHELM).
+
     python experiments/memory_probe.py runs/evidence/memory-s11-L2/MiniGrid-MemoryS11-v0__shelm__s1 --episodes 400
 """
 
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -32,25 +39,46 @@ from shelm.files import write_json_atomic
 from shelm.runs import checkpoint_step
 
 
-def last_memories(run_dir: Path, episodes: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Per episode: the memory output at its last step [E, M], the cue, whether it was seen, success."""
+@dataclass
+class Episodes:
+    """What `last_memories` keeps of each played episode (E of them; M the memory's output width)."""
+
+    memories: np.ndarray  # [E, M] the memory's output at the episode's last step
+    at_sighting: np.ndarray  # [E, M] its output at the last step the cue was in view (zeros if never)
+    steps_since_sighting: np.ndarray  # [E] steps from that sighting to the last step (-1 if never)
+    cues: np.ndarray  # [E] the cue's MiniGrid object index
+    seen: np.ndarray  # [E] whether the cue was ever in view
+    successes: np.ndarray  # [E]
+
+
+def last_memories(run_dir: Path, episodes: int) -> Episodes:
+    """Play the run's policy for `episodes` episodes and keep the memory's output where the probe reads it."""
     envs, world, loop, seed = one_env_loop(run_dir, greedy=False)
-    memories, cues, seen, successes = [], [], [], []
+    memories, at_sighting, since, cues, seen, successes = [], [], [], [], [], []
     try:
         loop.reset(seed)
-        saw = False
+        sighting, steps_after = None, -1
         while len(memories) < episodes:
-            saw = saw or bool(world.in_view(1, world.height // 2 - 1))
+            in_view = bool(world.in_view(1, world.height // 2 - 1))
             step = loop.step()
+            output = step.memory_out[0].float().cpu().numpy()
+            if in_view:
+                sighting, steps_after = output, 0
+            elif sighting is not None:
+                steps_after += 1
             if step.done[0]:
-                memories.append(step.memory_out[0].float().cpu().numpy())
+                memories.append(output)
+                at_sighting.append(np.zeros_like(output) if sighting is None else sighting)
+                since.append(steps_after)
                 cues.append(int(np.asarray(step.infos[MEMORY_CUE]).reshape(-1)[0]))
-                seen.append(saw)
+                seen.append(sighting is not None)
                 successes.append(step.finished[0].success)
-                saw = False
+                sighting, steps_after = None, -1
     finally:
         envs.close()
-    return np.stack(memories), np.array(cues), np.array(seen), np.array(successes)
+    return Episodes(
+        np.stack(memories), np.stack(at_sighting), np.array(since), np.array(cues), np.array(seen), np.array(successes)
+    )
 
 
 def cue_distance(memories: np.ndarray, is_key: np.ndarray) -> float | None:
@@ -107,32 +135,39 @@ def main() -> None:
     rows = []
     print(
         "| run | step | episodes | saw the cue | probe accuracy, seen | probe accuracy, not seen (control) "
-        "| common share of the norm | key-ball distance, seen | key-ball distance, not seen |"
+        "| common share of the norm | key-ball distance, seen | key-ball distance, not seen "
+        "| probe accuracy at the last sighting | steps from the last sighting to the decision (median) |"
     )
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for run_dir in args.run_dirs:
-        memories, cues, seen, successes = last_memories(run_dir, args.episodes)
-        is_key = cues == OBJECT_TO_IDX["key"]  # the cue is a key or a ball: a binary label
+        played = last_memories(run_dir, args.episodes)
+        memories, seen = played.memories, played.seen
+        is_key = played.cues == OBJECT_TO_IDX["key"]  # the cue is a key or a ball: a binary label
         scale = float(np.linalg.norm(memories, axis=1).mean())
+        enough_seen, enough_unseen = seen.sum() >= 10, (~seen).sum() >= 10
         row = {
             "run": str(run_dir),
-            "episodes": len(cues),
+            "episodes": len(played.cues),
             "saw_cue": float(seen.mean()),
-            "probe_seen": probe_accuracy(memories[seen], is_key[seen]) if seen.sum() >= 10 else None,
-            "probe_not_seen": probe_accuracy(memories[~seen], is_key[~seen]) if (~seen).sum() >= 10 else None,
-            "success_seen": float(successes[seen].mean()) if seen.any() else None,
-            "success_not_seen": float(successes[~seen].mean()) if (~seen).any() else None,
+            "probe_seen": probe_accuracy(memories[seen], is_key[seen]) if enough_seen else None,
+            "probe_not_seen": probe_accuracy(memories[~seen], is_key[~seen]) if enough_unseen else None,
+            "success_seen": float(played.successes[seen].mean()) if seen.any() else None,
+            "success_not_seen": float(played.successes[~seen].mean()) if (~seen).any() else None,
             "common_share": float(np.linalg.norm(memories.mean(0)) / scale),
             "cue_distance_seen": relative(cue_distance(memories[seen], is_key[seen]), scale),
             "cue_distance_not_seen": relative(cue_distance(memories[~seen], is_key[~seen]), scale),
+            "probe_at_sighting": probe_accuracy(played.at_sighting[seen], is_key[seen]) if enough_seen else None,
+            "steps_since_sighting_median": float(np.median(played.steps_since_sighting[seen])) if seen.any() else None,
         }
         rows.append(row)
         step = checkpoint_step(run_dir, "latest")
         shown = {k: "-" if v is None else f"{v:.2f}" for k, v in row.items() if isinstance(v, float | None)}
+        since = "-" if row["steps_since_sighting_median"] is None else f"{row['steps_since_sighting_median']:.0f}"
         print(
-            f"| {run_dir.name} | {step:,} | {len(cues)} | {row['saw_cue']:.2f} ({int(seen.sum())}) "
+            f"| {run_dir.name} | {step:,} | {len(played.cues)} | {row['saw_cue']:.2f} ({int(seen.sum())}) "
             f"| {shown['probe_seen']} | {shown['probe_not_seen']} | {shown['common_share']} "
-            f"| {shown['cue_distance_seen']} | {shown['cue_distance_not_seen']} |"
+            f"| {shown['cue_distance_seen']} | {shown['cue_distance_not_seen']} "
+            f"| {shown['probe_at_sighting']} | {since} |"
         )
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,165 @@
+"""How far back does a frozen memory carry the cue? Replays a Memory-task run's episodes through its memory at
+other LM depths, to tell a memory that cannot hold the cue from one that could with more of its LM.
+
+`memory_probe.py` can find that a run's memory took the cue in (a probe reads it at the step the cue was last in
+view) yet lost it by the decision. That leaves two causes: the cue had left the memory's window, or the frozen LM
+does not carry it along the window to its last position. This script separates them and asks whether the LM's
+depth matters. It plays the run's policy (sampled actions, evaluation seeds) until it has `--episodes` episodes
+that saw the cue, recording every observation (and info) its memory was given. Then, for each `--layers` value
+(0 = the whole LM), it builds the run's memory with that many LM blocks, gives it the run's frozen tensors (e.g.
+HELM's random projection), replays the recorded steps, and fits the same two-fold logistic-regression probe from
+the output at each episode's last step to the cue, on the episodes whose last sighting lies inside the window
+(and, as a check that the cue reaches the memory at all, from the output at the sighting itself). `--set`
+replays with another memory setting, e.g. `--set beta=1000` for a sharper FrozenHopfield.
+The replay at the run's own depth must reproduce the outputs the policy saw: the script prints the largest
+difference as a check.
+
+    python experiments/memory_reach.py runs/evidence/memory-s11-L2/MiniGrid-MemoryS11-v0__helm__s1 \
+        --episodes 120 --layers 2 0
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import dataclasses
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from cue_sightings import one_env_loop
+from memory_probe import probe_accuracy
+from minigrid.core.constants import OBJECT_TO_IDX
+
+from shelm.agents import get_agent_spec
+from shelm.config import parse_overrides
+from shelm.envs.minigrid import MEMORY_CUE
+from shelm.files import write_json_atomic
+from shelm.memory import FrozenMemory
+from shelm.runs import load_run_config
+
+
+class RecordingMemory:
+    """A memory that keeps a copy of every (obs, episode_start, info) it is stepped with, and its output."""
+
+    def __init__(self, memory: FrozenMemory):
+        self.memory = memory
+        self.calls: list[tuple[torch.Tensor, torch.Tensor, Mapping[str, Any] | None]] = []
+        self.outputs: list[torch.Tensor] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.memory, name)
+
+    def step(
+        self, obs: torch.Tensor, episode_start: torch.Tensor, info: Mapping[str, Any] | None = None
+    ) -> torch.Tensor:
+        self.calls.append((obs.clone(), episode_start.clone(), copy.deepcopy(info)))
+        output = self.memory.step(obs, episode_start, info)
+        self.outputs.append(output[0].float().cpu().clone())
+        return output
+
+
+@dataclasses.dataclass
+class Episode:
+    """One played episode that saw the cue: indices into the recorded calls, and its cue."""
+
+    last: int  # the call of its last step (the decision)
+    sighting: int  # the call of the last step the cue was in view
+    is_key: bool
+
+
+def play(run_dir: Path, episodes: int) -> tuple[RecordingMemory, list[Episode]]:
+    """Play the run's policy until `episodes` episodes have seen the cue; record what its memory was given."""
+    envs, world, loop, seed = one_env_loop(run_dir, greedy=False)
+    recording = RecordingMemory(loop.actor.policy.memory)
+    loop.actor.policy.memory = recording
+    kept: list[Episode] = []
+    try:
+        loop.reset(seed)  # the first observation's call: index 0
+        sighting = None
+        while len(kept) < episodes:
+            call = len(recording.calls) - 1  # the call of the observation this step acts on
+            if world.in_view(1, world.height // 2 - 1):
+                sighting = call
+            step = loop.step()
+            if step.done[0]:
+                if sighting is not None:
+                    cue = int(np.asarray(step.infos[MEMORY_CUE]).reshape(-1)[0])
+                    kept.append(Episode(call, sighting, cue == OBJECT_TO_IDX["key"]))
+                sighting = None
+    finally:
+        envs.close()
+    return recording, kept
+
+
+def replay(recording: RecordingMemory, memory: FrozenMemory) -> torch.Tensor:
+    """[calls, M]: `memory`'s outputs for the recorded calls, in order, from an empty memory."""
+    memory.reset(1)
+    with torch.no_grad():
+        return torch.stack([memory.step(obs, start, info)[0].float().cpu() for obs, start, info in recording.calls])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("run_dir", type=Path)
+    parser.add_argument("--episodes", type=int, default=120, help="episodes that saw the cue to keep")
+    parser.add_argument("--layers", type=int, nargs="+", default=[2, 0], help="LM depths to replay (0 = all)")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a memory setting to replay with instead of the run's (e.g. beta=1000), for every depth",
+    )
+    parser.add_argument("--out", type=Path, help="also write the rows as JSON here")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    config = load_run_config(args.run_dir)
+    overrides = parse_overrides(args.overrides)
+    recording, kept = play(args.run_dir, args.episodes)
+    window = recording.memory.window_steps
+    since = np.array([e.last - e.sighting for e in kept])
+    inside = since < window
+    labels = np.array([e.is_key for e in kept])
+    last = [e.last for e in kept]
+    sightings = [e.sighting for e in kept]
+    print(
+        f"{args.run_dir.name}: {len(kept)} episodes saw the cue; steps from the last sighting to the decision: "
+        f"median {np.median(since):.0f}, {inside.mean():.2f} of them inside the {window}-step window"
+    )
+    print("| LM blocks | probe accuracy at the last sighting | at the decision (sighting inside the window) |")
+    print("|---|---|---|")
+    spec = get_agent_spec(config.agent)
+    obs_shape = tuple(recording.calls[0][0].shape[1:])
+    own = torch.stack(recording.outputs)
+    rows = []
+    for layers in args.layers:
+        variant = dataclasses.replace(config, **overrides, lm_layers=layers, lm_compile="false")
+        memory = spec.build_memory(variant, obs_shape, torch.device("cpu"))
+        memory.load_state_dict(recording.memory.state_dict())
+        outputs = replay(recording, memory)
+        if layers == config.lm_layers and not overrides:
+            difference = float((outputs - own).abs().max())
+            print(f"(replay at the run's own depth: largest difference from the policy's outputs {difference:.2e})")
+        at_sighting = probe_accuracy(outputs[sightings].numpy(), labels)
+        at_decision = probe_accuracy(outputs[last].numpy()[inside], labels[inside])
+        rows.append({"lm_layers": layers, "probe_sighting": at_sighting, "probe_decision_inside": at_decision})
+        print(f"| {layers or 'all'} | {at_sighting:.2f} | {at_decision:.2f} ({int(inside.sum())} episodes) |")
+    if args.out:
+        write_json_atomic(
+            args.out,
+            {
+                "run": str(args.run_dir),
+                "window_steps": window,
+                "overrides": args.overrides,
+                "steps_since_sighting": since.tolist(),
+                "rows": rows,
+            },
+        )
+
+
+if __name__ == "__main__":
+    main()

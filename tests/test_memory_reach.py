@@ -1,0 +1,49 @@
+"""experiments/memory_reach.py: the episodes it records replay through a rebuilt memory to the very outputs the
+policy saw, and a shallower LM gives other outputs from the same recording."""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import train_run
+
+from shelm.agents import get_agent_spec
+from shelm.runs import load_run_config
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
+import memory_reach
+
+
+@pytest.fixture(scope="module")
+def helm_run(tmp_path_factory: pytest.TempPathFactory, tiny_llama_with_tokenizer_dir: Path) -> Path:
+    run_dir = tmp_path_factory.mktemp("runs") / "helm"
+    lm = f"lm={tiny_llama_with_tokenizer_dir}"
+    return train_run(run_dir, "MiniGrid-MemoryS7-v0", "helm", 128, "--set", lm, "--set", "mem_len=8")
+
+
+def test_replay_reproduces_the_policys_memory_and_depth_changes_it(helm_run: Path) -> None:
+    recording, kept = memory_reach.play(helm_run, episodes=3)
+    assert len(kept) == 3
+    calls = len(recording.calls)
+    assert len(recording.outputs) == calls
+    for episode in kept:
+        assert 0 <= episode.sighting <= episode.last < calls
+        if episode.last + 1 < calls:  # the next call starts a new episode, so the memory is emptied there
+            assert bool(recording.calls[episode.last + 1][1][0])
+    config = load_run_config(helm_run)
+    spec = get_agent_spec(config.agent)
+    obs_shape = tuple(recording.calls[0][0].shape[1:])
+    own = torch.stack(recording.outputs)
+
+    def replayed(layers: int) -> torch.Tensor:
+        variant = dataclasses.replace(config, lm_layers=layers, lm_compile="false")
+        memory = spec.build_memory(variant, obs_shape, torch.device("cpu"))
+        memory.load_state_dict(recording.memory.state_dict())
+        return memory_reach.replay(recording, memory)
+
+    assert torch.equal(replayed(config.lm_layers), own)
+    assert (replayed(1) - own).abs().max() > 1e-3
