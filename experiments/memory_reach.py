@@ -44,8 +44,9 @@ from shelm.runs import load_run_config
 class RecordingMemory:
     """A memory that keeps a copy of every (obs, episode_start, info) it is stepped with, and its output."""
 
-    def __init__(self, memory: FrozenMemory):
+    def __init__(self, memory: FrozenMemory, device: torch.device) -> None:
         self.memory = memory
+        self.device = device  # where the policy ran it, and where a replay must run to reproduce it
         self.calls: list[tuple[torch.Tensor, torch.Tensor, Mapping[str, Any] | None]] = []
         self.outputs: list[torch.Tensor] = []
 
@@ -70,21 +71,25 @@ class Episode:
     is_key: bool
 
 
-def play(run_dir: Path, episodes: int) -> tuple[RecordingMemory, list[Episode]]:
-    """Play the run's policy until `episodes` episodes have seen the cue; record what its memory was given."""
+def play(run_dir: Path, episodes: int, max_played: int) -> tuple[RecordingMemory, list[Episode]]:
+    """Play the run's policy until `episodes` episodes have seen the cue (or `max_played` episodes were played,
+    for a policy that seldom looks); record what its memory was given."""
     envs, world, loop, seed = one_env_loop(run_dir, greedy=False)
-    recording = RecordingMemory(loop.actor.policy.memory)
-    loop.actor.policy.memory = recording
+    policy = loop.actor.policy
+    recording = RecordingMemory(policy.memory, policy.device)
+    policy.memory = recording
     kept: list[Episode] = []
+    played = 0
     try:
         loop.reset(seed)  # the first observation's call: index 0
         sighting = None
-        while len(kept) < episodes:
+        while len(kept) < episodes and played < max_played:
             call = len(recording.calls) - 1  # the call of the observation this step acts on
             if world.in_view(1, world.height // 2 - 1):
                 sighting = call
             step = loop.step()
             if step.done[0]:
+                played += 1
                 if sighting is not None:
                     cue = int(np.asarray(step.infos[MEMORY_CUE]).reshape(-1)[0])
                     kept.append(Episode(call, sighting, cue == OBJECT_TO_IDX["key"]))
@@ -105,6 +110,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run_dir", type=Path)
     parser.add_argument("--episodes", type=int, default=120, help="episodes that saw the cue to keep")
+    parser.add_argument("--max-played", type=int, default=2000, help="stop after this many episodes in all")
     parser.add_argument("--layers", type=int, nargs="+", default=[2, 0], help="LM depths to replay (0 = all)")
     parser.add_argument(
         "--set",
@@ -119,10 +125,16 @@ def main() -> None:
     torch.set_num_threads(1)
     config = load_run_config(args.run_dir)
     overrides = parse_overrides(args.overrides)
-    recording, kept = play(args.run_dir, args.episodes)
+    if "lm_layers" in overrides:
+        parser.error("--set lm_layers: the depths to replay are given by --layers, e.g. --layers 2 0")
+    recording, kept = play(args.run_dir, args.episodes, args.max_played)
+    if len(kept) < 10:
+        parser.error(f"only {len(kept)} of {args.max_played} played episodes saw the cue; raise --max-played")
+    # At a step the LM attends to the current input and the last mem_len positions before it, so a sighting
+    # up to `window_steps` steps back is still in view of the memory.
     window = recording.memory.window_steps
     since = np.array([e.last - e.sighting for e in kept])
-    inside = since < window
+    inside = since <= window
     labels = np.array([e.is_key for e in kept])
     last = [e.last for e in kept]
     sightings = [e.sighting for e in kept]
@@ -135,18 +147,19 @@ def main() -> None:
     spec = get_agent_spec(config.agent)
     obs_shape = tuple(recording.calls[0][0].shape[1:])
     own = torch.stack(recording.outputs)
-    rows = []
+    rows: list[dict[str, Any]] = []
     for layers in args.layers:
         variant = dataclasses.replace(config, **overrides, lm_layers=layers, lm_compile="false")
-        memory = spec.build_memory(variant, obs_shape, torch.device("cpu"))
+        memory = spec.build_memory(variant, obs_shape, recording.device)
         memory.load_state_dict(recording.memory.state_dict())
         outputs = replay(recording, memory)
+        row: dict[str, Any] = {"lm_layers": layers}
         if layers == config.lm_layers and not overrides:
-            difference = float((outputs - own).abs().max())
+            row["difference_from_policy"] = difference = float((outputs - own).abs().max())
             print(f"(replay at the run's own depth: largest difference from the policy's outputs {difference:.2e})")
-        at_sighting = probe_accuracy(outputs[sightings].numpy(), labels)
-        at_decision = probe_accuracy(outputs[last].numpy()[inside], labels[inside])
-        rows.append({"lm_layers": layers, "probe_sighting": at_sighting, "probe_decision_inside": at_decision})
+        row["probe_sighting"] = at_sighting = probe_accuracy(outputs[sightings].numpy(), labels)
+        row["probe_decision_inside"] = at_decision = probe_accuracy(outputs[last].numpy()[inside], labels[inside])
+        rows.append(row)
         print(f"| {layers or 'all'} | {at_sighting:.2f} | {at_decision:.2f} ({int(inside.sum())} episodes) |")
     if args.out:
         write_json_atomic(

@@ -26,7 +26,7 @@ def helm_run(tmp_path_factory: pytest.TempPathFactory, tiny_llama_with_tokenizer
 
 
 def test_replay_reproduces_the_policys_memory_and_depth_changes_it(helm_run: Path) -> None:
-    recording, kept = memory_reach.play(helm_run, episodes=3)
+    recording, kept = memory_reach.play(helm_run, episodes=3, max_played=200)
     assert len(kept) == 3
     calls = len(recording.calls)
     assert len(recording.outputs) == calls
@@ -41,7 +41,7 @@ def test_replay_reproduces_the_policys_memory_and_depth_changes_it(helm_run: Pat
 
     def replayed(layers: int) -> torch.Tensor:
         variant = dataclasses.replace(config, lm_layers=layers, lm_compile="false")
-        memory = spec.build_memory(variant, obs_shape, torch.device("cpu"))
+        memory = spec.build_memory(variant, obs_shape, recording.device)
         memory.load_state_dict(recording.memory.state_dict())
         return memory_reach.replay(recording, memory)
 
