@@ -43,6 +43,11 @@ def one_env_loop(run_dir: Path, greedy: bool) -> tuple[Any, Any, EnvLoop, int]:
     )
 
 
+def sees_cue(world: Any) -> bool:
+    """Whether the cue's cell (MiniGrid Memory's start room, column 1 of the middle row) is in the agent's view."""
+    return bool(world.in_view(1, world.height // 2 - 1))
+
+
 def sightings(run_dir: Path, episodes: int, greedy: bool) -> list[dict]:
     """Per episode: saw the cue, the start column, success, length."""
     envs, world, loop, seed = one_env_loop(run_dir, greedy)
@@ -51,7 +56,7 @@ def sightings(run_dir: Path, episodes: int, greedy: bool) -> list[dict]:
         loop.reset(seed)
         saw, start = False, int(world.agent_pos[0])
         while len(rows) < episodes:
-            saw = saw or bool(world.in_view(1, world.height // 2 - 1))
+            saw = saw or sees_cue(world)
             step = loop.step()
             for finished in step.finished:  # the env has already started its next episode
                 rows.append({"saw_cue": saw, "start_x": start, "success": finished.success, "length": finished.length})

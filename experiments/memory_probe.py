@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from cue_sightings import one_env_loop
+from cue_sightings import one_env_loop, sees_cue
 from minigrid.core.constants import OBJECT_TO_IDX
 
 from shelm.envs.minigrid import MEMORY_CUE
@@ -59,7 +59,7 @@ def last_memories(run_dir: Path, episodes: int) -> Episodes:
         loop.reset(seed)
         sighting, steps_after = None, -1
         while len(memories) < episodes:
-            in_view = bool(world.in_view(1, world.height // 2 - 1))
+            in_view = sees_cue(world)
             step = loop.step()
             output = step.memory_out[0].float().cpu().numpy()
             if in_view:

@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from cue_sightings import one_env_loop
+from cue_sightings import one_env_loop, sees_cue
 from memory_probe import probe_accuracy
 from minigrid.core.constants import OBJECT_TO_IDX
 
@@ -85,7 +85,7 @@ def play(run_dir: Path, episodes: int, max_played: int) -> tuple[RecordingMemory
         sighting = None
         while len(kept) < episodes and played < max_played:
             call = len(recording.calls) - 1  # the call of the observation this step acts on
-            if world.in_view(1, world.height // 2 - 1):
+            if sees_cue(world):
                 sighting = call
             step = loop.step()
             if step.done[0]:
