@@ -23,9 +23,10 @@ from __future__ import annotations
 import argparse
 import copy
 import dataclasses
+import sys
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 import torch
@@ -36,6 +37,7 @@ from minigrid.core.constants import OBJECT_TO_IDX
 from shelm.agents import get_agent_spec
 from shelm.config import parse_overrides
 from shelm.envs.minigrid import MEMORY_CUE
+from shelm.errors import ShelmError
 from shelm.files import write_json_atomic
 from shelm.memory import FrozenMemory
 from shelm.runs import load_run_config
@@ -106,6 +108,12 @@ def replay(recording: RecordingMemory, memory: FrozenMemory) -> torch.Tensor:
         return torch.stack([memory.step(obs, start, info)[0].float().cpu() for obs, start, info in recording.calls])
 
 
+def refuse(message: str) -> NoReturn:
+    """Bad input: one line on stderr, exit code 2, nothing written."""
+    print(f"memory_reach.py: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run_dir", type=Path)
@@ -123,13 +131,16 @@ def main() -> None:
     parser.add_argument("--out", type=Path, help="also write the rows as JSON here")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    config = load_run_config(args.run_dir)
-    overrides = parse_overrides(args.overrides)
+    try:
+        config = load_run_config(args.run_dir)
+        overrides = parse_overrides(args.overrides)
+    except ShelmError as exc:
+        refuse(str(exc))
     if "lm_layers" in overrides:
-        parser.error("--set lm_layers: the depths to replay are given by --layers, e.g. --layers 2 0")
+        refuse("--set lm_layers: the depths to replay are given by --layers, e.g. --layers 2 0")
     recording, kept = play(args.run_dir, args.episodes, args.max_played)
     if len(kept) < 10:
-        parser.error(f"only {len(kept)} of {args.max_played} played episodes saw the cue; raise --max-played")
+        refuse(f"only {len(kept)} of {args.max_played} played episodes saw the cue; raise --max-played")
     # At a step the LM attends to the current input and the last mem_len positions before it, so a sighting
     # up to `window_steps` steps back is still in view of the memory.
     window = recording.memory.window_steps

@@ -47,3 +47,30 @@ def test_replay_reproduces_the_policys_memory_and_depth_changes_it(helm_run: Pat
 
     assert torch.equal(replayed(config.lm_layers), own)
     assert (replayed(1) - own).abs().max() > 1e-3
+
+
+@pytest.mark.parametrize(
+    ("extra", "named"),
+    [
+        (["--set", "lm_layers=8"], "--set lm_layers"),
+        (["--set", "beta"], "--set 'beta'"),
+        (["--set", "nosuchkey=1"], "'nosuchkey'"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2_before_anything_is_played(
+    helm_run: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    extra: list[str],
+    named: str,
+) -> None:
+    out = tmp_path / "reach.json"
+    monkeypatch.setattr(sys, "argv", ["memory_reach.py", str(helm_run), *extra, "--out", str(out)])
+    monkeypatch.setattr(memory_reach, "play", lambda *args: pytest.fail("played despite bad input"))
+    with pytest.raises(SystemExit) as exit_info:
+        memory_reach.main()
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("memory_reach.py: ") and named in err
+    assert not out.exists()
