@@ -14,13 +14,16 @@ the cue and of those that did not.
 from __future__ import annotations
 
 import argparse
+import itertools
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from shelm.acting import EnvLoop, EpisodeTracker
+from shelm.acting import EnvLoop, EpisodeTracker, Transition
 from shelm.agents.policy import Actor
 from shelm.envs import make_vec_env, success_rule
 from shelm.evaluate import EVAL_SEED_OFFSET, load_policy
@@ -48,19 +51,45 @@ def sees_cue(world: Any) -> bool:
     return bool(world.in_view(1, world.height // 2 - 1))
 
 
+@dataclass(frozen=True)
+class Watched:
+    """One step of a policy in a Memory task, with where its episode has seen the cue so far."""
+
+    index: int  # the step's observation, counted from the reset's (0); the memory is stepped once per observation
+    cue_in_view: bool  # whether the cue's cell was in view in that observation
+    last_sighting: int | None  # the index of the episode's latest observation with the cue in view (this one too)
+    start_x: int  # the agent's column at the episode's first observation
+    transition: Transition
+
+
+def watch(loop: EnvLoop, world: Any, seed: int) -> Iterator[Watched]:
+    """Reset the one-env loop with `seed` and step it for as long as the caller reads, noting the cue's sightings.
+    The env starts its next episode by itself when one ends, so the caller's loop only counts and stops."""
+    loop.reset(seed)
+    last_sighting, start_x = None, int(world.agent_pos[0])
+    for index in itertools.count():
+        cue_in_view = sees_cue(world)
+        if cue_in_view:
+            last_sighting = index
+        transition = loop.step()
+        yield Watched(index, cue_in_view, last_sighting, start_x, transition)
+        if transition.done[0]:
+            last_sighting, start_x = None, int(world.agent_pos[0])
+
+
 def sightings(run_dir: Path, episodes: int, greedy: bool) -> list[dict]:
     """Per episode: saw the cue, the start column, success, length."""
     envs, world, loop, seed = one_env_loop(run_dir, greedy)
     rows: list[dict] = []
     try:
-        loop.reset(seed)
-        saw, start = False, int(world.agent_pos[0])
-        while len(rows) < episodes:
-            saw = saw or sees_cue(world)
-            step = loop.step()
-            for finished in step.finished:  # the env has already started its next episode
-                rows.append({"saw_cue": saw, "start_x": start, "success": finished.success, "length": finished.length})
-                saw, start = False, int(world.agent_pos[0])
+        for watched in watch(loop, world, seed):
+            for finished in watched.transition.finished:
+                saw = watched.last_sighting is not None
+                rows.append(
+                    {"saw_cue": saw, "start_x": watched.start_x, "success": finished.success, "length": finished.length}
+                )
+            if len(rows) >= episodes:
+                break
     finally:
         envs.close()
     return rows

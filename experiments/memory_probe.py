@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from cue_sightings import one_env_loop, sees_cue
+from cue_sightings import one_env_loop, watch
 from minigrid.core.constants import OBJECT_TO_IDX
 
 from shelm.envs.minigrid import MEMORY_CUE
@@ -55,25 +55,23 @@ def last_memories(run_dir: Path, episodes: int) -> Episodes:
     """Play the run's policy for `episodes` episodes and keep the memory's output where the probe reads it."""
     envs, world, loop, seed = one_env_loop(run_dir, greedy=False)
     memories, at_sighting, since, cues, seen, successes = [], [], [], [], [], []
+    sighting = None  # the output at the episode's latest sighting of the cue
     try:
-        loop.reset(seed)
-        sighting, steps_after = None, -1
-        while len(memories) < episodes:
-            in_view = sees_cue(world)
-            step = loop.step()
+        for watched in watch(loop, world, seed):
+            step = watched.transition
             output = step.memory_out[0].float().cpu().numpy()
-            if in_view:
-                sighting, steps_after = output, 0
-            elif sighting is not None:
-                steps_after += 1
+            if watched.cue_in_view:
+                sighting = output
             if step.done[0]:
+                saw = watched.last_sighting is not None
                 memories.append(output)
-                at_sighting.append(np.zeros_like(output) if sighting is None else sighting)
-                since.append(steps_after)
+                at_sighting.append(sighting if saw else np.zeros_like(output))
+                since.append(watched.index - watched.last_sighting if saw else -1)
                 cues.append(int(np.asarray(step.infos[MEMORY_CUE]).reshape(-1)[0]))
-                seen.append(sighting is not None)
+                seen.append(saw)
                 successes.append(step.finished[0].success)
-                sighting, steps_after = None, -1
+                if len(memories) >= episodes:
+                    break
     finally:
         envs.close()
     return Episodes(

@@ -30,7 +30,7 @@ from typing import Any, NoReturn
 
 import numpy as np
 import torch
-from cue_sightings import one_env_loop, sees_cue
+from cue_sightings import one_env_loop, watch
 from memory_probe import probe_accuracy
 from minigrid.core.constants import OBJECT_TO_IDX
 
@@ -83,19 +83,14 @@ def play(run_dir: Path, episodes: int, max_played: int) -> tuple[RecordingMemory
     kept: list[Episode] = []
     played = 0
     try:
-        loop.reset(seed)  # the first observation's call: index 0
-        sighting = None
-        while len(kept) < episodes and played < max_played:
-            call = len(recording.calls) - 1  # the call of the observation this step acts on
-            if sees_cue(world):
-                sighting = call
-            step = loop.step()
-            if step.done[0]:
+        for watched in watch(loop, world, seed):  # watched.index is the recorded call of the step's observation
+            if watched.transition.done[0]:
                 played += 1
-                if sighting is not None:
-                    cue = int(np.asarray(step.infos[MEMORY_CUE]).reshape(-1)[0])
-                    kept.append(Episode(call, sighting, cue == OBJECT_TO_IDX["key"]))
-                sighting = None
+                if watched.last_sighting is not None:
+                    cue = int(np.asarray(watched.transition.infos[MEMORY_CUE]).reshape(-1)[0])
+                    kept.append(Episode(watched.index, watched.last_sighting, cue == OBJECT_TO_IDX["key"]))
+                if len(kept) >= episodes or played >= max_played:
+                    break
     finally:
         envs.close()
     return recording, kept

@@ -1,5 +1,6 @@
-"""experiments/memory_reach.py: the episodes it records replay through a rebuilt memory to the very outputs the
-policy saw, and a shallower LM gives other outputs from the same recording."""
+"""The Memory-task diagnostics in experiments/: cue_sightings.py, memory_probe.py and memory_reach.py play the same
+episodes and agree on where the cue was seen and what the memory said there; memory_reach.py's recording replays
+through a rebuilt memory to the very outputs the policy saw, and a shallower LM gives other outputs from it."""
 
 from __future__ import annotations
 
@@ -7,14 +8,18 @@ import dataclasses
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from conftest import train_run
+from minigrid.core.constants import OBJECT_TO_IDX
 
 from shelm.agents import get_agent_spec
 from shelm.runs import load_run_config
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
+import cue_sightings
+import memory_probe
 import memory_reach
 
 
@@ -47,6 +52,27 @@ def test_replay_reproduces_the_policys_memory_and_depth_changes_it(helm_run: Pat
 
     assert torch.equal(replayed(config.lm_layers), own)
     assert (replayed(1) - own).abs().max() > 1e-3
+
+
+def test_the_three_diagnostics_see_the_same_episodes_and_sightings(helm_run: Path) -> None:
+    episodes = 12
+    rows = cue_sightings.sightings(helm_run, episodes, greedy=False)
+    probed = memory_probe.last_memories(helm_run, episodes)
+    assert len(rows) == len(probed.cues) == episodes
+    assert [row["saw_cue"] for row in rows] == probed.seen.tolist()
+    assert [row["success"] for row in rows] == probed.successes.tolist()
+    assert 0 < probed.seen.sum() < episodes  # both kinds of episode, so the check below compares something
+    assert (probed.steps_since_sighting[~probed.seen] == -1).all()
+    assert not probed.at_sighting[~probed.seen].any()
+    # memory_reach keeps the episodes that saw the cue, with the indices of its recorded memory calls: the
+    # outputs at those indices are the ones memory_probe kept, and so are the step counts between them.
+    recording, kept = memory_reach.play(helm_run, int(probed.seen.sum()), max_played=episodes)
+    assert len(kept) == probed.seen.sum()
+    outputs = torch.stack(recording.outputs).numpy()
+    assert np.array_equal(outputs[[e.last for e in kept]], probed.memories[probed.seen])
+    assert np.array_equal(outputs[[e.sighting for e in kept]], probed.at_sighting[probed.seen])
+    assert [e.last - e.sighting for e in kept] == probed.steps_since_sighting[probed.seen].tolist()
+    assert [e.is_key for e in kept] == (probed.cues[probed.seen] == OBJECT_TO_IDX["key"]).tolist()
 
 
 @pytest.mark.parametrize(
