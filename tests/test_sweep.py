@@ -19,7 +19,7 @@ import pytest
 
 from shelm.agents import AGENTS, resolve_config
 from shelm.cli import main
-from shelm.experiments.report import iqm_with_ci, markers, rank_sum_decision
+from shelm.experiments.report import iqm_with_ci, markers, rank_sum_decision, sweep_labels
 from shelm.runs import append_metrics, read_metrics, save_run_config
 
 ENV = "MiniGrid-Empty-5x5-v0"
@@ -66,7 +66,7 @@ def test_local_sweep_runs_each_trial_and_reports_its_numbers(tmp_path, capsys):
     assert min(finals) - 1e-9 <= row["ci"][0] <= row["iqm"] <= row["ci"][1] <= max(finals) + 1e-9
     markdown = (tmp_path / "report.md").read_text()
     assert f"| {ENV} | cnn | 2 | {row['iqm']:.3f}" in markdown
-    assert numbers["not_started"] == [] and "not started" not in markdown
+    assert numbers["no_run"] == [] and "no run" not in markdown
     assert (tmp_path / "sweep-curves.png").stat().st_size > 0 and (tmp_path / "sweep-final.png").stat().st_size > 0
 
 
@@ -341,7 +341,7 @@ def test_report_statistics_match_hand_computation(tmp_path):
     )
 
     numbers = _report(sweep, tmp_path, "--reps", "500")
-    assert numbers["not_started"] == []  # a plain folder of runs: no sweep.json to plan from
+    assert numbers["no_run"] == []  # a plain folder of runs: no sweep.json to plan from
     assert numbers["finished"] == 32 and [u["name"] for u in numbers["unfinished"]] == [
         "MiniGrid-MemoryS7-v0__lstm__s1"
     ]
@@ -394,8 +394,8 @@ def test_report_fills_only_its_marked_region_and_refuses_an_unmarked_file(tmp_pa
     )
     assert "old numbers" not in text and f"| {ENV} | cnn | 2 | 0.375" in text
     assert "](fig/runs-curves.png)" in text and (tmp_path / "fig" / "runs-final.png").is_file()
-    assert f"Not started: {ENV}__cnn__s3" in text
-    assert json.loads((tmp_path / "fig" / "runs-report.json").read_text())["not_started"] == [f"{ENV}__cnn__s3"]
+    assert f"Planned, with no run here yet: {ENV}__cnn__s3" in text
+    assert json.loads((tmp_path / "fig" / "runs-report.json").read_text())["no_run"] == [f"{ENV}__cnn__s3"]
 
     unmarked = tmp_path / "notes.md"
     unmarked.write_text("my notes\n")
@@ -455,6 +455,24 @@ def test_two_sweep_folders_report_as_one_with_their_variants_apart(tmp_path):
     assert comparisons["shelm (symbolic)", "shelm (symbolic, lm_layers=2)"]["probability_of_improvement"] == 1.0
     against_cut = comparisons["shelm (symbolic)", "shelm (symbolic, lm_layers=2)"]
     assert against_cut["p_value"] == pytest.approx(1 / 20) and against_cut["higher"]  # exact, though the 0.2s tie
+
+
+def test_sweep_folders_of_the_same_name_are_told_apart_by_their_parents(tmp_path):
+    """Two sweeps published as evidence/memory and normalized/memory: their owed trials are named so a reader knows
+    which folder owes them."""
+    published, normalized = tmp_path / "evidence" / "memory", tmp_path / "normalized" / "memory"
+    for sweep, agent in ((published, "cnn"), (normalized, "lstm")):
+        for seed in (1, 2):
+            _fake_run(sweep, ENV, agent, seed, 0.5)
+        planned = [f"{ENV}__{agent}__s{seed}" for seed in (1, 2, 3)]
+        (sweep / "sweep.json").write_text(json.dumps({"invocations": [{"trials": planned}]}))
+    out = tmp_path / "report.md"
+    assert main(["report", str(published), str(normalized), "--out", str(out), "--reps", "200"]) == 0
+    owed = [f"evidence/memory/{ENV}__cnn__s3", f"normalized/memory/{ENV}__lstm__s3"]
+    assert json.loads((tmp_path / "memory-report.json").read_text())["no_run"] == owed
+    assert "4 finished trials, 2 planned with no run here yet" in out.read_text()
+    assert sweep_labels([published]) == [""]
+    assert sweep_labels([tmp_path / "a" / "x", tmp_path / "b" / "y"]) == ["x", "y"]
 
 
 def test_a_baseline_that_is_no_agent_of_the_report_is_refused(tmp_path, capsys):

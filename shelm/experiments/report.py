@@ -308,7 +308,7 @@ def summarize(
                 )
     return {
         "trials": len(trials),
-        "not_started": sorted(set(planned) - {t.name for t in trials}),
+        "no_run": sorted(set(planned) - {t.name for t in trials}),
         "finished": len(finished),
         "unfinished": [
             {"name": t.name, "global_step": int(t.steps[-1]), "total_steps": t.total_steps}
@@ -403,7 +403,7 @@ def markdown(summary: dict[str, Any], sweep_dirs: list[Path], metric: str) -> st
     lines = [
         f"Sweep{'s' * (len(sweep_dirs) > 1)} {folders}: {summary['finished']} finished trials"
         + (f", {len(summary['unfinished'])} unfinished (left out)" if summary["unfinished"] else "")
-        + (f", {len(summary['not_started'])} not started" if summary["not_started"] else "")
+        + (f", {len(summary['no_run'])} planned with no run here yet" if summary["no_run"] else "")
         + f". Score per trial: `{metric}` averaged over the last 10% of its training steps. IQM = interquartile "
         "mean over seeds; CI = 95% stratified bootstrap (rliable).",
         "",
@@ -442,8 +442,8 @@ def markdown(summary: dict[str, Any], sweep_dirs: list[Path], metric: str) -> st
             "",
             "Unfinished: " + ", ".join(f"{u['name']} ({u['global_step']:,} steps)" for u in summary["unfinished"]),
         ]
-    if summary["not_started"]:
-        lines += ["", "Not started: " + ", ".join(summary["not_started"])]
+    if summary["no_run"]:  # not started, or (in a folder of published trials) not finished
+        lines += ["", "Planned, with no run here yet: " + ", ".join(summary["no_run"])]
     return "\n".join(lines) + "\n"
 
 
@@ -699,6 +699,24 @@ def claims_markdown(verdicts: list[dict[str, Any]], claims_file: Path, sweep_dir
     return "\n".join(lines) + "\n"
 
 
+def sweep_labels(sweep_dirs: list[Path]) -> list[str]:
+    """What names each of several sweep folders in the report: the shortest end of its path that no other folder
+    shares (`memory-s11`, or `normalized/memory-s11` beside `evidence/memory-s11`); '' for a lone folder."""
+    if len(sweep_dirs) < 2:
+        return [""] * len(sweep_dirs)
+    parts = [d.resolve().parts for d in sweep_dirs]
+
+    def label(index: int) -> str:
+        own = parts[index]
+        for length in range(1, len(own) + 1):
+            tail = own[-length:]
+            if all(other[-length:] != tail for i, other in enumerate(parts) if i != index):
+                return "/".join(tail)
+        return "/".join(own)  # the same folder listed twice
+
+    return [label(i) for i in range(len(sweep_dirs))]
+
+
 def _merge(out: Path, page: str, block: str, name: str, new: bool) -> str:
     """The page with `block` in NAME's marked region: appended to a page being created (`new`), else replacing
     the region's old content, and refused when the existing page has no such region."""
@@ -739,8 +757,8 @@ def write_report(
             "folder first or rename it"
         )
     trials, planned = [], []
-    for sweep_dir in sweep_dirs:
-        prefix = f"{sweep_dir.name}/" if len(sweep_dirs) > 1 else ""  # trial names repeat across sweeps
+    for sweep_dir, label in zip(sweep_dirs, sweep_labels(sweep_dirs), strict=True):
+        prefix = f"{label}/" if label else ""  # trial names repeat across sweeps
         found = load_trials(sweep_dir, metric)
         trials += [dataclasses.replace(t, name=prefix + t.name) for t in found]
         planned += [prefix + name for name in planned_trials(sweep_dir)]
