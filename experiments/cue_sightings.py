@@ -26,6 +26,7 @@ import torch
 from shelm.acting import EnvLoop, EpisodeTracker, Transition
 from shelm.agents.policy import Actor
 from shelm.envs import make_vec_env, success_rule
+from shelm.envs.minigrid import MEMORY_CUE
 from shelm.evaluate import EVAL_SEED_OFFSET, load_policy
 from shelm.files import write_json_atomic
 from shelm.runs import checkpoint_step
@@ -60,6 +61,11 @@ class Watched:
     last_sighting: int | None  # the index of the episode's latest observation with the cue in view (this one too)
     start_x: int  # the agent's column at the episode's first observation
     transition: Transition
+
+    @property
+    def cue(self) -> int:
+        """The episode's cue object (a MiniGrid object index), as the environment reports it in the step's info."""
+        return int(np.asarray(self.transition.infos[MEMORY_CUE]).reshape(-1)[0])
 
 
 def watch(loop: EnvLoop, world: Any, seed: int) -> Iterator[Watched]:

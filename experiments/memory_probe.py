@@ -34,7 +34,6 @@ import torch
 from cue_sightings import one_env_loop, watch
 from minigrid.core.constants import OBJECT_TO_IDX
 
-from shelm.envs.minigrid import MEMORY_CUE
 from shelm.files import write_json_atomic
 from shelm.runs import checkpoint_step
 
@@ -67,7 +66,7 @@ def last_memories(run_dir: Path, episodes: int) -> Episodes:
                 memories.append(output)
                 at_sighting.append(sighting if saw else np.zeros_like(output))
                 since.append(watched.index - watched.last_sighting if saw else -1)
-                cues.append(int(np.asarray(step.infos[MEMORY_CUE]).reshape(-1)[0]))
+                cues.append(watched.cue)
                 seen.append(saw)
                 successes.append(step.finished[0].success)
                 if len(memories) >= episodes:

@@ -36,7 +36,6 @@ from minigrid.core.constants import OBJECT_TO_IDX
 
 from shelm.agents import get_agent_spec
 from shelm.config import parse_overrides
-from shelm.envs.minigrid import MEMORY_CUE
 from shelm.errors import ShelmError
 from shelm.files import write_json_atomic
 from shelm.memory import FrozenMemory
@@ -87,8 +86,7 @@ def play(run_dir: Path, episodes: int, max_played: int) -> tuple[RecordingMemory
             if watched.transition.done[0]:
                 played += 1
                 if watched.last_sighting is not None:
-                    cue = int(np.asarray(watched.transition.infos[MEMORY_CUE]).reshape(-1)[0])
-                    kept.append(Episode(watched.index, watched.last_sighting, cue == OBJECT_TO_IDX["key"]))
+                    kept.append(Episode(watched.index, watched.last_sighting, watched.cue == OBJECT_TO_IDX["key"]))
                 if len(kept) >= episodes or played >= max_played:
                     break
     finally:
