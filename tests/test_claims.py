@@ -264,6 +264,31 @@ def test_three_seeds_against_three_can_decide_a_beats_claim_and_two_cannot(tmp_p
     assert verdicts[f"SHELM beats lstm and {oracle}"]["verdict"] == "does not hold"
 
 
+def test_a_threshold_on_fewer_than_three_seeds_cannot_be_decided(tmp_path):
+    """Two seeds above the threshold and one below it: on the first two seeds alone the claim is undecided, not
+    held, with its numbers and the seeds it needs shown; the third seed decides it."""
+    root = tmp_path / "few"
+    claims = tmp_path / "claims.toml"
+    claims.write_text(
+        f'[[claim]]\ntext = "SHELM reaches 0.9"\nsource = "S"\nkind = "threshold"\nenv = "{ENV}"\n'
+        'agent = "shelm (symbolic)"\nat_least = 0.9\n'
+    )
+    verdicts = []
+    for seed, final in enumerate([0.95, 0.93, 0.6], start=1):
+        _run(root, "shelm", seed, final)
+        out = tmp_path / f"results-{seed}.md"
+        argv = ["report", str(root), "--out", str(out), "--reps", "100", "--claims", str(claims)]
+        assert main(argv) == 0
+        (verdict,) = json.loads((tmp_path / "few-report.json").read_text())["claims"]
+        verdicts.append(verdict)
+        assert verdict["seeds"] == seed and verdict["iqm"] == pytest.approx(_iqm([0.95, 0.93, 0.6][:seed]))
+    assert [v["verdict"] for v in verdicts] == ["too few seeds to decide", "too few seeds to decide", "does not hold"]
+    row = _row((tmp_path / "results-2.md").read_text(), "SHELM reaches 0.9")
+    assert row.startswith("| SHELM reaches 0.9 | S | too few seeds to decide | IQM 0.940 [")
+    assert row.endswith(", 2 seeds; needs at least 0.9 on at least 3 seeds |")
+    assert _row((tmp_path / "results-3.md").read_text(), "SHELM reaches 0.9").endswith("3 seeds; needs at least 0.9 |")
+
+
 PEER = "sb3_contrib.RecurrentPPO"  # the label experiments/lstm_parity.py's trials get in the report
 
 

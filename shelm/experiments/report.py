@@ -20,7 +20,8 @@ text around the numbers and can hold several sweeps.
 
 With `--claims FILE`, a TOML file of `[[claim]]` tables (docs/claims.toml holds the papers' claims this project
 tests), each claim gets a verdict from the finished trials of all the folders reported together: a `threshold`
-claim holds when an agent's IQM meets `at_least` or `at_most`; a `beats` claim holds when the one-sided rank-sum
+claim holds when an agent's IQM over at least 3 seeds meets `at_least` or `at_most` (on fewer it cannot be
+decided); a `beats` claim holds when the one-sided rank-sum
 test says the agent scores higher than each of `others` at alpha 0.05 (p <= 0.05), and cannot be decided when
 every comparison it loses had too few seeds for any outcome to reach that p; a `no_worse` claim (a parity check
 against a peer) holds when, against each of `others`, the agent's IQM CI reaches the other's (its upper end at or
@@ -462,6 +463,9 @@ def _decision_words(decision: dict[str, Any]) -> str:
 CLAIMS = "claims"  # NAME in the page markers around the claims table
 HOLDS, FAILS, UNTESTABLE, UNMEASURED = "holds", "does not hold", "not testable here", "not measured yet"
 UNDECIDABLE = "too few seeds to decide"
+# A threshold is a claim about a method, not a run: an IQM of one or two seeds is those runs' mean, which cannot
+# tell the method from a lucky or an unlucky seed, so a threshold is decided on this many finished seeds or more.
+THRESHOLD_MIN_SEEDS = 3
 
 # Per kind of claim: the keys it must have, then the keys it may have.
 CLAIM_KEYS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
@@ -610,7 +614,11 @@ def evaluate_claims(
             row |= {key: bound, "iqm": point, "ci": [low, high]}
             numbers = f"{shown}IQM {_fmt(point)} [{_fmt(low)}, {_fmt(high)}], {_seeds(len(values))}; needs "
             numbers += f"{key.replace('_', ' ')} {bound}"
-            verdict = HOLDS if holds else FAILS
+            if len(values) < THRESHOLD_MIN_SEEDS:
+                numbers += f" on at least {THRESHOLD_MIN_SEEDS} seeds"
+                verdict = UNDECIDABLE
+            else:
+                verdict = HOLDS if holds else FAILS
         elif claim.kind == "no_worse":
             point, low, high = iqm_with_ci(values[:, None], reps)
             row |= {"iqm": point, "ci": [low, high], "against": []}
@@ -683,7 +691,8 @@ def claims_markdown(verdicts: list[dict[str, Any]], claims_file: Path, sweep_dir
     lines = [
         f"The papers' claims (`{claims_file}`) tested on the finished trials of {folders}. A threshold holds when "
         f"the IQM over seeds of the trials' scores (`{metric}` unless the row names another metric) meets it, with "
-        'its 95% bootstrap CI shown; "beats" holds when a one-sided Wilcoxon rank-sum test over seeds says the '
+        f"its 95% bootstrap CI shown; it is decided on {THRESHOLD_MIN_SEEDS} seeds or more, since the IQM of fewer "
+        'is one or two runs\' mean; "beats" holds when a one-sided Wilcoxon rank-sum test over seeds says the '
         f"agent scores higher than each other agent at alpha {ALPHA} (p <= {ALPHA}), with the probability of "
         "improvement and its CI shown; with too few seeds for any outcome to reach that p (2 against 3, say), a "
         'comparison not won cannot decide the claim. "No worse" (a parity check) holds when the agent\'s IQM CI '
