@@ -13,7 +13,8 @@
 # concatenation the CNN's features drowned the memory on MemoryS11, and with fusion=normalized SHELM stayed at
 # chance for 2M steps (docs/results.md); those trials are kept in docs/runs/evidence/concat/ and
 # docs/runs/evidence/normalized/.
-# Trials run at low priority, two at a time (WORKERS=N sets how many) with one torch thread each; run the same
+# Trials run at low priority, two at a time (WORKERS=N sets how many) with one torch thread each (THREADS=N gives
+# each N; a trial may resume with another count, which changes its speed, not what it learns); run the same
 # command again to resume. SEEDS=A-B trains only seeds A..B (default 1-3) and AGENTS=a,b only those of the stage's
 # agents, e.g. the trials still missing when the finished ones are published in docs/runs/ but the working folder
 # runs/ was lost: `AGENTS=lstm SEEDS=3-3 experiments/evidence.sh memory-s11`.
@@ -50,6 +51,7 @@ for setting in ${sets[@]+"${sets[@]}"}; do  # an AGENT:KEY=VALUE setting goes on
   if [[ $scope == *:* ]] && [[ ",$agents," != *",${scope%%:*},"* ]]; then continue; fi
   args+=(--set "$setting")
 done
+[ -n "${THREADS:-}" ] && args+=(--set "torch_threads=$THREADS")
 publish() { python experiments/publish_finished.py "$out" "evidence/$stage"; }
 (while sleep 300; do publish || true; done) &
 poller=$!
