@@ -344,7 +344,9 @@ def plot_curves(trials: list[TrialScores], metric: str, reps: int, path: Path) -
 
     grouped = _by_env_and_label(trials)
     labels = sorted({label for by_label in grouped.values() for label in by_label})  # one colour per agent
-    fig, axes = plt.subplots(1, len(grouped), figsize=(5.5 * len(grouped), 3.8), squeeze=False)
+    # Each panel's legend goes below it, where it hides no curve; the figure grows by a line per legend entry.
+    legend_lines = max(len(by_label) for by_label in grouped.values())
+    fig, axes = plt.subplots(1, len(grouped), figsize=(5.5 * len(grouped), 3.8 + 0.17 * legend_lines), squeeze=False)
     for ax, env_id in zip(axes[0], sorted(grouped), strict=True):
         for label, runs in sorted(grouped[env_id].items()):
             grid, values = on_common_steps([(t.steps, t.values) for t in runs])
@@ -359,7 +361,7 @@ def plot_curves(trials: list[TrialScores], metric: str, reps: int, path: Path) -
         ax.set_xlabel("environment steps")
         ax.set_ylabel(f"{metric} (IQM, 95% CI)")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(0.0, -0.16), frameon=False)
     fig.tight_layout()
     return save_figure(fig, path)
 

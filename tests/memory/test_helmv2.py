@@ -171,7 +171,9 @@ def test_the_memo_hit_rate_is_reported_after_steps(memory, frames):
     noise = torch.as_tensor(np.random.default_rng(0).integers(0, 256, size=(1, 56, 56, 3), dtype=np.uint8))
     memory.step(noise, torch.zeros(1, dtype=torch.bool))
     memory.step(noise, torch.zeros(1, dtype=torch.bool))
-    assert memory.metrics() == {"memo_hit_rate": pytest.approx(2 / 3)}
+    metrics = memory.metrics()
+    assert metrics.pop("memo_hit_rate") == pytest.approx(2 / 3)
+    assert set(metrics) <= {"time_compile"}  # the LM step compiles for a batch of one unless a test before did
     assert memory.metrics() == {}
 
 
