@@ -22,6 +22,7 @@ import torch
 
 from shelm.agents import resolve_config
 from shelm.envs import make_vec_env
+from shelm.files import write_atomic
 from shelm.ppo import train
 from shelm.runs import read_metrics, save_run_config
 
@@ -88,7 +89,7 @@ def main() -> None:
     text = "\n".join(lines) + "\n"
     print(text)
     if args.out:
-        args.out.write_text(text)
+        write_atomic(args.out, text.encode())
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 
 from shelm.config import TrainConfig
+from shelm.files import write_atomic
 from shelm.memory.frozen_hopfield import FrozenHopfield
 from shelm.memory.language_model import LanguageModelMemory
 from shelm.memory.weights import load_language_model
@@ -131,7 +132,7 @@ def main() -> None:
     text = "\n".join(lines) + "\n"
     print(text)
     if args.out:
-        args.out.write_text(text)
+        write_atomic(args.out, text.encode())
 
 
 if __name__ == "__main__":

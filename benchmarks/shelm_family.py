@@ -22,6 +22,7 @@ import torch
 
 from shelm.agents import resolve_config
 from shelm.envs import make_vec_env
+from shelm.files import write_atomic
 from shelm.memory.imagenet import ImageNetRetriever
 from shelm.memory.retrieval import top_k
 from shelm.memory.symbolic import SymbolicRetriever
@@ -89,7 +90,7 @@ def main() -> None:
     text = "\n".join(lines) + "\n"
     print(text)
     if args.out:
-        args.out.write_text(text)
+        write_atomic(args.out, text.encode())
 
 
 def part_a(args: argparse.Namespace) -> list[str]:

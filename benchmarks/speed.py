@@ -36,6 +36,7 @@ from pathlib import Path
 
 import torch
 
+from shelm.files import write_atomic
 from shelm.memory.language_model import LanguageModelMemory
 from shelm.memory.prepared_step import prepare_decoder
 from shelm.memory.weights import load_language_model
@@ -209,7 +210,7 @@ def main() -> None:
     text = "\n".join(lines) + "\n"
     print(text)
     if args.out:
-        args.out.write_text(text)
+        write_atomic(args.out, text.encode())
 
 
 if __name__ == "__main__":

@@ -71,6 +71,7 @@ from torch import nn
 from shelm.agents.encoders import CNNEncoder
 from shelm.config import TrainConfig
 from shelm.envs import make_env
+from shelm.files import write_atomic
 from shelm.ppo import train
 from shelm.runs import read_metrics
 
@@ -331,7 +332,7 @@ def main() -> None:
     print(text, end="")
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text)
+        write_atomic(args.out, text.encode())
 
 
 if __name__ == "__main__":

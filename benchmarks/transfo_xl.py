@@ -28,6 +28,7 @@ from pathlib import Path
 import torch
 
 from shelm.config import TrainConfig
+from shelm.files import write_atomic
 from shelm.memory.transfo_xl import TransfoXL, TransfoXLConfig, TransfoXLMemory
 from shelm.memory.weights import load_language_model, load_tokenizer
 from shelm.ppo import train
@@ -213,7 +214,7 @@ def main() -> None:
     text = "\n".join(lines) + "\n"
     print(text)
     if args.out:
-        args.out.write_text(text)
+        write_atomic(args.out, text.encode())
 
 
 if __name__ == "__main__":
