@@ -4,6 +4,7 @@ import pytest
 
 from shelm.cli import main
 from shelm.config import TrainConfig
+from shelm.inspect.figures import short_count
 
 
 def _fake_run(path, agent, seed, values, **settings):
@@ -25,6 +26,12 @@ def test_plot_aggregates_seeds_and_reports_final_values(tmp_path, capsys):
     assert "| MiniGrid-MemoryS7-v0 | cnn | 2 | 1,000 | 0.600 ± 0.100 |" in table
     assert "| MiniGrid-MemoryS7-v0 | lstm | 1 | 1,000 | 1.000 ± 0.000 |" in table
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_step_ticks_are_written_short():
+    """The learning curves' step axis: 2M steps and its ticks must not run into each other."""
+    ticks = [short_count(v) for v in (0, 500, 50_000, 250_000, 1_500_000, 2e6)]
+    assert ticks == ["0", "500", "50k", "250k", "1.5M", "2M"]
 
 
 def test_plot_tells_memory_variants_apart(tmp_path, capsys):

@@ -340,7 +340,7 @@ def plot_curves(trials: list[TrialScores], metric: str, reps: int, path: Path) -
     import matplotlib.pyplot as plt
     from rliable import metrics
 
-    from shelm.inspect.figures import save_figure
+    from shelm.inspect.figures import save_figure, steps_axis
 
     grouped = _by_env_and_label(trials)
     labels = sorted({label for by_label in grouped.values() for label in by_label})  # one colour per agent
@@ -358,7 +358,7 @@ def plot_curves(trials: list[TrialScores], metric: str, reps: int, path: Path) -
             ax.plot(grid, points["x"], color=color, label=f"{label} ({_seeds(len(runs))})")
             ax.fill_between(grid, cis["x"][0], cis["x"][1], color=color, alpha=0.2)
         ax.set_title(env_id)
-        ax.set_xlabel("environment steps")
+        steps_axis(ax)
         ax.set_ylabel(f"{metric} (IQM, 95% CI)")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(0.0, -0.16), frameon=False)

@@ -116,21 +116,24 @@ def plot_curves(groups: dict[Group, list[tuple[np.ndarray, np.ndarray]]], metric
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from shelm.inspect.figures import save_figure, steps_axis
+
     envs = sorted({env for env, _ in groups})
-    fig, axes = plt.subplots(1, len(envs), figsize=(5.5 * len(envs), 3.8), squeeze=False)
+    # Each panel's legend goes below it, where it hides no curve; the figure grows by a line per legend entry.
+    legend_lines = max(sum(group_env == env for group_env, _ in groups) for env in envs)
+    fig, axes = plt.subplots(1, len(envs), figsize=(5.5 * len(envs), 3.8 + 0.17 * legend_lines), squeeze=False)
     for ax, env in zip(axes[0], envs, strict=True):
         for (group_env, agent), runs in sorted(groups.items()):
             if group_env != env:
                 continue
             grid, values = on_common_steps(runs)
-            ax.plot(grid, values.mean(0), label=f"{agent} ({len(runs)} seeds)")
+            ax.plot(grid, values.mean(0), label=f"{agent} ({len(runs)} seed{'' if len(runs) == 1 else 's'})")
             ax.fill_between(grid, values.min(0), values.max(0), alpha=0.25)
         ax.set_title(env)
-        ax.set_xlabel("environment steps")
+        steps_axis(ax)
         ax.set_ylabel(metric)
         ax.grid(alpha=0.3)
-        ax.legend()
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(0.0, -0.16), frameon=False)
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
+    save_figure(fig, out)

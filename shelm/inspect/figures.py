@@ -1,5 +1,6 @@
 """What every analysis of `shelm analyze` works with: the trained run it looks at (`Analysis`) and how it writes
-its figures (`save_figure`). The analyses import this module, and `shelm.inspect.analyze` runs them."""
+its figures (`save_figure`, `steps_axis`). The analyses import this module, and `shelm.inspect.analyze` runs them;
+the learning-curve plots of `shelm plot` and `shelm report` draw their step axis and write their file with it too."""
 
 from __future__ import annotations
 
@@ -47,3 +48,20 @@ def save_figure(fig: Any, path: Path) -> Path:
     plt.close(fig)
     write_atomic(path, buffer.getvalue())
     return path
+
+
+def short_count(value: float, _position: Any = None) -> str:
+    """A tick label for a count of steps: 0, 500, 50k, 1.5M (matplotlib's formatter signature)."""
+    if abs(value) >= 1e6:
+        return f"{value / 1e6:g}M"
+    if abs(value) >= 1e3:
+        return f"{value / 1e3:g}k"
+    return f"{value:g}"
+
+
+def steps_axis(ax: Any) -> None:
+    """The x axis of a learning curve: environment steps, with short tick labels that never run into each other."""
+    from matplotlib.ticker import FuncFormatter
+
+    ax.set_xlabel("environment steps")
+    ax.xaxis.set_major_formatter(FuncFormatter(short_count))
