@@ -50,7 +50,7 @@ import numpy as np
 
 from shelm.errors import ShelmError, first_line
 from shelm.files import write_atomic, write_json_atomic
-from shelm.inspect.curves import final_value, metric_series, on_common_steps, run_identity
+from shelm.inspect.curves import final_value, metric_series, on_common_steps, run_identity, seeds_text
 
 # The rank-sum test's level: "higher" when its one-sided p-value is at most ALPHA (an exact test then wrongly says
 # higher with probability at most ALPHA). 3 seeds against 3 can reach it (smallest p 1/20); 2 against 3 cannot.
@@ -197,11 +197,6 @@ def exact_rank_sum_p(x: np.ndarray, y: np.ndarray) -> float:
     return float(np.mean(sums >= ranks[: len(x)].sum() - 1e-9))
 
 
-def _seeds(count: int) -> str:
-    """'1 seed', '3 seeds'."""
-    return f"{count} seed" if count == 1 else f"{count} seeds"
-
-
 def rank_sum_decision(x: np.ndarray, y: np.ndarray) -> dict[str, float | bool]:
     """The report's one decision whether x scores higher than y, shared by its comparison table and its claims.
 
@@ -337,16 +332,13 @@ def plot_curves(trials: list[TrialScores], metric: str, reps: int, path: Path) -
     import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     from rliable import metrics
 
-    from shelm.inspect.figures import save_figure, steps_axis
+    from shelm.inspect.figures import curve_panels, finish_curve_panel, save_figure
 
     grouped = _by_env_and_label(trials)
     labels = sorted({label for by_label in grouped.values() for label in by_label})  # one colour per agent
-    # Each panel's legend goes below it, where it hides no curve; the figure grows by a line per legend entry.
-    legend_lines = max(len(by_label) for by_label in grouped.values())
-    fig, axes = plt.subplots(1, len(grouped), figsize=(5.5 * len(grouped), 3.8 + 0.17 * legend_lines), squeeze=False)
+    fig, axes = curve_panels(len(grouped), max(len(by_label) for by_label in grouped.values()))
     for ax, env_id in zip(axes[0], sorted(grouped), strict=True):
         for label, runs in sorted(grouped[env_id].items()):
             grid, values = on_common_steps([(t.steps, t.values) for t in runs])
@@ -355,13 +347,9 @@ def plot_curves(trials: list[TrialScores], metric: str, reps: int, path: Path) -
             per_step = lambda s: np.array([metrics.aggregate_iqm(s[:, :, i]) for i in range(s.shape[-1])])  # noqa: E731
             points, cis = _interval({"x": values[:, None, :]}, per_step, reps)
             color = f"C{labels.index(label) % 10}"
-            ax.plot(grid, points["x"], color=color, label=f"{label} ({_seeds(len(runs))})")
+            ax.plot(grid, points["x"], color=color, label=f"{label} ({seeds_text(len(runs))})")
             ax.fill_between(grid, cis["x"][0], cis["x"][1], color=color, alpha=0.2)
-        ax.set_title(env_id)
-        steps_axis(ax)
-        ax.set_ylabel(f"{metric} (IQM, 95% CI)")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(0.0, -0.16), frameon=False)
+        finish_curve_panel(ax, env_id, f"{metric} (IQM, 95% CI)")
     fig.tight_layout()
     return save_figure(fig, path)
 
@@ -614,7 +602,7 @@ def evaluate_claims(
             else:
                 holds, key, bound = point <= claim.at_most, "at_most", claim.at_most
             row |= {key: bound, "iqm": point, "ci": [low, high]}
-            numbers = f"{shown}IQM {_fmt(point)} [{_fmt(low)}, {_fmt(high)}], {_seeds(len(values))}; needs "
+            numbers = f"{shown}IQM {_fmt(point)} [{_fmt(low)}, {_fmt(high)}], {seeds_text(len(values))}; needs "
             numbers += f"{key.replace('_', ' ')} {bound}"
             if len(values) < THRESHOLD_MIN_SEEDS:
                 numbers += f" on at least {THRESHOLD_MIN_SEEDS} seeds"
@@ -638,7 +626,7 @@ def evaluate_claims(
                         "other_higher": rank_sum_decision(y, values),
                     }
                 )
-            numbers = f"{shown}IQM {_fmt(point)} [{_fmt(low)}, {_fmt(high)}], {_seeds(len(values))}; "
+            numbers = f"{shown}IQM {_fmt(point)} [{_fmt(low)}, {_fmt(high)}], {seeds_text(len(values))}; "
             numbers += "; ".join(_parity_numbers(a) for a in row["against"])
             holds = all(a["reaches"] and not a["other_higher"]["higher"] for a in row["against"])
             verdict = HOLDS if holds else FAILS
@@ -682,7 +670,7 @@ def _comparison_numbers(against: dict[str, Any], seeds: int, shown: str) -> str:
 def _parity_numbers(against: dict[str, Any]) -> str:
     """One comparison of a `no_worse` claim in words: the other agent's IQM with its CI and the reverse test."""
     low, high = against["ci"]
-    text = f"{against['agent']} IQM {_fmt(against['iqm'])} [{_fmt(low)}, {_fmt(high)}], {_seeds(against['seeds'])}"
+    text = f"{against['agent']} IQM {_fmt(against['iqm'])} [{_fmt(low)}, {_fmt(high)}], {seeds_text(against['seeds'])}"
     reverse = against["other_higher"]
     return text + f"; {against['agent']} higher: p = {reverse['p_value']:.3f}"
 

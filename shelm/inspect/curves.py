@@ -109,31 +109,29 @@ def final_table(groups: dict[Group, list[tuple[np.ndarray, np.ndarray]]], metric
     return "\n".join(lines)
 
 
+def seeds_text(count: int) -> str:
+    """'1 seed', '3 seeds'."""
+    return f"{count} seed" if count == 1 else f"{count} seeds"
+
+
 def plot_curves(groups: dict[Group, list[tuple[np.ndarray, np.ndarray]]], metric: str, out: Path) -> None:
     """One panel per env; per agent the mean over seeds with the min-max range shaded."""
     import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    from shelm.inspect.figures import save_figure, steps_axis
+    from shelm.inspect.figures import curve_panels, finish_curve_panel, save_figure
 
     envs = sorted({env for env, _ in groups})
-    # Each panel's legend goes below it, where it hides no curve; the figure grows by a line per legend entry.
-    legend_lines = max(sum(group_env == env for group_env, _ in groups) for env in envs)
-    fig, axes = plt.subplots(1, len(envs), figsize=(5.5 * len(envs), 3.8 + 0.17 * legend_lines), squeeze=False)
+    fig, axes = curve_panels(len(envs), max(sum(group_env == env for group_env, _ in groups) for env in envs))
     for ax, env in zip(axes[0], envs, strict=True):
         for (group_env, agent), runs in sorted(groups.items()):
             if group_env != env:
                 continue
             grid, values = on_common_steps(runs)
-            ax.plot(grid, values.mean(0), label=f"{agent} ({len(runs)} seed{'' if len(runs) == 1 else 's'})")
+            ax.plot(grid, values.mean(0), label=f"{agent} ({seeds_text(len(runs))})")
             ax.fill_between(grid, values.min(0), values.max(0), alpha=0.25)
-        ax.set_title(env)
-        steps_axis(ax)
-        ax.set_ylabel(metric)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(0.0, -0.16), frameon=False)
+        finish_curve_panel(ax, env, metric)
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
     save_figure(fig, out)

@@ -1,6 +1,7 @@
 """What every analysis of `shelm analyze` works with: the trained run it looks at (`Analysis`) and how it writes
-its figures (`save_figure`, `steps_axis`). The analyses import this module, and `shelm.inspect.analyze` runs them;
-the learning-curve plots of `shelm plot` and `shelm report` draw their step axis and write their file with it too."""
+its figures (`save_figure`). The analyses import this module, and `shelm.inspect.analyze` runs them; the
+learning-curve plots of `shelm plot` and `shelm report` lay out their panels with it (`curve_panels`,
+`finish_curve_panel`) and write their file with it too."""
 
 from __future__ import annotations
 
@@ -59,9 +60,22 @@ def short_count(value: float, _position: Any = None) -> str:
     return f"{value:g}"
 
 
-def steps_axis(ax: Any) -> None:
-    """The x axis of a learning curve: environment steps, with short tick labels that never run into each other."""
+def curve_panels(panels: int, legend_lines: int) -> tuple[Any, Any]:
+    """A row of learning-curve panels [1, panels], each tall enough for a legend of `legend_lines` entries below it
+    (`finish_curve_panel` puts it there)."""
+    import matplotlib.pyplot as plt
+
+    return plt.subplots(1, panels, figsize=(5.5 * panels, 3.8 + 0.17 * legend_lines), squeeze=False)
+
+
+def finish_curve_panel(ax: Any, title: str, ylabel: str) -> None:
+    """Title, axes and legend of one learning-curve panel: environment steps with short tick labels that never run
+    into each other, and the legend below the panel, where it hides no curve."""
     from matplotlib.ticker import FuncFormatter
 
+    ax.set_title(title)
     ax.set_xlabel("environment steps")
     ax.xaxis.set_major_formatter(FuncFormatter(short_count))
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(0.0, -0.16), frameon=False)
