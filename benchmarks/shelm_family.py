@@ -3,15 +3,21 @@
 (a) training SPS of every agent on the same task and settings (16 envs, 128-step rollouts, a few PPO
     iterations each, the first one dropped as warm-up), with the retrieval memo cache's hit rate;
 (b) how well each offline retriever tells observations apart: on frames of random play, the number of
-    distinct top-k word sets per distinct observation, and the retriever's cost per frame without the cache.
+    distinct top-k word sets per distinct observation, and the retriever's cost per frame without the cache;
+(c) what words from pixels cost: training SPS of SHELM with retriever=regions beside the same SHELM with the
+    symbolic oracle on a MiniGrid task (the paper preset), and beside whole-frame imagenet SHELM on an Atari game
+    whose frames rarely repeat, the arms interleaved round by round so that both see the same machine load.
 
 Run: python benchmarks/shelm_family.py --out docs/benchmarks-shelm.md     (about 10 minutes on 2 cores)
+     python benchmarks/shelm_family.py --parts c --env MiniGrid-MemoryS11-v0 --lm-layers 2   (about 15 minutes)
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import platform
+import statistics
 import sys
 import tempfile
 import time
@@ -27,6 +33,7 @@ from shelm.memory.imagenet import ImageNetRetriever
 from shelm.memory.retrieval import top_k
 from shelm.memory.symbolic import SymbolicRetriever
 from shelm.ppo import train
+from shelm.precision import cpu_flags, native_bf16
 from shelm.runs import read_metrics
 
 AGENTS = [
@@ -35,6 +42,17 @@ AGENTS = [
     ("helmv2", {"image_encoder": "imagenet"}),
     ("shelm", {"retriever": "symbolic"}),
     ("shelm", {"retriever": "imagenet"}),
+    ("shelm", {"retriever": "regions"}),
+]
+# Part (c)'s pairs: (env, settings both arms share, the baseline's settings, the pixel retriever's settings).
+PIXEL_PAIRS = [
+    ("{env}", {}, {"retriever": "symbolic"}, {"retriever": "regions"}),
+    (
+        "ale_py:ALE/Breakout-v5",
+        {"n_envs": 2, "n_steps": 64, "n_minibatches": 2},
+        {"retriever": "imagenet"},
+        {"retriever": "regions"},
+    ),
 ]
 
 
@@ -78,15 +96,25 @@ def main() -> None:
     parser.add_argument("--lm-layers", type=int, default=0, help="LM blocks kept by every memory agent (0 = all)")
     parser.add_argument("--train-iterations", type=int, default=4)
     parser.add_argument("--play-steps", type=int, default=64)
-    parser.add_argument("--parts", default="ab", help="which parts to run: a (training SPS), b (retrievers)")
+    parser.add_argument(
+        "--parts", default="ab", help="which parts to run: a (training SPS), b (retrievers), c (words from pixels)"
+    )
+    parser.add_argument("--rounds", type=int, default=3, help="part c: interleaved rounds per pair")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     lines = [f"Command: `python {' '.join(sys.argv)}`", ""]
-    lines.append(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.processor() or 'cpu'}")
+    lines.append(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {cpu_model()}")
+    bf16_units = sorted(set(cpu_flags()) & {"amx_bf16", "avx512_bf16"})
+    lines.append(
+        f"bfloat16 units: {', '.join(bf16_units) or 'none (emulated)'}; native bfloat16: "
+        f"{native_bf16(torch.device('cpu'))}; load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}"
+    )
     if "a" in args.parts:
         lines += part_a(args)
     if "b" in args.parts:
         lines += part_b(args)
+    if "c" in args.parts:
+        lines += part_c(args)
     text = "\n".join(lines) + "\n"
     print(text)
     if args.out:
@@ -136,6 +164,50 @@ def part_b(args: argparse.Namespace) -> list[str]:
     top = sorted(common.items(), key=lambda item: -item[1])[:3]
     lines += ["", "Most frequent imagenet top-3 word sets over the distinct observations:", ""]
     lines += [f"- {' / '.join(words)}: {count}" for words, count in top]
+    return lines
+
+
+def cpu_model() -> str:
+    """The CPU's model name (Linux), else what the platform module says."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "cpu"
+
+
+def part_c(args: argparse.Namespace) -> list[str]:
+    title = f"### (c) words from pixels: training SPS, lm_layers={args.lm_layers}, {args.rounds} interleaved rounds"
+    lines = ["", title]
+    lines += ["", "Each round trains every arm of a pair for the same iterations (the first dropped as warm-up).", ""]
+    lines += ["| env | arm | SPS per round | median SPS | memo hit rate | regions / baseline (median; per round) |"]
+    lines.append("|---|---|---|---|---|---|")
+    for env_pattern, shared, baseline, pixels in PIXEL_PAIRS:
+        env_id = env_pattern.format(env=args.env)
+        settings = {**shared, "lm_layers": args.lm_layers}
+        steps = args.train_iterations * settings.get("n_envs", 16) * settings.get("n_steps", 128)
+        runs: dict[str, list[tuple[float, float | None]]] = {"baseline": [], "regions": []}
+        for _ in range(args.rounds):
+            runs["baseline"].append(training_sps(env_id, "shelm", steps, {**settings, **baseline}))
+            runs["regions"].append(training_sps(env_id, "shelm", steps, {**settings, **pixels}))
+        medians = {arm: statistics.median(sps for sps, _ in measured) for arm, measured in runs.items()}
+        ratios = [r[0] / b[0] for b, r in zip(runs["baseline"], runs["regions"], strict=True)]
+        for arm, extra in (("baseline", baseline), ("regions", pixels)):
+            per_round = ", ".join(f"{sps:.0f}" for sps, _ in runs[arm])
+            hits = [h for _, h in runs[arm] if h is not None]
+            hit_text = f"{statistics.mean(hits):.1%}" if hits else "-"
+            ratio = (
+                f"{medians['regions'] / medians['baseline']:.2f}x; " + ", ".join(f"{r:.2f}" for r in ratios)
+                if arm == "regions"
+                else ""
+            )
+            lines.append(
+                f"| {env_id} | shelm retriever={extra['retriever']} | {per_round} | {medians[arm]:.0f} | {hit_text} | "
+                f"{ratio} |"
+            )
+            print(lines[-1], flush=True)
     return lines
 
 

@@ -26,7 +26,7 @@ import torch
 from shelm.acting import EnvLoop, EpisodeTracker, Transition
 from shelm.agents.policy import Actor
 from shelm.envs import make_vec_env, success_rule
-from shelm.envs.minigrid import MEMORY_CUE
+from shelm.envs.minigrid import MEMORY_CUE, sees_cue
 from shelm.evaluate import EVAL_SEED_OFFSET, load_policy
 from shelm.files import write_json_atomic
 from shelm.runs import checkpoint_step
@@ -45,11 +45,6 @@ def one_env_loop(run_dir: Path, greedy: bool) -> tuple[Any, Any, EnvLoop, int]:
         EnvLoop(envs, actor, EpisodeTracker(1, None, success_rule(config.env_id))),
         seed,
     )
-
-
-def sees_cue(world: Any) -> bool:
-    """Whether the cue's cell (MiniGrid Memory's start room, column 1 of the middle row) is in the agent's view."""
-    return bool(world.in_view(1, world.height // 2 - 1))
 
 
 @dataclass(frozen=True)

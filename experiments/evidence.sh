@@ -6,6 +6,9 @@
 #   experiments/evidence.sh memory-s11-L2-standardized   shelm at 2 blocks (named when standardized was not yet
 #                                           the default fusion; it still sets it, so its trials stay one sweep)
 #   experiments/evidence.sh keycorridor     cnn, lstm, and helm, helmv2, shelm with the LM cut to 2 blocks
+#   experiments/evidence.sh memory-s11-pixels     shelm at 2 blocks with words from pixels (retriever=regions)
+#   experiments/evidence.sh memory-s11-imagenet   shelm at 2 blocks with whole-frame ImageNet words
+#   experiments/evidence.sh memory-s11-oracle     the oracle-memory control at 2M steps under today's fusion
 # A full-depth LM trial takes 3-5 hours of one core at 2M steps here, so only shelm (the papers' headline agent)
 # runs at full depth; helm and helmv2 run with lm_layers=2, which the papers' authors' code allows and an
 # independent rerun found no worse for SHELM (memory-s11-L2-standardized runs shelm at 2 blocks, to check that here).
@@ -21,16 +24,19 @@
 # Every 5 minutes, and at the end, each finished trial's config.json and metrics.jsonl are copied into
 # docs/runs/evidence/STAGE/ (experiments/publish_finished.py), so a finished trial survives a lost working tree.
 set -euo pipefail
-stage=${1:?usage: experiments/evidence.sh memory-s11|memory-s11-L2|memory-s11-L2-standardized|keycorridor}
+stage=${1:?usage: experiments/evidence.sh memory-s11|memory-s11-L2|memory-s11-L2-standardized|keycorridor|memory-s11-pixels|memory-s11-imagenet|memory-s11-oracle}
 out=${OUT_ROOT:-runs/evidence}/$stage
 case $stage in
   memory-s11) agents=oracle,cnn,lstm,shelm; sets=() ;;
   memory-s11-L2) agents=helm,helmv2; sets=(lm_layers=2) ;;
   memory-s11-L2-standardized) agents=shelm; sets=(lm_layers=2 fusion=standardized) ;;
   keycorridor) agents=cnn,lstm,helm,helmv2,shelm; sets=(helm:lm_layers=2 helmv2:lm_layers=2 shelm:lm_layers=2) ;;
+  memory-s11-pixels) agents=shelm; sets=(lm_layers=2 retriever=regions) ;;
+  memory-s11-imagenet) agents=shelm; sets=(lm_layers=2 retriever=imagenet) ;;
+  memory-s11-oracle) agents=oracle; sets=() ;;
   *)
     echo "experiments/evidence.sh: unknown stage '$stage'; use memory-s11, memory-s11-L2," \
-      "memory-s11-L2-standardized or keycorridor" >&2
+      "memory-s11-L2-standardized, keycorridor, memory-s11-pixels, memory-s11-imagenet or memory-s11-oracle" >&2
     exit 2 ;;
 esac
 env_id=MiniGrid-MemoryS11-v0

@@ -10,7 +10,7 @@
 # Every 5 minutes, and at the end, finished trials are copied into docs/runs/instruction/{with,without}/.
 #   experiments/instruction.sh
 #   shelm report docs/runs/instruction/with docs/runs/instruction/without --out docs/results.md \
-#     --figures docs/figures --baseline "shelm (symbolic, lm_layers=2, fusion=concat)"
+#     --figures docs/figures --baseline "shelm (symbolic oracle, lm_layers=2, fusion=concat)"
 set -euo pipefail
 out=${OUT_ROOT:-runs/instruction}
 common=(--agents shelm --envs BabyAI-PickupDistDebug-v0 --seeds 3 --steps 250000 --workers 1 --set lm_layers=2

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
+from shelm.config import INSPECT_MAX_EPISODE_STEPS
 from shelm.errors import ShelmError
 
 if TYPE_CHECKING:
@@ -51,10 +52,13 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
         ),
         epilog=(
             "SHELM retrievers (--set retriever=...): 'symbolic' names the MiniGrid/BabyAI objects and colours in view, "
-            "read from the environment (an oracle standing in for a perfect CLIP; the default there); 'imagenet' uses "
-            "the ImageNet class names of EfficientNet-Lite0, a real offline classifier that describes grid worlds "
-            "poorly (the default elsewhere); 'clip' is the paper's method and needs CLIP weights you provide "
-            "(--set clip_model=DIR or a cached hub id). HELMv2 image features: --set image_encoder=imagenet|clip."
+            "read from the environment's state: an ORACLE for perception standing in for a perfect CLIP, not a "
+            "method (the default there; labels say 'symbolic oracle'); 'regions' makes words from pixels, the "
+            "ImageNet class names of EfficientNet-Lite0 (offline) for each region of the frame, picked by how rare "
+            "they have been (the default elsewhere); 'imagenet' uses the same classifier on the whole frame, which "
+            "describes grid worlds poorly; 'clip' is the paper's method, words from pixels by CLIP, and needs CLIP "
+            "weights you provide (--set clip_model=DIR or a cached hub id). HELMv2 image features: "
+            "--set image_encoder=imagenet|clip."
         ),
     )
     p.add_argument("--env", help="environment id (`shelm envs`)")
@@ -64,6 +68,14 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--n-envs", type=int, help="parallel environments (n_envs)")
     p.add_argument("--run-dir", type=Path, help="where to write the run (default: runs/ENV__AGENT__sSEED__TIME)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override any setting")
+    p.add_argument(
+        "--env-kwargs",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a keyword for the env's constructor (gymnasium.make), e.g. agent_view_size=3; repeatable or "
+        "comma-separated; ints, floats and true/false are parsed (env_kwargs)",
+    )
     p.add_argument("--resume", type=Path, metavar="DIR", help="continue DIR from its latest checkpoint")
     p.add_argument("--force", action="store_true", help="replace an existing --run-dir")
     p.add_argument("--quiet", action="store_true", help="print nothing but errors")
@@ -84,6 +96,18 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
         "occlude=SIDE (a black square, side as a fraction of the frame), comma-separated, e.g. noise=0.1,drop=0.25",
     )
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    _add_playing(p, "the env's own limit")
+
+
+def _add_playing(p: argparse.ArgumentParser, default: str) -> None:
+    """The flags of the commands that play episodes with a trained agent: a step cap per episode, and --quiet."""
+    p.add_argument(
+        "--max-episode-steps",
+        type=int,
+        metavar="N",
+        help=f"end an episode after N steps, as truncated (default: {default}; 0: no cap but the env's own)",
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
 
 
 def _add_analyze(sub: argparse._SubParsersAction) -> None:
@@ -113,6 +137,7 @@ def _add_analyze(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, help="episode seed (default: the run's seed + 1e9)")
     p.add_argument("--greedy", action="store_true", help="arg-max actions in the rollouts (default: sampled)")
     p.add_argument("--json", action="store_true", help="print one JSON object per run")
+    _add_playing(p, "the env's own limit")
 
 
 def _add_sweep(sub: argparse._SubParsersAction) -> None:
@@ -176,6 +201,39 @@ def _add_report(sub: argparse._SubParsersAction) -> None:
     )
 
 
+def _add_retrieval(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "retrieval",
+        help="how well SHELM retrievers' words name what a grid-world frame shows (random policy, scored with the "
+        "env's symbolic state)",
+        description=(
+            "Play episodes of a MiniGrid/BabyAI env with a uniformly random policy, feed every frame in play order to "
+            "each retriever, and decode from each frame's k words the nearest object in view (type, colour, both) "
+            "and, on MiniGrid's Memory tasks, the cue where it is in view: a majority-vote table per word tuple, fit "
+            "on the even episodes and scored on the odd ones, against chance (the most common label). The env's "
+            "symbolic state only scores the words (the symbolic retriever is an oracle that reads it)."
+        ),
+    )
+    p.add_argument("--env", required=True, help="a MiniGrid-* or BabyAI-* id (`shelm envs`)")
+    p.add_argument(
+        "--retrievers",
+        required=True,
+        type=lambda text: text.split(","),
+        metavar="A,B,...",
+        help="comma-separated retriever names, e.g. symbolic,imagenet,regions",
+    )
+    p.add_argument("--episodes", type=int, help="episodes to play, at least 2 (default: as many as 2,500 frames take)")
+    p.add_argument("--seed", type=int, help="seeds the episodes and the random policy (default 0)")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a SHELM setting for every retriever (e.g. topk=2, region_pixels=64); the paper preset's otherwise",
+    )
+    p.add_argument("--out", type=Path, help="also write every number to this JSON file")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="shelm", description="Frozen language models as memory for RL agents (HELM family).")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -203,6 +261,8 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--seed", type=int, help="episode seed (default: the run's seed + 1e9)")
     i.add_argument("--sampled", action="store_true", help="sample actions from the policy (default: greedy)")
     i.add_argument("--json", action="store_true", help="print one JSON object")
+    _add_playing(i, f"{INSPECT_MAX_EPISODE_STEPS}, as the page holds every step")
+    _add_retrieval(sub)
     _add_sweep(sub)
     _add_report(sub)
     e = sub.add_parser("envs", help="list the environments (id and suite), one per line")
@@ -220,7 +280,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _train_new(args: argparse.Namespace) -> tuple[Path, TrainConfig]:
     from shelm.agents import get_agent_spec, resolve_config
-    from shelm.config import parse_overrides
+    from shelm.config import format_env_kwargs, parse_overrides
     from shelm.runs import create_run_dir, default_run_dir, save_run_config
     from shelm.trainers import check_buildable
 
@@ -230,6 +290,8 @@ def _train_new(args: argparse.Namespace) -> tuple[Path, TrainConfig]:
     overrides = parse_overrides(args.set)
     if args.track:
         overrides["track"] = True
+    if args.env_kwargs:
+        overrides["env_kwargs"] = format_env_kwargs(args.env_kwargs)
     for key, value in (("total_steps", args.steps), ("seed", args.seed), ("n_envs", args.n_envs)):
         if value is not None:
             overrides[key] = value
@@ -247,7 +309,7 @@ def _train_resume(args: argparse.Namespace) -> tuple[Path, TrainConfig]:
 
     given = [
         f"--{k.replace('_', '-')}"
-        for k in ("env", "agent", "steps", "seed", "n_envs", "run_dir", "track")
+        for k in ("env", "agent", "steps", "seed", "n_envs", "run_dir", "track", "env_kwargs")
         if getattr(args, k)
     ]
     if given or args.set or args.force:
@@ -256,7 +318,18 @@ def _train_resume(args: argparse.Namespace) -> tuple[Path, TrainConfig]:
         raise ShelmError(f"--resume {args.resume}: no such run directory")
     config = load_run_config(args.resume)
     get_agent_spec(config.agent).refuse_unless_ppo("--resume", "start afresh: train a new run")
+    _refuse_factory_run(args.resume)
     return args.resume, config
+
+
+def _refuse_factory_run(run_dir: Path) -> None:
+    """A run whose env a Python factory made cannot be rebuilt by a command: one line naming the Python calls that
+    take the factory again (`shelm.train(factory, resume=...)`, `shelm.load(run_dir, env=factory)`)."""
+    from shelm.envs.factory import not_given
+    from shelm.runs import load_run_config, made_by_factory
+
+    if made_by_factory(run_dir):
+        raise ShelmError(not_given(load_run_config(run_dir).env_id, str(run_dir)))
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -286,6 +359,11 @@ def _print_eval(report: dict) -> None:
             f"{mode:8s} episodes {s['episodes']}  return {s['return_mean']:.3f} ± {s['return_std']:.3f}  "
             f"success_rate {s['success_rate']:.2f}  length {s['length_mean']:.1f}"
         )
+        if s.get("capped"):
+            print(
+                f"{'':8s} {s['capped']} of {s['episodes']} episodes reached the cap of {report['max_episode_steps']:,} "
+                "steps and ended there as truncated (--max-episode-steps)"
+            )
     for video in report.get("videos", []):
         print(f"video: {video}")
 
@@ -293,7 +371,17 @@ def _print_eval(report: dict) -> None:
 def cmd_eval(args: argparse.Namespace) -> int:
     from shelm.evaluate import evaluate
 
-    report = evaluate(args.run_dir, args.episodes, args.checkpoint, args.seed, args.video, args.perturb)
+    _refuse_factory_run(args.run_dir)
+    report = evaluate(
+        args.run_dir,
+        args.episodes,
+        args.checkpoint,
+        args.seed,
+        args.video,
+        args.perturb,
+        max_episode_steps=args.max_episode_steps,
+        quiet=args.quiet,
+    )
     if args.json:
         print(json.dumps(report))
     else:
@@ -317,7 +405,11 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         raise ShelmError(f"'{args.run_dir}' is not a shelm run directory (no config.json); give a `shelm train` output")
     spec = get_agent_spec(load_run_config(args.run_dir).agent)
     spec.refuse_unless_ppo("shelm inspect", f"have no memory or words to show: `shelm eval {args.run_dir}` plays it")
-    summary = inspect_run(args.run_dir, args.episodes, args.out, args.checkpoint, args.seed, args.sampled)
+    _refuse_factory_run(args.run_dir)
+    cap = INSPECT_MAX_EPISODE_STEPS if args.max_episode_steps is None else args.max_episode_steps
+    summary = inspect_run(
+        args.run_dir, args.episodes, args.out, args.checkpoint, args.seed, args.sampled, cap, quiet=args.quiet
+    )
     print_summary(summary, args.json)
     return 0
 
@@ -334,15 +426,42 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         get_agent_spec(config.agent).refuse_unless_ppo(
             "shelm analyze", f"it cannot read: `shelm eval {run_dir}` (also --perturb) plays it"
         )
+        _refuse_factory_run(run_dir)
         check_applies(args.what, config, run_dir)
     results = []
     for run_dir in args.run_dirs:
         out = args.out / run_dir.name if len(args.run_dirs) > 1 else args.out
-        result = analyze(run_dir, args.what, args.episodes, out, args.checkpoint, args.seed, args.greedy)
+        result = analyze(
+            run_dir,
+            args.what,
+            args.episodes,
+            out,
+            args.checkpoint,
+            args.seed,
+            args.greedy,
+            max_episode_steps=args.max_episode_steps,
+            quiet=args.quiet,
+        )
         results.append(result)
         print(json.dumps(result) if args.json else "\n".join(summary_lines(result)), flush=True)
     if len(results) > 1 and (figure := compare(results, args.out)) is not None and not args.json:
         print(f"comparison: {figure}")
+    return 0
+
+
+def cmd_retrieval(args: argparse.Namespace) -> int:
+    from shelm.files import write_json_atomic
+    from shelm.inspect.retrieval import check, measure, summary, table
+
+    if args.out is not None and not args.out.parent.is_dir():
+        raise ShelmError(f"--out {args.out}: no folder {args.out.parent}; create it or write elsewhere")
+    report = measure(check(args.env, args.retrievers, args.episodes, args.seed, args.set))
+    print(summary(report))
+    print()
+    print(table(report))
+    if args.out is not None:
+        write_json_atomic(args.out, report)
+        print(f"\nnumbers: {args.out}")
     return 0
 
 
@@ -430,6 +549,7 @@ COMMANDS = {
     "eval": cmd_eval,
     "inspect": cmd_inspect,
     "analyze": cmd_analyze,
+    "retrieval": cmd_retrieval,
     "plot": cmd_plot,
     "sweep": cmd_sweep,
     "report": cmd_report,

@@ -24,6 +24,13 @@ from shelm.errors import ShelmError
 
 # MiniGrid frames are 7 cells of this many pixels a side; 64 (448x448 frames) is far past any use.
 MAX_TILE_SIZE = 64
+# `shelm inspect`'s step cap per episode unless told otherwise: its page holds every step, and one episode of an Atari
+# game can last tens of thousands.
+INSPECT_MAX_EPISODE_STEPS = 1000
+# The sides `obs_resize=HxW` may give: the CNN encoder's smallest input, and far past any use.
+MIN_FRAME_SIDE, MAX_FRAME_SIDE = 6, 1024
+# More stacked frames than this is surely a typo (Atari agents stack 4).
+MAX_FRAME_STACK = 16
 # The `instruction` setting's value for "the memory reads no instruction".
 NO_INSTRUCTION = "none"
 # How the memory's output can meet the CNN's features (the `fusion` setting), and how it does unless a run says
@@ -70,6 +77,40 @@ class TrainConfig:
         default=8,
         metadata=_doc("pixels per MiniGrid cell of the RGB partial view (8 -> 56x56x3, as in the papers)"),
     )
+    env_kwargs: str = field(
+        default="",
+        metadata=_doc(
+            "keyword arguments for the env's constructor, passed to gymnasium.make: comma-separated KEY=VALUE, each "
+            "value read as an int, a float, true/false or else text (`--env-kwargs agent_view_size=3`; "
+            "max_episode_steps=96 adds gymnasium's time limit); '' passes none"
+        ),
+    )
+    obs_resize: str = field(
+        default="auto",
+        metadata=_doc(
+            "the size frames are resized to before the agent and its memory see them (OpenCV, area interpolation). "
+            "'auto': frames whose larger side exceeds 96 pixels become 84x84, as SB3's and CleanRL's Atari "
+            "preprocessing make them (e.g. ALE's 210x160, ViZDoom's 240x320), so that the papers' networks, sized "
+            "for MiniGrid's 56x56 view, stay that size; smaller frames, and MiniGrid/BabyAI's (minigrid_tile_size "
+            "sizes those), are kept as the env makes them. 'HxW' (e.g. 84x84) resizes every frame; 'none' resizes "
+            "none"
+        ),
+    )
+    obs_grayscale: bool = field(
+        default=False,
+        metadata=_doc(
+            "frames reduced to one grey channel (HxWx1, luminance, after resizing), as Atari agents commonly see "
+            "them; the pretrained image models of helmv2 and shelm's pixel retrievers see the grey repeated as RGB"
+        ),
+    )
+    obs_frame_stack: int = field(
+        default=1,
+        metadata=_doc(
+            "the last N frames stacked along the channels (HxWx(N*C), oldest first; an episode's first frame fills "
+            "the stack), so that an agent without memory sees motion; 1 stacks none. Agents whose memory reads "
+            "pixels with a pretrained image model (helmv2; shelm unless retriever=symbolic) take one frame: 1"
+        ),
+    )
 
     # --- PPO
     n_steps: int = field(default=128, metadata=_doc("rollout length per environment between updates"))
@@ -104,6 +145,25 @@ class TrainConfig:
     actor_hidden: int = field(default=128, metadata=_doc("hidden width of the actor head (lstm's heads are linear)"))
     critic_hidden: int = field(default=512, metadata=_doc("hidden width of the critic head (lstm's heads are linear)"))
     lstm_hidden: int = field(default=256, metadata=_doc("width of the Impala-PPO baseline's actor and critic LSTMs"))
+    trxl_layers: int = field(default=2, metadata=_doc("trxl: Transformer-XL layers of the agent's trained memory"))
+    trxl_heads: int = field(default=4, metadata=_doc("trxl: attention heads per layer (trxl_dim must divide by it)"))
+    trxl_dim: int = field(
+        default=256, metadata=_doc("trxl: width of the Transformer-XL (the CNN's output, each layer, the heads' input)")
+    )
+    trxl_memory_length: int = field(
+        default=64,
+        metadata=_doc(
+            "trxl: previous steps of the current episode each step attends to (its window of cached layer inputs, "
+            "emptied at every episode start)"
+        ),
+    )
+    trxl_reconstruction_coef: float = field(
+        default=0.0,
+        metadata=_doc(
+            "trxl: weight of an auxiliary loss in the PPO update, a small decoder reconstructing the frame from the "
+            "Transformer-XL's output (binary cross-entropy on pixels in [0, 1]); 0 builds no decoder"
+        ),
+    )
     fusion: Fusion = field(
         default=DEFAULT_FUSION,
         metadata=_doc(
@@ -162,13 +222,27 @@ class TrainConfig:
         default="auto",
         metadata=_doc(
             "SHELM: how an observation becomes words. 'clip': the paper's CLIP (clip_model) against the words "
-            "CLIP and the LM share; 'imagenet': EfficientNet-Lite0's ImageNet class names (offline, barely "
-            "discriminates grid worlds); 'symbolic': MiniGrid/BabyAI's objects and colours in view, an oracle "
-            "standing in for a perfect CLIP; 'auto': symbolic on MiniGrid/BabyAI, else imagenet; any name added "
-            "with shelm.memory.retrievers.register_retriever"
+            "CLIP and the LM share; 'regions': EfficientNet-Lite0's ImageNet class names for each region of the "
+            "frame (region_grid), the frame's words picked by how rare they have been (offline, from pixels); "
+            "'imagenet': the same classifier on the whole frame (barely discriminates grid worlds); 'symbolic': "
+            "MiniGrid/BabyAI's objects and colours in view, read from the environment's state (an oracle for "
+            "perception); 'auto': symbolic on MiniGrid/BabyAI, else regions; any name added with "
+            "shelm.memory.retrievers.register_retriever"
         ),
     )
     topk: int = field(default=1, metadata=_doc("SHELM: words retrieved per step, most similar first (paper 1-4)"))
+    region_grid: str = field(
+        default="auto",
+        metadata=_doc(
+            "SHELM with retriever=regions: the regions each frame is cut into and classified one by one. 'ROWSxCOLS' "
+            "(equal regions), 'cells' (MiniGrid's cells of minigrid_tile_size pixels); 'auto': cells on "
+            "MiniGrid/BabyAI, else 4x4"
+        ),
+    )
+    region_pixels: int = field(
+        default=128,
+        metadata=_doc("SHELM with retriever=regions: the side in pixels each region is resized to for the classifier"),
+    )
     image_encoder: str = field(
         default="auto",
         metadata=_doc(
@@ -243,6 +317,11 @@ class TrainConfig:
     checkpoint_every: int = field(default=10, metadata=_doc("PPO iterations between checkpoints"))
 
     @property
+    def gym_kwargs(self) -> dict[str, Any]:
+        """`env_kwargs` as the keyword arguments gymnasium.make receives."""
+        return parse_env_kwargs(self.env_kwargs)
+
+    @property
     def batch_size(self) -> int:
         return self.n_envs * self.n_steps
 
@@ -270,8 +349,9 @@ class TrainConfig:
             )
         positive = ["total_steps", "n_envs", "n_steps", "n_epochs", "n_minibatches", "minigrid_tile_size"]
         positive += ["cnn_features", "actor_hidden", "critic_hidden", "lstm_hidden", "stats_window"]
-        positive += ["checkpoint_every", "mem_len", "topk", "memo_size", "instruction_tokens"]
+        positive += ["checkpoint_every", "mem_len", "topk", "memo_size", "instruction_tokens", "region_pixels"]
         positive += ["dreamer_batch_size", "dreamer_sequence_length", "dreamer_buffer_size", "dreamer_log_every"]
+        positive += ["trxl_layers", "trxl_heads", "trxl_dim", "trxl_memory_length", "obs_frame_stack"]
         for key in positive:
             if getattr(self, key) < 1:
                 raise ShelmError(f"{key}={getattr(self, key)} must be >= 1")
@@ -287,6 +367,19 @@ class TrainConfig:
         for key in ["dreamer_learning_starts", "dreamer_pretrain_steps"]:
             if getattr(self, key) < 0:
                 raise ShelmError(f"{key}={getattr(self, key)} must be >= 0")
+        if self.trxl_reconstruction_coef < 0:
+            raise ShelmError(f"trxl_reconstruction_coef={self.trxl_reconstruction_coef} must be >= 0 (0 turns it off)")
+        if self.trxl_dim % self.trxl_heads:
+            raise ShelmError(
+                f"trxl_dim={self.trxl_dim} does not split into trxl_heads={self.trxl_heads} equal heads; set trxl_dim "
+                f"to a multiple of trxl_heads (e.g. {self.trxl_heads * max(1, round(self.trxl_dim / self.trxl_heads))})"
+            )
+        parse_env_kwargs(self.env_kwargs)  # refuses a malformed env_kwargs
+        parse_obs_resize(self.obs_resize)  # refuses a malformed or out-of-range size
+        if self.obs_frame_stack > MAX_FRAME_STACK:
+            raise ShelmError(
+                f"--set obs_frame_stack={self.obs_frame_stack}: at most {MAX_FRAME_STACK} frames (Atari agents stack 4)"
+            )
         if self.n_minibatches > self.batch_size:
             raise ShelmError(
                 f"n_minibatches={self.n_minibatches} exceeds the rollout of n_envs*n_steps={self.batch_size}; "
@@ -310,9 +403,16 @@ class TrainConfig:
         return cls(**{**SETTINGS_BEFORE_THEY_EXISTED, **values})
 
 
-# Runs saved before mixed precision, the compiled LM step and the fusion setting trained in float32 with the eager
-# step and the concatenated streams.
-SETTINGS_BEFORE_THEY_EXISTED: dict[str, Any] = {"precision": "float32", "lm_compile": "false", "fusion": "concat"}
+# Runs saved before mixed precision, the compiled LM step, the fusion setting and observation preprocessing trained
+# in float32 with the eager step and the concatenated streams, on the env's frames as it made them.
+SETTINGS_BEFORE_THEY_EXISTED: dict[str, Any] = {
+    "precision": "float32",
+    "lm_compile": "false",
+    "fusion": "concat",
+    "obs_resize": "none",
+    "obs_grayscale": False,
+    "obs_frame_stack": 1,
+}
 
 
 def config_help() -> list[tuple[str, str, str]]:
@@ -358,6 +458,56 @@ def parse_value(key: str, text: str) -> Any:
     if hint is str or (isinstance(hint, types.UnionType) and str in typing.get_args(hint)):
         return text
     raise AssertionError(f"no parser for field {key} of type {hint}")
+
+
+def parse_obs_resize(text: str) -> tuple[int, int] | str | None:
+    """The `obs_resize` setting: 'auto' -> 'auto', 'none' -> None, '84x84' -> (84, 84) (height, width); anything else,
+    or a side outside MIN_FRAME_SIDE .. MAX_FRAME_SIDE, is refused in one line."""
+    lowered = text.strip().lower()
+    if lowered in ("auto", "none"):
+        return None if lowered == "none" else "auto"
+    height, sep, width = lowered.partition("x")
+    if not sep or not height.strip().isdigit() or not width.strip().isdigit():
+        raise ShelmError(f"--set obs_resize={text}: expected auto, none or HEIGHTxWIDTH in pixels, e.g. 84x84")
+    size = (int(height), int(width))
+    if not all(MIN_FRAME_SIDE <= side <= MAX_FRAME_SIDE for side in size):
+        raise ShelmError(
+            f"--set obs_resize={text}: each side must be {MIN_FRAME_SIDE} to {MAX_FRAME_SIDE} pixels (the CNN needs "
+            f"at least {MIN_FRAME_SIDE}); e.g. 84x84"
+        )
+    return size
+
+
+def _env_value(text: str) -> Any:
+    """An env keyword's value: an int, a float, a bool (true/false, any case), or else the text itself."""
+    for parse in (int, float):
+        try:
+            return parse(text)
+        except ValueError:
+            pass
+    return {"true": True, "false": False}.get(text.lower(), text)
+
+
+def parse_env_kwargs(text: str) -> dict[str, Any]:
+    """`"agent_view_size=3,max_steps=96"` -> `{"agent_view_size": 3, "max_steps": 96}`; '' -> {}. A malformed item or a
+    key given twice is refused in one line."""
+    out: dict[str, Any] = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if not sep or not key.isidentifier():
+            raise ShelmError(f"--env-kwargs {item!r}: expected KEY=VALUE with KEY a keyword, e.g. agent_view_size=3")
+        if key in out:
+            raise ShelmError(f"--env-kwargs gives {key} twice ({text}); give each key once")
+        out[key] = _env_value(value.strip())
+    return out
+
+
+def format_env_kwargs(items: list[str]) -> str:
+    """The `env_kwargs` setting of repeated or comma-separated `--env-kwargs KEY=VALUE` arguments (checked)."""
+    text = ",".join(part.strip() for item in items for part in item.split(",") if part.strip())
+    parse_env_kwargs(text)
+    return text
 
 
 def parse_overrides(pairs: list[str]) -> dict[str, Any]:

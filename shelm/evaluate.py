@@ -16,9 +16,10 @@ from shelm.acting import EnvLoop, EpisodeResult, EpisodeTracker, summarize
 from shelm.agents import get_agent_spec
 from shelm.agents.policy import Actor, Policy, build_policy
 from shelm.config import TrainConfig
-from shelm.envs import make_vec_env, success_rule
+from shelm.envs import episode_step_limit, make_env, make_vec_env, obs_preprocessing, success_rule
 from shelm.envs.perturbations import Perturbation, Perturber
 from shelm.errors import ShelmError
+from shelm.progress import PlayProgress, cap_text
 from shelm.runs import checkpoint_path, load_checkpoint, load_run_config
 
 MODES = ("greedy", "sampled")
@@ -32,7 +33,15 @@ def load_policy(run_dir: Path, checkpoint: str = "latest") -> tuple[TrainConfig,
     path = checkpoint_path(run_dir, checkpoint)
     if path is None:
         raise ShelmError(f"run '{run_dir}' has no '{checkpoint}' checkpoint yet; train it longer or resume it")
-    envs = make_vec_env(config.env_id, 1, "sync", config.minigrid_tile_size, obs_key=config.obs_key)
+    envs = make_vec_env(
+        config.env_id,
+        1,
+        "sync",
+        config.minigrid_tile_size,
+        obs_key=config.obs_key,
+        env_kwargs=config.gym_kwargs,
+        preprocess=obs_preprocessing(config),
+    )
     shape, n_actions = envs.single_observation_space.shape, int(envs.single_action_space.n)
     envs.close()
     # Evaluation, inspection and the analyses play a few episodes, too few to pay for compiling the LM step.
@@ -73,10 +82,13 @@ def run_episodes(
     seed: int,
     record: bool = False,
     perturbation: Perturbation | None = None,
+    max_episode_steps: int | None = None,
+    progress: PlayProgress | None = None,
 ) -> tuple[dict[str, Any], list[np.ndarray]]:
     """Play `episodes` episodes spread evenly over up to 8 envs (so no env's short episodes dominate), the
     agent seeing its observations through `perturbation` if given. `policy` is a PPO policy, or a maker of the
-    actors of another trainer's run (`load_actors`).
+    actors of another trainer's run (`load_actors`). An episode that reaches `max_episode_steps` ends there as
+    truncated; the statistics count such episodes under `capped`. `progress` is told every step.
 
     Returns the statistics and, with `record`, the frames of env 0's episodes (its full render where the
     env can render, else its observations).
@@ -84,7 +96,17 @@ def run_episodes(
     n_envs = min(episodes, 8)
     targets = np.array([episodes // n_envs + (i < episodes % n_envs) for i in range(n_envs)])
     render_mode = "rgb_array" if record else None
-    envs = make_vec_env(config.env_id, n_envs, "sync", config.minigrid_tile_size, render_mode, config.obs_key)
+    envs = make_vec_env(
+        config.env_id,
+        n_envs,
+        "sync",
+        config.minigrid_tile_size,
+        render_mode,
+        config.obs_key,
+        config.gym_kwargs,
+        obs_preprocessing(config),
+        max_episode_steps,
+    )
     frames: list[np.ndarray] = []
     actor = ppo_actor(policy, n_envs, seed, greedy) if isinstance(policy, Policy) else policy(n_envs, seed, greedy)
     tracker = EpisodeTracker(n_envs, None, success_rule(config.env_id))
@@ -97,13 +119,52 @@ def run_episodes(
             if record and done_count[0] < targets[0]:
                 frame = envs.envs[0].render()
                 frames.append(frame if isinstance(frame, np.ndarray) else actor.obs[0].cpu().numpy())
+            new = []
             for episode in loop.step().finished:
                 if done_count[episode.env] < targets[episode.env]:
-                    counted.append(episode)
+                    new.append(episode)
                     done_count[episode.env] += 1
+            counted += new
+            if progress is not None:
+                progress.update(n_envs, len(new), sum(reached_cap(e.length, max_episode_steps) for e in new))
     finally:
         envs.close()
-    return {"episodes": len(counted), **summarize((e.episode_return, e.length, e.success) for e in counted)}, frames
+    capped = sum(reached_cap(e.length, max_episode_steps) for e in counted)
+    stats = summarize((e.episode_return, e.length, e.success) for e in counted)
+    return {"episodes": len(counted), **stats, "capped": capped}, frames
+
+
+def reached_cap(length: int, max_episode_steps: int | None) -> bool:
+    """Whether an episode of `length` steps ended at the step cap (as truncated) rather than by the env's rule."""
+    return max_episode_steps is not None and length >= max_episode_steps
+
+
+def step_cap(max_episode_steps: int | None) -> int | None:
+    """The per-episode step cap of `--max-episode-steps N`: N, None for 0 or None (the env's own limit); a negative
+    N is refused in one line."""
+    if max_episode_steps is None or max_episode_steps == 0:
+        return None
+    if max_episode_steps < 0:
+        raise ShelmError(
+            f"--max-episode-steps {max_episode_steps}: give a number of steps >= 1 (0: no cap but the env's own)"
+        )
+    return max_episode_steps
+
+
+def own_step_limit(config: TrainConfig) -> int | None:
+    """The most steps an episode of the run's env lasts by the env's own rule, where it tells
+    (`shelm.envs.episode_step_limit`): what a command without a step cap may have to play through."""
+    env = make_env(
+        config.env_id,
+        config.minigrid_tile_size,
+        obs_key=config.obs_key,
+        env_kwargs=config.gym_kwargs,
+        preprocess=obs_preprocessing(config),
+    )
+    try:
+        return episode_step_limit(env)
+    finally:
+        env.close()
 
 
 def write_video(path: Path, frames: list[np.ndarray], fps: int = 10) -> Path:
@@ -125,13 +186,21 @@ def evaluate(
     seed: int | None = None,
     video: bool = False,
     perturb: str | None = None,
+    max_episode_steps: int | None = None,
+    quiet: bool = True,
 ) -> dict[str, Any]:
     """Greedy and sampled evaluation, optionally under an observation perturbation SPEC (see
-    `shelm.envs.perturbations`). Top-level numbers are the greedy ones; both are under their mode."""
+    `shelm.envs.perturbations`). Top-level numbers are the greedy ones; both are under their mode. Episodes that
+    reach `max_episode_steps` end there as truncated (None: the env's own limit) and are counted under `capped`.
+    Unless `quiet`, how much it will play and its progress go to stderr (`PlayProgress`)."""
     if episodes < 1:
         raise ShelmError(f"--episodes {episodes}: evaluate at least 1 episode")
+    cap = step_cap(max_episode_steps)
     perturbation = Perturbation.parse(perturb)
     config, make_actor, state = load_actors(run_dir, checkpoint)
+    progress = PlayProgress("eval", len(MODES) * episodes, cap, quiet)
+    if not quiet:
+        progress.announce(f"{len(MODES)} modes x {episodes} episodes, {cap_text(cap, own_step_limit(config))}")
     seed = config.seed + EVAL_SEED_OFFSET if seed is None else seed
     report: dict[str, Any] = {
         "run_dir": str(run_dir),
@@ -141,16 +210,26 @@ def evaluate(
         "global_step": state["global_step"],
         "seed": seed,
         "perturbation": perturbation.spec(),
+        "max_episode_steps": cap,
     }
     videos = []
     for mode in MODES:
         stats, frames = run_episodes(
-            make_actor, config, episodes, greedy=mode == "greedy", seed=seed, record=video, perturbation=perturbation
+            make_actor,
+            config,
+            episodes,
+            greedy=mode == "greedy",
+            seed=seed,
+            record=video,
+            perturbation=perturbation,
+            max_episode_steps=cap,
+            progress=progress,
         )
         report[mode] = stats
         if video:
             (run_dir / "eval").mkdir(exist_ok=True)
             videos.append(str(write_video(run_dir / "eval" / f"{checkpoint}-{mode}", frames)))
+    progress.finish()
     report.update(report["greedy"])
     if video:
         report["videos"] = videos

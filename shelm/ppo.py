@@ -5,7 +5,9 @@ trainable agent; then per iteration collect a rollout, compute GAE returns, run 
 update, log and checkpoint. Agents differ only in their memory module and trainable parts:
 - the frozen memory is called once per environment step, under no_grad, and its output is stored in the
   rollout, so the update never calls it;
-- recurrent agents are updated on whole episode segments, feed-forward ones on shuffled steps.
+- recurrent agents are updated on whole episode segments, feed-forward ones on shuffled steps, and windowed ones
+  (Transformer-XL) on shuffled steps, each with the window of its own past it acted on, rebuilt from the per-step
+  records the rollout keeps (`shelm.rollout.window_minibatches`).
 Under `precision=bfloat16` the agent's forward passes (acting and the update) run under autocast; its
 outputs are cast back to float32 at once, so the distributions, losses, advantages, returns, the recurrent
 state carried between steps and the optimizer state are all float32 (the parameters stay float32).
@@ -31,7 +33,7 @@ from shelm.acting import EnvLoop, EpisodeTracker
 from shelm.agents import Agent
 from shelm.agents.policy import Actor, Policy, build_policy, generator_continuing_global
 from shelm.config import TrainConfig
-from shelm.envs import make_env, make_vec_env, success_rule
+from shelm.envs import make_env, make_vec_env, obs_preprocessing, success_rule
 from shelm.errors import ShelmError
 from shelm.precision import autocast
 from shelm.progress import TrainingProgress
@@ -41,6 +43,7 @@ from shelm.rollout import (
     Rollout,
     segment_minibatches,
     step_minibatches,
+    window_minibatches,
 )
 from shelm.runs import (
     append_metrics,
@@ -82,7 +85,13 @@ def check_buildable(config: TrainConfig) -> None:
     """Build the env and the policy once, so that a bad env id, model path or memory setting is refused before a
     run writes anything (the language model load is cached for the real run); then refuse a run whose memory would
     not fit the machine (`memory_estimate`), before any of it is allocated."""
-    env = make_env(config.env_id, config.minigrid_tile_size, obs_key=config.obs_key)
+    env = make_env(
+        config.env_id,
+        config.minigrid_tile_size,
+        obs_key=config.obs_key,
+        env_kwargs=config.gym_kwargs,
+        preprocess=obs_preprocessing(config),
+    )
     try:
         policy = build_policy(config, env.observation_space.shape, int(env.action_space.n))
     finally:
@@ -111,19 +120,33 @@ def refuse_if_larger(needed: dict[str, int], available: int | None, what: str) -
 LOWER = {
     "rollout": "--n-envs or --set n_steps",
     "LM windows": "--n-envs or --set mem_len",
+    "agent windows": "--n-envs or the agent's window (--set trxl_memory_length)",
     "agent and optimizer": "--set cnn_features (or the other widths)",
 }
 
 
 def memory_estimate(config: TrainConfig, obs_shape: tuple[int, ...], policy: Policy) -> dict[str, int]:
     """Bytes the run will hold beyond what is loaded now (the frozen models are loaded by the check itself):
-    the rollout (uint8 frames, float32 memory outputs and the eight per-step scalars), the frozen memory's
-    per-environment windows, and the agent with its gradients and AdamW's two moments."""
+    the rollout (uint8 frames, float32 memory outputs, the eight per-step scalars and a windowed agent's per-step
+    records), the frozen memory's per-environment windows, a windowed agent's windows (`agent_window_bytes`), and
+    the agent with its gradients and AdamW's two moments."""
     steps = config.n_steps * config.n_envs
-    rollout = steps * (math.prod(obs_shape) + 4 * policy.memory_dim + 4 * 8)
+    rollout = steps * (math.prod(obs_shape) + 4 * policy.memory_dim + 4 * 8 + 4 * policy.agent.record_size)
     windows = policy.memory.state_bytes(config.n_envs) if policy.memory is not None else 0
     agent = 4 * sum(p.numel() * p.element_size() for p in policy.agent.parameters())
-    return {"rollout": rollout, "LM windows": windows, "agent and optimizer": agent}
+    needed = {"rollout": rollout, "LM windows": windows, "agent and optimizer": agent}
+    return needed | ({"agent windows": agent_window_bytes(config, policy.agent)} if policy.agent.window else {})
+
+
+def agent_window_bytes(config: TrainConfig, agent: Agent) -> int:
+    """A windowed agent's windows: its acting state, [n_envs, window, record_size + 1] float32, held by the actor
+    and copied into the rollout; the table of rows an update minibatch reads (the carried windows and every step's
+    record, [n_envs * (window + n_steps), record_size]) and its keys and values; and the minibatch's gathered
+    windows, keys and values of [B, window + 1, record_size] each, held with their gradients (about 6 such)."""
+    state = config.n_envs * agent.window * (agent.record_size + 1)
+    table = 3 * config.n_envs * (agent.window + config.n_steps) * agent.record_size
+    gathered = 6 * -(-config.batch_size // config.n_minibatches) * (agent.window + 1) * agent.record_size
+    return 4 * (2 * state + table + gathered)
 
 
 def available_memory() -> int | None:
@@ -154,9 +177,14 @@ class Collector:
         when the observation arrives, and reused for acting, storage and the bootstrap value."""
         config, actor = self.config, self.loop.actor
         obs_shape = tuple(actor.obs.shape[1:])
-        rollout = Rollout.empty(config.n_steps, config.n_envs, obs_shape, actor.policy.memory_dim, actor.state)
+        agent = actor.policy.agent
+        rollout = Rollout.empty(
+            config.n_steps, config.n_envs, obs_shape, actor.policy.memory_dim, actor.state, agent.record_size
+        )
         for t in range(config.n_steps):
             step = self.loop.step()
+            if agent.window:  # the record of the step just taken: the newest slot of the state it returned
+                rollout.records[t] = agent.newest_record(actor.state).cpu()
             rollout.obs[t], rollout.memory[t] = step.obs.cpu(), step.memory_out.cpu()
             rollout.episode_start[t], rollout.actions[t] = step.episode_start.cpu(), step.decision.action.cpu()
             rollout.logprobs[t], rollout.values[t] = step.decision.logprob.cpu(), step.decision.value.cpu()
@@ -168,13 +196,28 @@ class Collector:
 
 
 def _to(batch: Minibatch, device: torch.device) -> Minibatch:
-    return Minibatch(**{k: v.to(device) for k, v in vars(batch).items()})
+    return Minibatch(**{k: None if v is None else v.to(device) for k, v in vars(batch).items()})
 
 
 def minibatches(rollout: Rollout, agent: Agent, config: TrainConfig, generator: torch.Generator) -> Iterator[Minibatch]:
     if agent.is_recurrent:
         return segment_minibatches(rollout, config.n_minibatches, generator)
+    if agent.window:
+        return window_minibatches(rollout, config.n_minibatches, generator)
     return step_minibatches(rollout, config.n_minibatches, generator)
+
+
+def evaluate_minibatch(agent: Agent, batch: Minibatch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """The agent's logits [L, B, A] and values [L, B] on the minibatch's steps, and its own auxiliary loss (None
+    for agents without one): windowed agents re-evaluate single steps over their stored windows, the others run
+    `forward_sequences`."""
+    if batch.window_index is None:
+        return *agent.forward_sequences(batch.obs, batch.memory, batch.initial_state), None
+    assert batch.window_rows is not None and batch.window_valid is not None
+    logits, values, auxiliary = agent.forward_windows(
+        batch.obs[0], batch.memory[0], batch.window_rows, batch.window_index, batch.window_valid
+    )
+    return logits.unsqueeze(0), values.unsqueeze(0), auxiliary
 
 
 def ppo_update(
@@ -198,7 +241,7 @@ def ppo_update(
         for cpu_batch in minibatches(rollout, agent, config, generator):
             batch = _to(cpu_batch, device)
             with autocast(device, precision):
-                logits, values = agent.forward_sequences(batch.obs, batch.memory, batch.initial_state)
+                logits, values, auxiliary = evaluate_minibatch(agent, batch)
             logits, values = logits.float(), values.float()
             mask = batch.mask
             dist = Categorical(logits=logits[mask])
@@ -213,6 +256,8 @@ def ppo_update(
             value_loss = 0.5 * (values[mask] - batch.returns[mask]).pow(2).mean()
             entropy = dist.entropy().mean()
             loss = policy_loss + config.vf_coef * value_loss - ent_coef * entropy
+            if auxiliary is not None:  # the agent's own loss (trxl's frame reconstruction), already weighted
+                loss = loss + auxiliary.float()
 
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -228,6 +273,8 @@ def ppo_update(
                     "clip_fraction": ((ratio - 1).abs() > config.clip_coef).float().mean().item(),
                     "grad_norm": grad_norm.item(),
                 }
+                if auxiliary is not None:
+                    stats["auxiliary_loss"] = auxiliary.item()
             for k, v in stats.items():
                 sums[k] = sums.get(k, 0.0) + v
             count += 1
@@ -269,7 +316,13 @@ def train(
     torch.manual_seed(config.seed)
     np.random.seed(config.seed)
     envs = make_vec_env(
-        config.env_id, config.n_envs, config.vectorization, config.minigrid_tile_size, obs_key=config.obs_key
+        config.env_id,
+        config.n_envs,
+        config.vectorization,
+        config.minigrid_tile_size,
+        obs_key=config.obs_key,
+        env_kwargs=config.gym_kwargs,
+        preprocess=obs_preprocessing(config),
     )
     obs_shape = envs.single_observation_space.shape
     policy = build_policy(config, obs_shape, int(envs.single_action_space.n))

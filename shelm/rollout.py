@@ -1,7 +1,9 @@
 """Rollout storage, returns, minibatches and the running statistics PPO keeps between iterations.
 
 One `Rollout` holds T steps of N environments. Its `memory` slot keeps the frozen memory module's output
-for every step, so the update re-evaluates only the trainable parts.
+for every step, so the update re-evaluates only the trainable parts. For windowed agents (Transformer-XL, see
+`shelm.agents.base`) it also keeps each step's record, from which `window_minibatches` rebuilds the window every
+step acted on.
 """
 
 from __future__ import annotations
@@ -30,10 +32,17 @@ class Rollout:
     initial_state: torch.Tensor  # [N, ...]: the agent's recurrent state before step 0
     advantages: torch.Tensor | None = None
     returns: torch.Tensor | None = None
+    records: torch.Tensor | None = None  # [T, N, record_size]: windowed agents' record of each step (else size 0)
 
     @classmethod
     def empty(
-        cls, n_steps: int, n_envs: int, obs_shape: tuple[int, ...], memory_dim: int, state: torch.Tensor
+        cls,
+        n_steps: int,
+        n_envs: int,
+        obs_shape: tuple[int, ...],
+        memory_dim: int,
+        state: torch.Tensor,
+        record_size: int = 0,
     ) -> Rollout:
         return cls(
             obs=torch.zeros((n_steps, n_envs, *obs_shape), dtype=torch.uint8),
@@ -45,6 +54,7 @@ class Rollout:
             rewards=torch.zeros((n_steps, n_envs)),
             dones=torch.zeros((n_steps, n_envs), dtype=torch.bool),
             initial_state=state.detach().cpu().clone(),  # the rollout lives on the CPU; batches move
+            records=torch.zeros((n_steps, n_envs, record_size)),
         )
 
     def compute_returns(self, last_value: torch.Tensor, gamma: float, gae_lambda: float) -> None:
@@ -75,6 +85,12 @@ class Minibatch:
     advantages: torch.Tensor
     returns: torch.Tensor
     mask: torch.Tensor
+    window_rows: torch.Tensor | None = None
+    """Windowed agents: the table of stored records [R, record_size] the steps' windows are rows of."""
+    window_index: torch.Tensor | None = None
+    """Windowed agents: [B, window] the row of `window_rows` in each slot of each step's window, oldest first."""
+    window_valid: torch.Tensor | None = None
+    """Windowed agents: [B, window] whether the slot holds a step of the step's own episode."""
 
 
 def _gather(rollout: Rollout, flat_index: torch.Tensor, initial_state: torch.Tensor, mask: torch.Tensor) -> Minibatch:
@@ -105,6 +121,42 @@ def step_minibatches(rollout: Rollout, n_minibatches: int, generator: torch.Gene
         index = chunk.unsqueeze(0)
         no_state = torch.zeros(len(chunk), 0)
         yield _gather(rollout, index, no_state, torch.ones_like(index, dtype=torch.bool))
+
+
+def window_minibatches(rollout: Rollout, n_minibatches: int, generator: torch.Generator) -> Iterator[Minibatch]:
+    """Shuffled single steps for windowed agents, each with the window it acted on: minibatches [1, B] as
+    `step_minibatches` cuts them, plus the window of each step as rows of one table.
+
+    The table holds, per environment, the window carried over from before the rollout (the agent's state before
+    step 0: [N, window, record_size + 1], see `shelm.agents.base`) and then the record of each rollout step, so
+    env n's row p is at n * (window + T) + p and step t's window is rows t .. t + window - 1 of its env, the
+    steps t - window .. t - 1. A slot is valid when its step belongs to step t's episode: at or after the last
+    episode start at or before t, and, for a carried slot, valid in the carried state (no episode started since).
+    """
+    assert rollout.records is not None
+    n_steps, n_envs = rollout.actions.shape
+    record_size = rollout.records.shape[-1]
+    window = rollout.initial_state.shape[1]
+    carried = rollout.initial_state
+    rows = torch.cat([carried[..., :record_size], rollout.records.transpose(0, 1)], dim=1).reshape(-1, record_size)
+    carried_valid = carried[..., -1] > 0  # [N, window]
+    # The last episode start at or before each step; far enough back that no slot is cut where there is none.
+    steps = torch.arange(n_steps).unsqueeze(1).expand(n_steps, n_envs)
+    last_start = torch.where(rollout.episode_start, steps, -window - 1).cummax(dim=0).values  # [T, N]
+    slots = torch.arange(window)
+    order = torch.randperm(n_steps * n_envs, generator=generator)
+    for chunk in order.tensor_split(n_minibatches):
+        t, env = chunk // n_envs, chunk % n_envs
+        position = t.unsqueeze(1) + slots  # [B, window]: each slot's row within its env's rows
+        step = position - window  # the rollout step of each slot (negative: carried over)
+        valid = step >= last_start[t, env].unsqueeze(1)
+        valid &= (step >= 0) | carried_valid[env.unsqueeze(1), position.clamp(max=window - 1)]
+        index = chunk.unsqueeze(0)
+        batch = _gather(rollout, index, torch.zeros(len(chunk), 0), torch.ones_like(index, dtype=torch.bool))
+        batch.window_rows = rows
+        batch.window_index = env.unsqueeze(1) * (window + n_steps) + position
+        batch.window_valid = valid
+        yield batch
 
 
 def episode_segments(episode_start: torch.Tensor) -> list[tuple[int, int, int]]:

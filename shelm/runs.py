@@ -50,8 +50,8 @@ TRACKED_PACKAGES = ["shelm", "torch", "numpy", "gymnasium", "minigrid", "safeten
 
 def path_safe(env_id: str) -> str:
     """An env id as part of a folder name: '/' and ':' (`module:EnvId`, which rsync and TensorBoard read as a
-    host or a name) become '_'."""
-    return re.sub(r"[/:]", "_", env_id)
+    host or a name) become '_', and so do '<' and '>' (a Python factory's `<lambda>` or `<locals>`)."""
+    return re.sub(r"[/:<>]", "_", env_id)
 
 
 def default_run_dir(config: TrainConfig) -> Path:
@@ -87,9 +87,15 @@ def create_run_dir(path: Path, force: bool) -> None:
 
 
 def save_run_config(
-    path: Path, config: TrainConfig, preset_applied: dict[str, Any], command: str | None = None
+    path: Path,
+    config: TrainConfig,
+    preset_applied: dict[str, Any],
+    command: str | None = None,
+    env_factory: bool = False,
 ) -> None:
-    """config.json; `command` is what started the run (the process's own command line by default)."""
+    """config.json; `command` is what started the run (the process's own command line by default). `env_factory`
+    records that the env was made by a Python factory (`shelm.envs.factory`), which only a Python call can give
+    back."""
     write_json_atomic(
         path / "config.json",
         {
@@ -98,6 +104,7 @@ def save_run_config(
             "versions": package_versions(),
             "command": command or shlex.join(sys.argv),
             "created": datetime.now(UTC).isoformat(timespec="seconds"),
+            **({"env_factory": True} if env_factory else {}),
         },
     )
 
@@ -113,6 +120,14 @@ def load_run_config(path: Path) -> TrainConfig:
         return TrainConfig.from_dict(data["config"])
     except (json.JSONDecodeError, KeyError, TypeError) as exc:
         raise ShelmError(f"'{file}' is not a valid shelm config ({type(exc).__name__}); it cannot be resumed") from None
+
+
+def made_by_factory(path: Path) -> bool:
+    """Whether the run's config.json records that its env was made by a Python factory (`save_run_config`)."""
+    try:
+        return json.loads((path / "config.json").read_text()).get("env_factory") is True
+    except (OSError, json.JSONDecodeError, AttributeError):
+        return False
 
 
 # --- metrics ---------------------------------------------------------------------------------------

@@ -4,7 +4,9 @@ language models built here, saved, and loaded back through the path users take."
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pytest
 import torch
 
@@ -28,6 +30,34 @@ def cnn_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def lstm_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return train_run(tmp_path_factory.mktemp("runs") / "lstm", "MiniGrid-MemoryS7-v0", "lstm", 256)
+
+
+def eval_actions(run_dir: Path, episodes: int, monkeypatch: pytest.MonkeyPatch) -> dict[str, np.ndarray]:
+    """`shelm eval RUN_DIR --episodes N --json` with the actions it takes recorded: mode -> [T, n_envs] (eval plays
+    each mode in its own vector env of min(N, 8) envs)."""
+    from shelm import evaluate
+
+    played: list[list[np.ndarray]] = []
+    make_vec_env = evaluate.make_vec_env
+
+    def recording(*args: Any, **kwargs: Any) -> Any:
+        envs = make_vec_env(*args, **kwargs)
+        actions: list[np.ndarray] = []
+        step = envs.step
+
+        def recorded(chosen: np.ndarray) -> Any:
+            actions.append(np.array(chosen, copy=True))
+            return step(chosen)
+
+        envs.step = recorded
+        played.append(actions)
+        return envs
+
+    with monkeypatch.context() as patch:
+        patch.setattr(evaluate, "make_vec_env", recording)
+        assert main(["eval", str(run_dir), "--episodes", str(episodes), "--json"]) == 0
+    greedy, sampled = [np.stack(actions) for actions in played if actions]  # loading's probe env never steps
+    return {"greedy": greedy, "sampled": sampled}
 
 
 def _save(model, path: Path) -> Path:

@@ -29,7 +29,7 @@ text = "SHELM reaches 0.9"
 source = "SHELM paper"
 kind = "threshold"
 env = "{ENV}"
-agent = "shelm (symbolic)"
+agent = "shelm (symbolic oracle)"
 at_least = 0.9
 
 """  # a valid claims file of one claim, the first of CLAIMS
@@ -40,7 +40,7 @@ text = "SHELM with 2 layers reaches 0.9"
 source = "SHELM paper"
 kind = "threshold"
 env = "{ENV}"
-agent = "shelm (symbolic, lm_layers=2)"
+agent = "shelm (symbolic oracle, lm_layers=2)"
 at_least = 0.9
 
 [[claim]]
@@ -56,7 +56,7 @@ text = "SHELM's return reaches 9.5"
 source = "SHELM paper"
 kind = "threshold"
 env = "{ENV}"
-agent = "shelm (symbolic)"
+agent = "shelm (symbolic oracle)"
 at_least = 9.5
 metric = "return_mean"
 
@@ -65,7 +65,7 @@ text = "SHELM beats the CNN"
 source = "SHELM paper"
 kind = "beats"
 env = "{ENV}"
-agent = "shelm (symbolic)"
+agent = "shelm (symbolic oracle)"
 others = ["cnn"]
 
 [[claim]]
@@ -73,7 +73,7 @@ text = "SHELM beats the CNN and the LSTM"
 source = "SHELM paper"
 kind = "beats"
 env = "{ENV}"
-agent = "shelm (symbolic)"
+agent = "shelm (symbolic oracle)"
 others = ["cnn", "lstm"]
 
 [[claim]]
@@ -81,7 +81,7 @@ text = "SHELM beats HELM"
 source = "SHELM paper"
 kind = "beats"
 env = "{ENV}"
-agent = "shelm (symbolic)"
+agent = "shelm (symbolic oracle)"
 others = ["helm (lm_layers=2)"]
 
 [[claim]]
@@ -186,6 +186,14 @@ def test_a_threshold_holds_when_the_iqm_of_the_finished_trials_meets_it(reported
     assert "| does not hold | `return_mean` IQM 9.300 [" in _row(page, "SHELM's return reaches 9.5")
 
 
+def test_the_report_labels_a_symbolic_shelm_trial_as_an_oracle(reported):
+    """SHELM's symbolic words are read from the environment's state: every table row of it says 'symbolic oracle'."""
+    _, page = reported
+    rows = [line for line in page.splitlines() if line.startswith(f"| {ENV} | shelm")]
+    assert {row.split(" | ")[1] for row in rows} == {"shelm (symbolic oracle)", "shelm (symbolic oracle, lm_layers=2)"}
+    assert f"| {ENV} | shelm (symbolic oracle) | 5 | 0.930 [" in page
+
+
 def test_beats_holds_when_the_rank_sum_test_says_higher_against_each_other_agent(reported):
     verdicts, page = reported
     (cnn,) = verdicts["SHELM beats the CNN"]["against"]
@@ -214,7 +222,7 @@ text = "SHELM beats {" and ".join(others)}"
 source = "SHELM paper"
 kind = "beats"
 env = "{ENV}"
-agent = "shelm (symbolic)"
+agent = "shelm (symbolic oracle)"
 others = {json.dumps(others)}
 """
 
@@ -240,7 +248,7 @@ def test_three_seeds_against_three_can_decide_a_beats_claim_and_two_cannot(tmp_p
     numbers = json.loads((tmp_path / "small-report.json").read_text())
     verdicts = {v["text"]: v for v in numbers["claims"]}
     # The comparison table makes the same decision as the claims, in its own words.
-    table = {c["baseline"]: c for c in numbers["comparisons"] if c["memory"] == "shelm (symbolic)"}
+    table = {c["baseline"]: c for c in numbers["comparisons"] if c["memory"] == "shelm (symbolic oracle)"}
     assert {b: (c["higher"], c["decidable"]) for b, c in table.items()} == {
         "cnn": (True, True),
         "lstm": (False, True),
@@ -271,7 +279,7 @@ def test_a_threshold_on_fewer_than_three_seeds_cannot_be_decided(tmp_path):
     claims = tmp_path / "claims.toml"
     claims.write_text(
         f'[[claim]]\ntext = "SHELM reaches 0.9"\nsource = "S"\nkind = "threshold"\nenv = "{ENV}"\n'
-        'agent = "shelm (symbolic)"\nat_least = 0.9\n'
+        'agent = "shelm (symbolic oracle)"\nat_least = 0.9\n'
     )
     verdicts = []
     for seed, final in enumerate([0.95, 0.93, 0.6], start=1):
@@ -287,6 +295,42 @@ def test_a_threshold_on_fewer_than_three_seeds_cannot_be_decided(tmp_path):
     assert row.startswith("| SHELM reaches 0.9 | S | too few seeds to decide | IQM 0.940 [")
     assert row.endswith(", 2 seeds; needs at least 0.9 on at least 3 seeds |")
     assert _row((tmp_path / "results-3.md").read_text(), "SHELM reaches 0.9").endswith("3 seeds; needs at least 0.9 |")
+
+
+def test_a_threshold_in_seeds_counts_the_seeds_that_each_meet_it(tmp_path):
+    """`in_seeds = 2`: at least 2 seeds' scores each meet the bound, whatever their IQM; decided on 3 seeds or more
+    like any threshold, and 'not measured yet' before the agent has a finished trial."""
+    root = tmp_path / "pixels"
+    claims = tmp_path / "claims.toml"
+    claims.write_text(
+        f'[[claim]]\ntext = "2 of 3 reach 0.9"\nsource = "S"\nkind = "threshold"\nenv = "{ENV}"\n'
+        'agent = "shelm (regions, lm_layers=2)"\nat_least = 0.9\nin_seeds = 2\n'
+    )
+    _run(root, "cnn", 1, 0.5)  # the folder has trials, but none of the claim's agent yet
+    finals = [0.95, 0.5, 0.92]  # IQM 0.79, below the bound; 2 of 3 seeds meet it
+    verdicts = []
+    for seed in range(4):
+        if seed:
+            _run(root, "shelm", seed, finals[seed - 1], retriever="regions", lm_layers=2)
+        out = tmp_path / f"results-{seed}.md"
+        assert main(["report", str(root), "--out", str(out), "--reps", "100", "--claims", str(claims)]) == 0
+        (verdict,) = json.loads((tmp_path / "pixels-report.json").read_text())["claims"]
+        verdicts.append(verdict)
+    expected = ["not measured yet", "too few seeds to decide", "too few seeds to decide", "holds"]
+    assert [v["verdict"] for v in verdicts] == expected
+    assert verdicts[0]["missing"] == [{"agent": "shelm (regions, lm_layers=2)", "unfinished": 0}]
+    assert verdicts[3]["seeds_meeting"] == 2 and verdicts[3]["in_seeds"] == 2
+    assert verdicts[3]["iqm"] == pytest.approx(_iqm(finals)) and _iqm(finals) < 0.9
+    row = _row((tmp_path / "results-2.md").read_text(), "2 of 3 reach 0.9")
+    assert row.startswith("| 2 of 3 reach 0.9 | S | too few seeds to decide | per seed 0.950, 0.500: 1 of 2 at least ")
+    assert row.endswith("; needs at least 0.9 in 2 seeds of at least 3 seeds |")
+    row = _row((tmp_path / "results-3.md").read_text(), "2 of 3 reach 0.9")
+    assert row.startswith("| 2 of 3 reach 0.9 | S | holds | per seed 0.950, 0.500, 0.920: 2 of 3 at least 0.9 (IQM ")
+    assert row.endswith("; needs at least 0.9 in 2 seeds |")
+    claims.write_text(claims.read_text().replace("in_seeds = 2", "in_seeds = 3"))  # all three: one falls short
+    assert main(["report", str(root), "--out", str(out), "--reps", "100", "--claims", str(claims)]) == 0
+    (verdict,) = json.loads((tmp_path / "pixels-report.json").read_text())["claims"]
+    assert verdict["verdict"] == "does not hold" and verdict["seeds_meeting"] == 2
 
 
 PEER = "sb3_contrib.RecurrentPPO"  # the label experiments/lstm_parity.py's trials get in the report
@@ -375,7 +419,7 @@ def test_a_label_without_finished_trials_is_not_measured_yet_and_an_untestable_c
     # No trial at all of the label: the agents that were reported are named, so a mistyped label shows.
     assert helmv2["numbers"] == (
         f"no finished trial of 'helmv2 (imagenet, lm_layers=2)' on {ENV} (0 unfinished); the agents reported on "
-        f"{ENV}: cnn, helm (lm_layers=2), lstm, shelm (symbolic), shelm (symbolic, lm_layers=2)"
+        f"{ENV}: cnn, helm (lm_layers=2), lstm, shelm (symbolic oracle), shelm (symbolic oracle, lm_layers=2)"
     )
     clip = verdicts["HELMv2 solves it with CLIP"]
     assert clip["verdict"] == "not testable here" and clip["numbers"] == "no CLIP weights here | offline"
@@ -425,7 +469,7 @@ def test_the_claims_table_fills_its_marked_region_and_keeps_the_page(reported, s
             '"no_worse" or "untestable"',
         ),
         (
-            f'text = "SHELM beats"\nsource = "S"\nkind = "beats"\nenv = "{ENV}"\nagent = "shelm (symbolic)"',
+            f'text = "SHELM beats"\nsource = "S"\nkind = "beats"\nenv = "{ENV}"\nagent = "shelm (symbolic oracle)"',
             "claim 2 ('SHELM beats'): a beats claim needs others (a non-empty list of agent labels); add e.g. "
             'others = ["lstm", "cnn"]',
         ),
@@ -436,7 +480,11 @@ def test_the_claims_table_fills_its_marked_region_and_keeps_the_page(reported, s
         (
             f'text = "T"\nsource = "S"\nkind = "threshold"\nenv = "{ENV}"\nagent = "cnn"\nat_leats = 0.9',
             "claim 2 ('T'): unknown key 'at_leats' for a threshold claim; its keys are text, source, kind, env, "
-            "agent, at_least, at_most, metric",
+            "agent, at_least, at_most, metric, in_seeds",
+        ),
+        (
+            f'text = "T"\nsource = "S"\nkind = "threshold"\nenv = "{ENV}"\nagent = "cnn"\nat_least = 0.9\nin_seeds = 0',
+            "claim 2 ('T'): in_seeds = 0 is not a whole number of seeds, 1 or more; write e.g. in_seeds = 2",
         ),
         (
             f'text = "T"\nsource = "S"\nkind = "threshold"\nenv = "{ENV}"\nagent = "cnn"',
@@ -444,7 +492,7 @@ def test_the_claims_table_fills_its_marked_region_and_keeps_the_page(reported, s
         ),
         ('text = "T"\nsource = "S" kind = "untestable"', "is not valid TOML: "),
     ],
-    ids=["unknown-kind", "no-others", "string-threshold", "unknown-key", "no-threshold", "not-toml"],
+    ids=["unknown-kind", "no-others", "string-threshold", "unknown-key", "zero-seeds", "no-threshold", "not-toml"],
 )
 def test_a_bad_claims_file_is_refused_in_one_line_before_anything_is_written(sweeps, tmp_path, capsys, bad, message):
     claims = tmp_path / "claims.toml"
@@ -463,15 +511,23 @@ def test_the_repository_claims_file_names_labels_the_agents_produce():
     """docs/claims.toml parses, and each of its agent labels is one an agent's label gives on that env, so that a
     renamed agent or setting breaks this test rather than turning a claim into 'not measured yet' for good."""
     claims = load_claims(REPOSITORY_CLAIMS)
-    assert len(tomllib.loads(REPOSITORY_CLAIMS.read_text())["claim"]) == len(claims) == 10
+    assert len(tomllib.loads(REPOSITORY_CLAIMS.read_text())["claim"]) == len(claims) == 13
     kinds = ["beats", "beats", "threshold", "no_worse", *["threshold"] * 3, "beats", "untestable", "no_worse"]
+    kinds += ["untestable", "threshold", "beats"]  # SHELM with CLIP; SHELM with words from pixels (regions)
     assert [c.kind for c in claims] == kinds
+    # Every SHELM claim names its retriever, an oracle marked as one.
+    shelm_agents = {label for c in claims for label in (c.agent, *c.others) if label.startswith("shelm")}
+    assert shelm_agents == {
+        "shelm (symbolic oracle)",
+        "shelm (symbolic oracle, lm_layers=2)",
+        "shelm (regions, lm_layers=2)",
+    }
     for claim in claims:
         if claim.kind == "untestable":
             continue
         labels = {PEER}
         for name, spec in AGENTS.items():
-            for overrides in ({}, {"lm_layers": 2}):
+            for overrides in ({}, {"lm_layers": 2}, {"retriever": "regions", "lm_layers": 2}):
                 config, _ = resolve_config(claim.env, name, overrides)
                 labels.add(spec.label(config))
         for label in (claim.agent, *claim.others):

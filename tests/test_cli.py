@@ -50,7 +50,7 @@ gym.register("shelmtest/ContinuousImage-v0", entry_point=_ContinuousImageEnv)
     [
         ("MiniGrid-NoSuchTask-v0", "cnn", [], ["unknown env 'MiniGrid-NoSuchTask-v0'", "shelm envs"]),
         ("MiniGrid-Empty5x5-v0", "cnn", [], ["did you mean 'MiniGrid-Empty-5x5-v0'"]),
-        ("MiniGrid-Empty-5x5-v0", "gru", [], ["unknown agent 'gru'", "cnn, lstm, helm"]),
+        ("MiniGrid-Empty-5x5-v0", "gru", [], ["unknown agent 'gru'", "cnn, lstm, trxl, helm"]),
         ("CartPole-v1", "cnn", [], ["'CartPole-v1'", "not a uint8 HxWxC image"]),
         ("shelmtest/ContinuousImage-v0", "cnn", [], ["Box(-1.0, 1.0, (2,), float32)", "Discrete"]),
         ("MiniGrid-Empty-5x5-v0", "cnn", ["--set", "learnin_rate=1"], ["unknown setting 'learnin_rate'"]),
@@ -192,6 +192,6 @@ def test_listings(capsys):
     assert any(line.startswith("BabyAI-GoToRedBall-v0") for line in lines)
     assert main(["agents"]) == 0
     agents = [line.split("\t")[0] for line in capsys.readouterr().out.splitlines()]
-    assert agents == ["cnn", "lstm", "helm", "helmv2", "shelm", "oracle", "dreamerv2"]
+    assert agents == ["cnn", "lstm", "trxl", "helm", "helmv2", "shelm", "oracle", "dreamerv2"]
     assert main(["settings"]) == 0
     assert any(line.startswith("lr\t0.0003\t") for line in capsys.readouterr().out.splitlines())

@@ -41,7 +41,7 @@ def test_plot_tells_memory_variants_apart(tmp_path, capsys):
     runs = [str(tmp_path / name) for name in "abc"]
     assert main(["plot", *runs, "--out", str(tmp_path / "fig.png")]) == 0
     table = capsys.readouterr().out
-    assert "| shelm (symbolic, lm_layers=2) | 1 | 100 | 0.200 ± 0.000 |" in table
+    assert "| shelm (symbolic oracle, lm_layers=2) | 1 | 100 | 0.200 ± 0.000 |" in table
     assert "| shelm (imagenet, lm_layers=2) | 1 | 100 | 0.400 ± 0.000 |" in table
     assert "| helm | 1 | 100 | 0.600 ± 0.000 |" in table
 

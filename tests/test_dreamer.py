@@ -1,6 +1,6 @@
 """Agent dreamerv2 (sheeprl's DreamerV2 on shelm's envs) through the commands users type: a short run that learns
-for a few gradient steps, then eval, plot and report on it; the settings and commands that cannot apply are refused
-in one line."""
+for a few gradient steps, then eval, plot and report on it, and the Python API playing it; the settings and commands
+that cannot apply are refused in one line."""
 
 from __future__ import annotations
 
@@ -10,8 +10,10 @@ import shutil
 from pathlib import Path
 
 import pytest
+from conftest import eval_actions
 from safetensors.torch import load_file
 
+import shelm
 from shelm.cli import main
 from shelm.runs import read_metrics
 
@@ -135,3 +137,20 @@ def test_without_sheeprl_the_agent_names_the_extra(
     run_dir = tmp_path / "none"
     err = _one_line_error(capsys, main(_train_argv(run_dir)))
     assert 'pip install -e ".[dreamer]"' in err and not run_dir.exists()
+
+
+def test_the_python_api_plays_the_player_in_a_user_loop_as_shelm_eval_does(
+    dreamer_run: Path, monkeypatch: pytest.MonkeyPatch
+):
+    greedy = eval_actions(dreamer_run, 1, monkeypatch)["greedy"][:, 0]  # one env, one episode
+    agent = shelm.load(dreamer_run)
+    assert agent.config.agent == "dreamerv2" and agent.global_step == STEPS
+    env = agent.make_env()
+    obs, info = env.reset(seed=agent.seed)  # `shelm eval`'s seed; the player's draws are seeded with it too
+    agent.reset()
+    chosen, done = [], False
+    while not done:
+        chosen.append(agent.act(obs, info))
+        obs, _, terminated, truncated, info = env.step(chosen[-1])
+        done = terminated or truncated
+    assert chosen == greedy.tolist()

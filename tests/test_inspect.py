@@ -8,12 +8,15 @@ import re
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import imageio.v3 as iio
+import numpy as np
 import pytest
 from conftest import train_run
 
 from shelm.cli import main
+from shelm.envs import make_vec_env
 
 
 def _chromium() -> str:
@@ -24,10 +27,16 @@ def _chromium() -> str:
 
 def visible_text(page: Path, tmp_path: Path) -> str:
     """The page's rendered, visible text (`innerText` skips hidden elements), read from the DOM Chromium built."""
+    return probe_dom(page, tmp_path, "document.body.innerText")
+
+
+def probe_dom(page: Path, tmp_path: Path, expression: str) -> Any:
+    """The JSON value of a JavaScript expression evaluated on the page Chromium rendered, once it has loaded (its
+    images decoded)."""
     probe = tmp_path / "probe.html"
     script = (
         "<script>window.addEventListener('load', () => { const pre = document.createElement('pre');"
-        " pre.id = 'visible-text'; pre.textContent = document.body.innerText; document.body.appendChild(pre); });"
+        f" pre.id = 'probe'; pre.textContent = JSON.stringify({expression}); document.body.appendChild(pre); }});"
         "</script>"
     )
     probe.write_text(page.read_text().replace("</body>", script + "</body>"))
@@ -45,9 +54,9 @@ def visible_text(page: Path, tmp_path: Path) -> str:
         text=True,
         timeout=120,
     )
-    match = re.search(r'<pre id="visible-text">(.*?)</pre>', result.stdout, flags=re.S)
+    match = re.search(r'<pre id="probe">(.*?)</pre>', result.stdout, flags=re.S)
     assert match, f"Chromium rendered no page (exit {result.returncode}): {result.stderr[-500:]}"
-    return html.unescape(match.group(1))
+    return json.loads(html.unescape(match.group(1)))
 
 
 @pytest.fixture(scope="module")
@@ -67,8 +76,17 @@ def test_inspect_page_shows_the_words_of_the_first_steps(
     first = summary["episodes"][0]["first_steps"]
     assert len(first) == 5 and all(len(step["words"]) == 2 for step in first)  # topk=2 words per step
 
-    text = visible_text(Path(summary["page"]), tmp_path)
-    assert "Words by: symbolic" in text
+    count = "selector => document.querySelectorAll(selector).length"
+    rendered = probe_dom(
+        Path(summary["page"]),
+        tmp_path,
+        f"(count => ({{text: document.body.innerText, rows: count('tr[id]'), images: count('img'),"
+        f" crops: count('td.words img')}}))({count})",
+    )
+    text = rendered["text"]
+    assert "Words by: symbolic (oracle: object names from the environment's state)" in text
+    # The oracle's words come from no region of the frame: no crops, one image per step (its frame).
+    assert rendered["crops"] == 0 and rendered["images"] == rendered["rows"] > 0 and "crop" not in text
     for step in first[:3]:
         for word, score in step["words"]:
             assert f"{word} {score:.2f}" in text, f"step {step['t']}: '{word} {score:.2f}' not visible"
@@ -126,3 +144,76 @@ def test_the_instruction_is_in_the_memory_on_the_page_and_in_the_attention(
     assert attention["instruction"] in missions
     assert all(share > 0 for share in attention["layers"]["0"]["attention_to_instruction"])
     assert main(["eval", str(run), "--episodes", "4", "--json"]) == 0
+
+
+# Per step row (the first five, as the summary's first_steps): the observation image under the frame and each
+# word's crop, as the browser decoded them (natural size, drawn size and RGBA pixels read back through a canvas).
+REGION_PROBE = """Array.from(document.querySelectorAll('tr[id]')).slice(0, 5).map(row => {
+  const pixels = img => { const canvas = document.createElement('canvas');
+    canvas.width = img.naturalWidth; canvas.height = img.naturalHeight;
+    const context = canvas.getContext('2d'); context.drawImage(img, 0, 0);
+    return Array.from(context.getImageData(0, 0, img.naturalWidth, img.naturalHeight).data); };
+  const image = img => img && {width: img.naturalWidth, height: img.naturalHeight, drawn: img.clientWidth,
+    alt: img.alt, title: img.title, pixels: pixels(img)};
+  return {words: Array.from(row.querySelectorAll('td.words > span')).map(word => ({
+            text: word.innerText, crop: image(word.querySelector(':scope > img.crop'))})),
+          observation: image(row.querySelector('.view > img.obs')),
+          outlines: row.querySelectorAll('.view > .box').length};
+})"""
+
+
+def _rgb(image: dict[str, Any]) -> np.ndarray:
+    return np.asarray(image["pixels"], dtype=np.uint8).reshape(image["height"], image["width"], 4)[..., :3]
+
+
+def test_the_page_shows_the_region_of_the_frame_each_word_came_from(
+    tiny_llama_with_tokenizer_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """SHELM with retriever=regions: beside each word the page shows the crop of the observation it was retrieved
+    from (a MiniGrid cell: 8x8 pixels of the 56x56 view, enlarged only by CSS), whose pixels are that cell's; the
+    observation under the frame is the one the agent and the classifier saw."""
+    run = train_run(
+        tmp_path / "run",
+        "BabyAI-GoToObjS4-v0",  # MiniGrid's cells, in episodes of at most 16 steps: a short recording
+        "shelm",
+        32,
+        "--set",
+        "n_steps=8",
+        "--set",
+        f"lm={tiny_llama_with_tokenizer_dir}",
+        "--set",
+        "mem_len=8",
+        "--set",
+        "retriever=regions",
+        "--set",
+        "topk=2",
+    )
+    assert main(["inspect", str(run), "--out", str(tmp_path / "page"), "--json", "--seed", "3"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["words_by"] == "regions"
+    rendered = probe_dom(Path(summary["page"]), tmp_path, f"{{text: document.body.innerText, rows: {REGION_PROBE}}}")
+    assert "the part of the frame the classifier saw when it chose the word" in rendered["text"]
+
+    envs = make_vec_env("BabyAI-GoToObjS4-v0", 1, "sync", 8, obs_key="auto")
+    first_obs = envs.reset(seed=3)[0][0]
+    envs.close()
+    rows, first = rendered["rows"], summary["episodes"][0]["first_steps"]
+    assert len(rows) == len(first) > 0
+    assert np.array_equal(_rgb(rows[0]["observation"]), first_obs)  # the view the agent (and the classifier) saw
+    for t, (row, step) in enumerate(zip(rows, first, strict=True)):
+        observation = _rgb(row["observation"])
+        assert observation.shape == (56, 56, 3)
+        assert len(row["words"]) == len(step["words"]) == len(step["regions"]) == 2  # topk=2
+        assert 1 <= row["outlines"] <= 2  # each word's region outlined on the observation (two words may share one)
+        for (word, _), region, shown in zip(step["words"], step["regions"], row["words"], strict=True):
+            crop = shown["crop"]
+            assert crop is not None, f"step {t}: the word '{word}' has no crop beside it"
+            assert shown["text"].startswith(word)
+            assert crop["alt"] == f"region {region} of the frame"
+            match = re.fullmatch(r"r(\d)c(\d)", region)
+            assert match, region
+            assert crop["title"].startswith(crop["alt"])
+            assert (crop["width"], crop["height"]) == (8, 8)  # the cell itself, not a resampled image
+            assert crop["drawn"] >= 32  # enlarged by CSS
+            top, left = 8 * int(match[1]), 8 * int(match[2])
+            assert np.array_equal(_rgb(crop), observation[top : top + 8, left : left + 8]), f"step {t}: {crop['alt']}"

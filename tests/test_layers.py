@@ -4,6 +4,8 @@ no two modules import each other in a cycle, and no module imports another modul
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import shelm
@@ -21,6 +23,7 @@ LAYERS = [
     ("training", ["shelm.rollout", "shelm.runs", "shelm.tracking", "shelm.ppo", "shelm.dreamer", "shelm.trainers"]),
     ("using a run", ["shelm.evaluate", "shelm.inspect"]),
     ("many runs", ["shelm.experiments"]),
+    ("python api", ["shelm.api"]),
     ("command", ["shelm.cli"]),
 ]
 
@@ -98,3 +101,16 @@ def test_no_module_imports_another_modules_private_names():
         if name.startswith("_") and target != module
     ]
     assert not private, "\n".join(private)
+
+
+def test_import_shelm_imports_no_module_and_lends_the_api_lazily():
+    """`import shelm` stays cheap: the package lends `shelm.api`'s names (importing them by module name, which the
+    checks above cannot see, so this test guards it) only when one is first asked for."""
+    code = (
+        "import sys, shelm\n"
+        "loaded = sorted(m for m in sys.modules if m.startswith('shelm.'))\n"
+        "import shelm.api\n"
+        "print(loaded, shelm.train is shelm.api.train, shelm.load is shelm.api.load, 'TrainedAgent' in dir(shelm))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["[]", "True", "True", "True"]

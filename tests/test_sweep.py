@@ -439,21 +439,22 @@ def test_two_sweep_folders_report_as_one_with_their_variants_apart(tmp_path):
     numbers = json.loads((tmp_path / "memory-report.json").read_text())
     assert numbers["sweeps"] == [str(full), str(cut)] and numbers["finished"] == 9
     rows = {row["agent"]: row for row in numbers["table"] if row["env"] == ENV}
-    assert sorted(rows) == ["cnn", "shelm (symbolic)", "shelm (symbolic, lm_layers=2)"]
-    assert rows["shelm (symbolic, lm_layers=2)"]["iqm"] == pytest.approx(0.2)
-    assert rows["shelm (symbolic)"]["scores"] == pytest.approx([0.8, 0.9, 1.0])
+    assert sorted(rows) == ["cnn", "shelm (symbolic oracle)", "shelm (symbolic oracle, lm_layers=2)"]
+    assert rows["shelm (symbolic oracle, lm_layers=2)"]["iqm"] == pytest.approx(0.2)
+    assert rows["shelm (symbolic oracle)"]["scores"] == pytest.approx([0.8, 0.9, 1.0])
     assert f"Sweeps `{full}`, `{cut}`: 9 finished trials" in out.read_text()
     # An ablation: the full-depth shelm against the cut one, named as a baseline beside cnn.
     argv = ["report", str(full), str(cut), "--out", str(out), "--reps", "200"]
-    assert main([*argv, "--baseline", "shelm (symbolic, lm_layers=2)"]) == 0
+    assert main([*argv, "--baseline", "shelm (symbolic oracle, lm_layers=2)"]) == 0
     comparisons = {
         (c["memory"], c["baseline"]): c
         for c in json.loads((tmp_path / "memory-report.json").read_text())["comparisons"]
         if c["env"] == ENV
     }
-    assert sorted(comparisons) == [("shelm (symbolic)", "cnn"), ("shelm (symbolic)", "shelm (symbolic, lm_layers=2)")]
-    assert comparisons["shelm (symbolic)", "shelm (symbolic, lm_layers=2)"]["probability_of_improvement"] == 1.0
-    against_cut = comparisons["shelm (symbolic)", "shelm (symbolic, lm_layers=2)"]
+    full_shelm, cut_shelm = "shelm (symbolic oracle)", "shelm (symbolic oracle, lm_layers=2)"
+    assert sorted(comparisons) == [(full_shelm, "cnn"), (full_shelm, cut_shelm)]
+    assert comparisons[full_shelm, cut_shelm]["probability_of_improvement"] == 1.0
+    against_cut = comparisons[full_shelm, cut_shelm]
     assert against_cut["p_value"] == pytest.approx(1 / 20) and against_cut["higher"]  # exact, though the 0.2s tie
 
 

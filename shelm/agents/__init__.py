@@ -18,6 +18,7 @@ import torch
 from shelm.agents.base import Agent
 from shelm.agents.cnn import CNNAgent
 from shelm.agents.lstm import LSTMAgent
+from shelm.agents.trxl import TrXLAgent
 from shelm.config import DEFAULT_FUSION, NO_INSTRUCTION, TrainConfig, parse_value
 from shelm.envs import minigrid as minigrid_suite
 from shelm.envs import pair_preset, task_preset
@@ -58,7 +59,8 @@ class AgentSpec:
     """What the words its memory shows are (`shelm inspect`), e.g. 'symbolic' for SHELM's retriever; None when
     it shows none."""
     details: Callable[[TrainConfig], list[str]] = _no_details
-    """The settings that tell this agent's variants apart on plots and tables (e.g. SHELM's retriever)."""
+    """The settings that tell this agent's variants apart on plots and tables (e.g. SHELM's retriever, marked
+    'oracle' where its words are read from the environment's state)."""
     resolve_auto: Callable[[TrainConfig], None] = _nothing_to_resolve
     """Replaces the config's 'auto' settings that depend on this agent with what will run."""
     paper_settings: dict[str, Any] = field(default_factory=dict)
@@ -99,7 +101,7 @@ class AgentSpec:
             )
 
     def label(self, config: TrainConfig) -> str:
-        """The agent plus what tells its variants apart, e.g. 'shelm (symbolic, lm_layers=2)'."""
+        """The agent plus what tells its variants apart, e.g. 'shelm (symbolic oracle, lm_layers=2)'."""
         details = self.details(config)
         if self.has_language_model and config.lm_layers:
             details = [*details, f"lm_layers={config.lm_layers}"]
@@ -155,8 +157,37 @@ def no_ppo_policy(name: str, trainer: str) -> Callable[[TrainConfig, tuple[int, 
 
 
 def _shelm_retriever(config: TrainConfig) -> None:
-    if config.retriever == "auto":  # the symbolic oracle where the env has a symbolic view, else ImageNet
-        config.retriever = "symbolic" if minigrid_suite.handles(config.env_id) else "imagenet"
+    on_grid_world = minigrid_suite.handles(config.env_id)
+    if config.retriever == "auto":  # the symbolic oracle where the env has a symbolic view, else words from pixels
+        config.retriever = "symbolic" if on_grid_world else "regions"
+    if config.retriever == "regions" and config.region_grid == "auto":  # a grid world's cells are its objects' regions
+        config.region_grid = "cells" if on_grid_world else "4x4"
+
+
+def _shelm_details(config: TrainConfig) -> list[str]:
+    """SHELM's retriever, marked where it is an oracle (its registered inputs say so): 'symbolic oracle'."""
+    from shelm.memory.retrievers import retriever_label  # imports the retrievers' model libraries only when asked
+
+    return [retriever_label(config.retriever)]
+
+
+def _trxl(config: TrainConfig, shape: tuple[int, int, int], n_actions: int, memory_dim: int) -> Agent:
+    return TrXLAgent(
+        shape,
+        n_actions,
+        config.trxl_layers,
+        config.trxl_heads,
+        config.trxl_dim,
+        config.trxl_memory_length,
+        config.trxl_reconstruction_coef,
+    )
+
+
+def _trxl_details(config: TrainConfig) -> list[str]:
+    """The Transformer-XL settings a run changed from their defaults, e.g. 'trxl_memory_length=16'."""
+    defaults = TrainConfig()
+    keys = ("trxl_layers", "trxl_heads", "trxl_dim", "trxl_memory_length", "trxl_reconstruction_coef")
+    return [f"{key}={getattr(config, key)}" for key in keys if getattr(config, key) != getattr(defaults, key)]
 
 
 def _helmv2_encoder(config: TrainConfig) -> None:
@@ -173,6 +204,13 @@ AGENTS: dict[str, AgentSpec] = {
         "Impala-PPO: the papers' recurrent baseline (CNN 16-32 -> 256 -> actor and critic LSTMs 256 -> linear "
         "heads, truncated BPTT)",
         lambda c, shape, n_actions, memory_dim: LSTMAgent(shape, n_actions, c.lstm_hidden),
+    ),
+    "trxl": AgentSpec(
+        "trxl",
+        "TrXL-PPO: a trained Transformer-XL memory, CleanRL ppo_trxl's peer (CNN 32-64 -> trxl_dim -> trxl_layers "
+        "pre-LN layers attending over the episode's last trxl_memory_length steps -> actor-critic)",
+        _trxl,
+        details=_trxl_details,
     ),
     "helm": AgentSpec(
         "helm",
@@ -198,13 +236,14 @@ AGENTS: dict[str, AgentSpec] = {
     ),
     "shelm": AgentSpec(
         "shelm",
-        "SHELM: top-k retrieved words (retriever symbolic|imagenet|clip) -> frozen LM memory + CNN -> heads; "
-        "its memory reads as text (`shelm inspect`)",
+        "SHELM: top-k retrieved words (retriever regions|imagenet|clip from pixels, or the symbolic oracle: object "
+        "names from the environment's state) -> frozen LM memory + CNN -> heads; its memory reads as text "
+        "(`shelm inspect`)",
         _cnn_with_memory,
         _shelm_memory,
         has_language_model=True,
         words=lambda config: config.retriever,
-        details=lambda config: [config.retriever],
+        details=_shelm_details,
         resolve_auto=_shelm_retriever,
     ),
     "oracle": AgentSpec(

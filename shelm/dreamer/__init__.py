@@ -40,7 +40,7 @@ from safetensors.torch import load_file
 
 from shelm.agents.policy import Decision
 from shelm.config import TrainConfig
-from shelm.envs import make_env
+from shelm.envs import make_env, obs_preprocessing
 from shelm.errors import ShelmError, first_line
 from shelm.files import write_atomic
 from shelm.progress import TrainingProgress
@@ -94,6 +94,7 @@ def hydra_overrides(config: TrainConfig, run_dir: Path) -> list[str]:
         "env.wrapper._target_=shelm.dreamer.worker.sheeprl_env",
         f"+env.wrapper.tile_size={config.minigrid_tile_size}",
         f"+env.wrapper.obs_key={_quoted(config.obs_key)}",
+        f"+env.wrapper.obs_resize={_quoted(config.obs_resize)}",
         f"env.num_envs={config.n_envs}",
         "env.sync_env=True",
         "env.capture_video=False",
@@ -155,7 +156,19 @@ def check_buildable(config: TrainConfig) -> None:
     """Refuse, before a run writes anything, what would fail: no sheeprl, an env shelm cannot build, a setting
     sheeprl refuses, a batch of sequences the replay buffer could never hold."""
     require_sheeprl()
-    make_env(config.env_id, config.minigrid_tile_size, obs_key=config.obs_key).close()
+    if config.env_kwargs:
+        raise ShelmError(
+            f"--env-kwargs {config.env_kwargs}: shelm's PPO agents take env keywords, the dreamerv2 runs do not yet; "
+            "drop --env-kwargs"
+        )
+    if config.obs_grayscale or config.obs_frame_stack > 1:
+        raise ShelmError(
+            "--set obs_grayscale / obs_frame_stack: sheeprl's DreamerV2 prepares its frames itself (64x64 RGB, one "
+            "frame); drop them for agent dreamerv2"
+        )
+    make_env(
+        config.env_id, config.minigrid_tile_size, obs_key=config.obs_key, preprocess=obs_preprocessing(config)
+    ).close()
     if config.dreamer_sequence_length > min(config.dreamer_buffer_size, config.total_steps):
         raise ShelmError(
             f"--set dreamer_sequence_length={config.dreamer_sequence_length} is longer than the replay buffer "
@@ -310,7 +323,9 @@ def load_player(run_dir: Path, checkpoint: str = "latest") -> tuple[TrainConfig,
     from sheeprl.utils.utils import dotdict
 
     cfg = dotdict(OmegaConf.to_container(OmegaConf.load(run_dir / SHEEPRL_CONFIG), resolve=True))
-    env = make_env(config.env_id, config.minigrid_tile_size, obs_key=config.obs_key)
+    env = make_env(
+        config.env_id, config.minigrid_tile_size, obs_key=config.obs_key, preprocess=obs_preprocessing(config)
+    )
     n_actions = int(env.action_space.n)
     env.close()
     channels = 1 if cfg.env.grayscale else 3

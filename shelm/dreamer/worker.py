@@ -33,9 +33,9 @@ from lightning.fabric.loggers import TensorBoardLogger
 from safetensors.torch import save_file
 
 from shelm.acting import summarize
-from shelm.config import TrainConfig
+from shelm.config import TrainConfig, parse_obs_resize
 from shelm.dreamer import CHECKPOINT_FORMAT, CHECKPOINT_VERSION, SHEEPRL_CONFIG
-from shelm.envs import make_env, success_rule
+from shelm.envs import ObsPreprocessing, make_env, success_rule
 from shelm.envs.registry import SuccessRule
 from shelm.errors import ShelmError
 from shelm.progress import TrainingProgress
@@ -94,9 +94,14 @@ class EpisodeRecorder(gym.Wrapper):
         return obs, reward, terminated, truncated, info
 
 
-def sheeprl_env(id: str, tile_size: int, obs_key: str, render_mode: str | None = None) -> gym.Env:
-    """The env factory sheeprl instantiates (`env.wrapper`): shelm's env, its episodes scored into `SESSION`."""
-    return EpisodeRecorder(make_env(id, tile_size, obs_key=obs_key), success_rule(id))
+def sheeprl_env(
+    id: str, tile_size: int, obs_key: str, render_mode: str | None = None, obs_resize: str = "none"
+) -> gym.Env:
+    """The env factory sheeprl instantiates (`env.wrapper`): shelm's env, its frames resized as the run's
+    `obs_resize` says ('none' where a run's sheeprl config predates the setting), its episodes scored into
+    `SESSION`."""
+    preprocess = ObsPreprocessing(parse_obs_resize(obs_resize))
+    return EpisodeRecorder(make_env(id, tile_size, obs_key=obs_key, preprocess=preprocess), success_rule(id))
 
 
 class ShelmTensorBoardLogger(TensorBoardLogger):

@@ -7,6 +7,7 @@ Every environment shelm trains on yields uint8 HxWxC images and takes discrete a
 - `miniworld` (extra): `MiniWorld-*`, 60x80x3 first-person 3D frames, rendered headless;
 - `memory_gym` (extra): Mortar Mayhem, Mystery Path, Searing Spotlights, 84x84x3;
 - `avalon`, `dmlab`: the papers' suites that no package registry can provide; asking for them says why;
+- `factory`: `factory:MODULE.QUALNAME`, an env a user's Python callable makes (`shelm.train(make_env, ...)`);
 - any other gymnasium id, also `module:EnvId` for an env of another package (the module is imported first, which
   registers its ids), whose observation is a uint8 HxWxC image, or a Dict with one (`obs_key`), and whose actions
   are Discrete.
@@ -18,13 +19,15 @@ so the trainer never sees a dummy transition between episodes.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import inspect
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 
-from shelm.envs import memory_gym, minigrid, miniworld, procgen, random_maze, unavailable
+from shelm.config import TrainConfig, parse_obs_resize
+from shelm.envs import factory, memory_gym, minigrid, miniworld, procgen, random_maze, unavailable
 from shelm.envs.registry import (
     SuccessRule,
     Suite,
@@ -35,24 +38,29 @@ from shelm.envs.registry import (
     registered_suites,
     unregister_suite,
 )
-from shelm.envs.wrappers import FrameFromDict, TextsIntoInfo, text_entries
+from shelm.envs.wrappers import FrameFromDict, ObsPreprocessing, TextsIntoInfo, text_entries
 from shelm.errors import ShelmError
 
 __all__ = [
+    "DEFAULT_PREPROCESSING",
     "RANDOM_MAZE_ID",
+    "ObsPreprocessing",
     "SuccessRule",
     "Suite",
+    "episode_step_limit",
     "flag_or_positive_return",
     "get_suite",
     "gym_make",
     "list_envs",
     "make_env",
     "make_vec_env",
+    "obs_preprocessing",
     "pair_preset",
     "paper_presets",
     "register_suite",
     "registered_suites",
     "reset_info",
+    "same_frames",
     "success_rule",
     "suite_of",
     "suites",
@@ -61,6 +69,8 @@ __all__ = [
 ]
 
 RANDOM_MAZE_ID = random_maze.ENV_ID
+DEFAULT_PREPROCESSING = ObsPreprocessing()
+"""A new run's observation preprocessing (`obs_resize=auto`, no grey, no stack)."""
 
 register_suite(minigrid.SUITE)
 register_suite(random_maze.SUITE)
@@ -69,6 +79,12 @@ register_suite(miniworld.SUITE)
 register_suite(memory_gym.SUITE)
 register_suite(unavailable.AVALON)
 register_suite(unavailable.DMLAB)
+register_suite(factory.SUITE)
+
+
+def obs_preprocessing(config: TrainConfig) -> ObsPreprocessing:
+    """A run's `obs_resize`, `obs_grayscale` and `obs_frame_stack` settings, as the environment builders take them."""
+    return ObsPreprocessing(parse_obs_resize(config.obs_resize), config.obs_grayscale, config.obs_frame_stack)
 
 
 def suite_of(env_id: str) -> str:
@@ -140,11 +156,99 @@ def _is_image(space: gym.Space) -> bool:
     return isinstance(space, gym.spaces.Box) and space.dtype == np.uint8 and len(space.shape) == 3
 
 
-def make_env(env_id: str, tile_size: int = 8, render_mode: str | None = None, obs_key: str = "auto") -> gym.Env:
+def _takes_env_kwargs(suite: Suite, env_id: str, env_kwargs: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The keyword arguments of `suite.make` that carry `env_kwargs`: none when there are none, and a one-line refusal
+    when the suite builds its envs without constructor keywords."""
+    if not env_kwargs:
+        return {}
+    if suite.make_vec is not None or "env_kwargs" not in inspect.signature(suite.make).parameters:
+        raise ShelmError(
+            f"--env-kwargs: env '{env_id}' (suite {suite.name}) is not built with constructor keywords; drop "
+            "--env-kwargs (or --set env_kwargs=)"
+        )
+    return {"env_kwargs": dict(env_kwargs)}
+
+
+def make_env(
+    env_id: str,
+    tile_size: int = 8,
+    render_mode: str | None = None,
+    obs_key: str = "auto",
+    env_kwargs: Mapping[str, Any] | None = None,
+    preprocess: ObsPreprocessing = DEFAULT_PREPROCESSING,
+    max_episode_steps: int | None = None,
+) -> gym.Env:
     """One environment of any suite, with its spaces checked. A Dict observation is reduced to its image entry
     (`image_entry`), its text entries copied into the info (`TextsIntoInfo`, where an instruction is read from);
-    `obs_key` other than 'auto' on an env without a Dict observation is refused."""
-    env = get_suite(env_id).make(env_id, tile_size, render_mode)
+    `obs_key` other than 'auto' on an env without a Dict observation is refused. `env_kwargs` (the config's
+    `gym_kwargs`) go to the env's constructor through `gymnasium.make`. The frames are then prepared as
+    `preprocess` says (`obs_preprocessing(config)`; by default a new run's: large frames resized to 84x84,
+    every built-in suite's kept as they are). `max_episode_steps` ends an episode that lasts that long as
+    truncated (gymnasium's TimeLimit), where playing should not wait for the env's own end."""
+    env = _made_env(env_id, tile_size, render_mode, obs_key, env_kwargs)
+    sized_by_setting = get_suite(env_id).frames_sized_by is not None
+    try:
+        if preprocess.changes(env.observation_space, sized_by_setting):
+            env = preprocess.apply(env, sized_by_setting)
+    except (ValueError, TypeError) as exc:  # gymnasium's wrappers refuse frames they cannot prepare
+        env.close()
+        raise ShelmError(
+            f"env '{env_id}': its frames {env.observation_space.shape} cannot be preprocessed ({exc}); set "
+            "obs_resize=none, obs_grayscale=false and obs_frame_stack=1"
+        ) from None
+    if max_episode_steps is not None:
+        env = gym.wrappers.TimeLimit(env, max_episode_steps)
+    return env
+
+
+def same_frames(
+    env_id: str,
+    tile_size: int,
+    obs_key: str,
+    env_kwargs: Mapping[str, Any] | None,
+    first: ObsPreprocessing,
+    second: ObsPreprocessing,
+) -> bool:
+    """Whether two preprocessings give `env_id`'s agent the same frames: e.g. `obs_resize` 'auto' and 'none' on
+    every built-in suite, so that a sweep continues the trials it saved before the setting existed ('none')."""
+    if first == second:
+        return True
+    env = _made_env(env_id, tile_size, None, obs_key, env_kwargs)
+    height, width = env.observation_space.shape[:2]
+    env.close()
+    sized_by_setting = get_suite(env_id).frames_sized_by is not None
+
+    def prepared(preprocess: ObsPreprocessing) -> tuple[Any, ...]:
+        return preprocess.size_for(height, width, sized_by_setting), preprocess.grayscale, preprocess.frame_stack
+
+    return prepared(first) == prepared(second)
+
+
+def episode_step_limit(env: gym.Env) -> int | None:
+    """The most steps an episode of `env` lasts by the env's own rule, where it tells: a gymnasium time limit
+    (`max_episode_steps` of its spec or a TimeLimit wrapper), or the `max_steps` MiniGrid's envs keep; None when
+    it says nothing (ALE's envs end an episode after 108,000 frames, which they do not expose this way)."""
+    limits = []
+    current: gym.Env | None = env
+    while current is not None:
+        if isinstance(current, gym.wrappers.TimeLimit):
+            limits.append(current._max_episode_steps)
+        spec = getattr(current, "spec", None)
+        if spec is not None and spec.max_episode_steps is not None:
+            limits.append(spec.max_episode_steps)
+        current = getattr(current, "env", None)
+    own = getattr(env.unwrapped, "max_steps", None)
+    if isinstance(own, int):
+        limits.append(own)
+    return min(limits) if limits else None
+
+
+def _made_env(
+    env_id: str, tile_size: int, render_mode: str | None, obs_key: str, env_kwargs: Mapping[str, Any] | None
+) -> gym.Env:
+    """`make_env` before preprocessing: the env as its suite makes it, reduced to its frames and checked."""
+    suite = get_suite(env_id)
+    env = suite.make(env_id, tile_size, render_mode, **_takes_env_kwargs(suite, env_id, env_kwargs))
     if isinstance(env.observation_space, gym.spaces.Dict):
         try:
             key = image_entry(env_id, env.observation_space, obs_key)
@@ -162,10 +266,17 @@ def make_env(env_id: str, tile_size: int = 8, render_mode: str | None = None, ob
     return env
 
 
-def reset_info(env_id: str, tile_size: int = 8, obs_key: str = "auto", seed: int = 0) -> dict[str, Any]:
+def reset_info(
+    env_id: str,
+    tile_size: int = 8,
+    obs_key: str = "auto",
+    seed: int = 0,
+    env_kwargs: Mapping[str, Any] | None = None,
+    preprocess: ObsPreprocessing = DEFAULT_PREPROCESSING,
+) -> dict[str, Any]:
     """The info of one env's first reset: what the env gives besides its frames, for a memory to check that the
     keys it reads are there before a run starts."""
-    env = make_env(env_id, tile_size, obs_key=obs_key)
+    env = make_env(env_id, tile_size, obs_key=obs_key, env_kwargs=env_kwargs, preprocess=preprocess)
     try:
         return dict(env.reset(seed=seed)[1])
     finally:
@@ -179,15 +290,25 @@ def make_vec_env(
     tile_size: int = 8,
     render_mode: str | None = None,
     obs_key: str = "auto",
+    env_kwargs: Mapping[str, Any] | None = None,
+    preprocess: ObsPreprocessing = DEFAULT_PREPROCESSING,
+    max_episode_steps: int | None = None,
 ) -> gym.vector.VectorEnv:
     """`n_envs` copies of `env_id` (see `make_env`); seed them with `reset(seed=s)` (copy i gets s + i; Procgen
-    draws its games' seeds from s)."""
+    draws its games' seeds from s). A suite that batches natively does so unless a copy must be wrapped: to record
+    (a `render_mode`), to prepare its frames other than it makes them, or to cap its episodes."""
     suite = get_suite(env_id)
-    if suite.make_vec is not None and render_mode is None:
-        return suite.make_vec(env_id, n_envs)  # its own batching; recording needs per-copy renders
-    make_env(env_id, tile_size, obs_key=obs_key).close()  # fail fast, in this process, with a clear error
+    _takes_env_kwargs(suite, env_id, env_kwargs)
+    if suite.make_vec is not None and render_mode is None and max_episode_steps is None:
+        native = suite.make_vec(env_id, n_envs)  # its own batching; recording needs per-copy renders
+        if not preprocess.changes(native.single_observation_space, suite.frames_sized_by is not None):
+            return native
+        native.close()
+    # Fail fast, here, in one line.
+    make_env(env_id, tile_size, obs_key=obs_key, env_kwargs=env_kwargs, preprocess=preprocess).close()
     thunks: list[Callable[[], gym.Env]] = [
-        lambda: make_env(env_id, tile_size, render_mode, obs_key) for _ in range(n_envs)
+        lambda: make_env(env_id, tile_size, render_mode, obs_key, env_kwargs, preprocess, max_episode_steps)
+        for _ in range(n_envs)
     ]
     mode = gym.vector.AutoresetMode.SAME_STEP
     if vectorization == "async":

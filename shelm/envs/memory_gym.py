@@ -86,9 +86,9 @@ class SuccessInfo(gym.Wrapper, gym.utils.RecordConstructorArgs):
         return obs, reward, terminated, truncated, info
 
 
-def make(env_id: str, render_mode: str | None = None) -> gym.Env:
+def make(env_id: str, render_mode: str | None = None, env_kwargs: dict[str, Any] | None = None) -> gym.Env:
     register(env_id)
-    env = gym_make(env_id, render_mode)
+    env = gym_make(env_id, render_mode, env_kwargs)
     if isinstance(env.observation_space, gym.spaces.Dict):
         env = FrameFromDict(env, IMAGE_KEY)
     if isinstance(env.action_space, gym.spaces.MultiDiscrete):
@@ -100,7 +100,7 @@ SUITE = Suite(
     "memory_gym",
     handles=handles,
     ids=env_ids,
-    make=lambda env_id, tile_size, render_mode: make(env_id, render_mode),
+    make=lambda env_id, tile_size, render_mode, env_kwargs=None: make(env_id, render_mode, env_kwargs),
     installed=installed,
     install_hint="pip install -e '.[memory-gym]'",
 )

@@ -74,12 +74,23 @@ class MemoryCueInfo(gym.Wrapper, gym.utils.RecordConstructorArgs):
     def reset(self, **kwargs):
         obs, info = self.env.reset(**kwargs)
         world = self.env.unwrapped
-        self._cue = world.grid.get(1, world.height // 2 - 1).encode()[0]
+        self._cue = world.grid.get(*cue_cell(world)).encode()[0]
         return obs, {**info, MEMORY_CUE: self._cue}
 
     def step(self, action):
         obs, reward, terminated, truncated, info = self.env.step(action)
         return obs, reward, terminated, truncated, {**info, MEMORY_CUE: self._cue}
+
+
+def cue_cell(world: Any) -> tuple[int, int]:
+    """Where MiniGrid's Memory task puts its cue: the start room's first column, in the row above the hallway."""
+    return 1, world.height // 2 - 1
+
+
+def sees_cue(world: Any) -> bool:
+    """Whether the cue's cell of MiniGrid's Memory task is inside the agent's view (MiniGrid's `in_view`: the view's
+    square, walls in between or not)."""
+    return bool(world.in_view(*cue_cell(world)))
 
 
 def has_memory_cue(env: gym.Env) -> bool:
@@ -178,10 +189,12 @@ class PartialRGBView(gym.ObservationWrapper, gym.utils.RecordConstructorArgs):
             self._slots, self._bounds = slots, bounds
 
 
-def make(env_id: str, tile_size: int = 8, render_mode: str | None = None) -> gym.Env:
+def make(
+    env_id: str, tile_size: int = 8, render_mode: str | None = None, env_kwargs: dict[str, Any] | None = None
+) -> gym.Env:
     import minigrid  # noqa: F401  (registers the ids)
 
-    env = gym_make(env_id, render_mode)
+    env = gym_make(env_id, render_mode, env_kwargs)
     if has_memory_cue(env):
         env = MemoryCueInfo(env)
     return PartialRGBView(SymbolicViewInfo(TextsIntoInfo(env, (MISSION,))), tile_size=tile_size)
@@ -236,4 +249,5 @@ SUITE = Suite(
     make=make,
     install_hint="core dependency",
     presets=PRESETS,
+    frames_sized_by="minigrid_tile_size",
 )

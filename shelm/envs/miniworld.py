@@ -49,12 +49,12 @@ def env_ids() -> list[str]:
     return sorted(k for k in gym.registry if handles(k))
 
 
-def make(env_id: str, render_mode: str | None = None) -> gym.Env:
+def make(env_id: str, render_mode: str | None = None, env_kwargs: dict[str, Any] | None = None) -> gym.Env:
     register(env_id)
     # MiniWorld prints its frame-buffer fallbacks ("Falling back to num_samples=4") to stdout, which would break
     # `--json` output; they are not errors.
     with contextlib.redirect_stdout(io.StringIO()):
-        env = gym_make(env_id, render_mode)
+        env = gym_make(env_id, render_mode, env_kwargs)
     if isinstance(env.observation_space, gym.spaces.Dict):
         env = FrameFromDict(env, IMAGE_KEY)
     return env
@@ -111,7 +111,7 @@ SUITE = Suite(
     "miniworld",
     handles=handles,
     ids=env_ids,
-    make=lambda env_id, tile_size, render_mode: make(env_id, render_mode),
+    make=lambda env_id, tile_size, render_mode, env_kwargs=None: make(env_id, render_mode, env_kwargs),
     async_context="spawn",  # a forked child would inherit the parent's OpenGL context and hang
     installed=installed,
     install_hint="pip install -e '.[miniworld]'",

@@ -34,11 +34,12 @@ def flag_or_positive_return(infos: dict[str, Any], env_index: int, episode_retur
     return episode_return > 0
 
 
-def gym_make(env_id: str, render_mode: str | None = None) -> gym.Env:
+def gym_make(env_id: str, render_mode: str | None = None, env_kwargs: Mapping[str, Any] | None = None) -> gym.Env:
     """`gymnasium.make`, refusing in one line what it would raise on: an id gymnasium does not know (with the
     closest known id), and for `module:EnvId` (gymnasium's way to name an env of another package: the module is
-    imported first, which registers its ids) a module that does not import or an id it does not register.
-    `render_mode` is passed only when asked (not every env's constructor accepts it)."""
+    imported first, which registers its ids) a module that does not import or an id it does not register; and
+    `env_kwargs` (the `env_kwargs` setting) that the env's constructor refuses. `render_mode` is passed only when
+    asked (not every env's constructor accepts it)."""
     module, colon, name = env_id.rpartition(":")
     if colon:
         try:
@@ -54,12 +55,23 @@ def gym_make(env_id: str, render_mode: str | None = None) -> gym.Env:
         if colon:
             raise ShelmError(f"--env {env_id}: module '{module}' registers no env '{name}'; {hint}check the id")
         raise ShelmError(f"unknown env '{env_id}'; {hint}`shelm envs` lists the available ids")
-    return gym.make(name, **({"render_mode": render_mode} if render_mode else {}))
+    if not env_kwargs:
+        return gym.make(name, **({"render_mode": render_mode} if render_mode else {}))
+    try:
+        return gym.make(name, **({"render_mode": render_mode} if render_mode else {}), **env_kwargs)
+    except (TypeError, ValueError, AssertionError) as exc:  # what constructors raise on a keyword or value they refuse
+        given = ",".join(f"{key}={value}" for key, value in env_kwargs.items())
+        why = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        raise ShelmError(
+            f"--env-kwargs {given}: env '{env_id}' refuses them ({why}); give keywords and values its constructor takes"
+        ) from None
 
 
-def make_registered(env_id: str, tile_size: int, render_mode: str | None) -> gym.Env:
+def make_registered(
+    env_id: str, tile_size: int, render_mode: str | None, env_kwargs: Mapping[str, Any] | None = None
+) -> gym.Env:
     """The default `Suite.make`: the gymnasium env registered under `env_id` (`tile_size` is MiniGrid's)."""
-    return gym_make(env_id, render_mode)
+    return gym_make(env_id, render_mode, env_kwargs)
 
 
 def _installed() -> bool:
@@ -96,10 +108,13 @@ class Suite:
     make: Callable[[str, int, str | None], gym.Env] = make_registered
     """(env_id, tile_size, render_mode) -> one env yielding uint8 HxWxC frames and taking Discrete actions.
     It imports what the suite needs and raises ShelmError naming the install command when that is missing. The
-    default builds the gymnasium env registered under the id."""
+    default builds the gymnasium env registered under the id. A suite whose envs take constructor keywords (the
+    `env_kwargs` setting) accepts them as a keyword argument `env_kwargs` (a dict), given only when there are some,
+    and passes them to `gym_make`; a suite without that parameter is refused them in one line."""
     make_vec: Callable[[str, int], gym.vector.VectorEnv] | None = None
     """(env_id, n_envs) -> the suite's own batched env for training, for suites that batch natively; None steps
-    copies of `make` in a gymnasium vector env. Recording (a render_mode) always uses copies of `make`."""
+    copies of `make` in a gymnasium vector env. Recording (a render_mode), preprocessing that changes its frames and a
+    step cap use copies of `make` (`shelm.envs.make_vec_env`)."""
     async_context: str | None = None
     """The multiprocessing start method of asynchronous vectorization (None: the platform's default)."""
     installed: Callable[[], bool] = _installed
@@ -112,6 +127,9 @@ class Suite:
     """The papers' settings per env id that hold for every agent, applied under the pair's row."""
     success: SuccessRule = flag_or_positive_return
     """When one of its episodes counts as a success (success_rate, evaluation, traces)."""
+    frames_sized_by: str | None = None
+    """The setting that sizes this suite's frames, if one does (MiniGrid's `minigrid_tile_size`): `obs_resize=auto`
+    leaves such frames at the size the user chose."""
 
 
 # The registered suites by name, in registration order (the order `shelm envs --suites` lists them in).

@@ -1,11 +1,76 @@
-"""Wrappers shared by the suites."""
+"""Wrappers shared by the suites, and the observation preprocessing every env gets (`ObsPreprocessing`)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
+
+# `obs_resize="auto"`: frames whose larger side exceeds this many pixels are resized to `AUTO_SIZE`, as SB3's and
+# CleanRL's Atari preprocessing resize ALE's 210x160 frames. Every built-in suite's frames are at most 84 pixels a
+# side (MiniGrid's at the papers' tile size 56, Procgen's 64, MiniWorld's 60x80, Memory Gym's 84), so they stay.
+AUTO_LARGER_THAN = 96
+AUTO_SIZE = (84, 84)
+
+
+@dataclass(frozen=True)
+class ObsPreprocessing:
+    """How an env's frames are prepared before the agent and its memory see them: resized, then reduced to grey, then
+    stacked (the `obs_resize`, `obs_grayscale` and `obs_frame_stack` settings, `shelm.envs.obs_preprocessing`).
+    Each step uses gymnasium's own wrapper (ResizeObservation, GrayscaleObservation with keep_dim,
+    FrameStackObservation), so that frames are what a gymnasium user would get from them; the stack is then laid
+    along the channels, which keeps every observation a uint8 HxWxC image."""
+
+    resize: tuple[int, int] | str | None = "auto"
+    """(height, width); 'auto' (see `AUTO_LARGER_THAN`); None keeps the env's size."""
+    grayscale: bool = False
+    frame_stack: int = 1
+
+    def size_for(self, height: int, width: int, sized_by_setting: bool) -> tuple[int, int] | None:
+        """The size frames of height x width are resized to, None where they keep theirs. `sized_by_setting`: a
+        setting of the suite chose the frame size (MiniGrid's tile size), which 'auto' respects."""
+        if self.resize == "auto":
+            large = max(height, width) > AUTO_LARGER_THAN and not sized_by_setting
+            return AUTO_SIZE if large else None
+        if self.resize is None or tuple(self.resize) == (height, width):
+            return None
+        return tuple(self.resize)  # type: ignore[return-value]
+
+    def changes(self, space: gym.spaces.Box, sized_by_setting: bool) -> bool:
+        """Whether frames of `space` come out of `apply` other than they went in."""
+        height, width = space.shape[:2]
+        return self.grayscale or self.frame_stack > 1 or self.size_for(height, width, sized_by_setting) is not None
+
+    def apply(self, env: gym.Env, sized_by_setting: bool) -> gym.Env:
+        """`env` (uint8 HxWxC frames) with its frames resized, grey and stacked as asked; unchanged where nothing is."""
+        height, width, channels = env.observation_space.shape
+        size = self.size_for(height, width, sized_by_setting)
+        if size is not None:
+            env = gym.wrappers.ResizeObservation(env, size)
+        if self.grayscale and channels not in (1, 3):
+            raise ValueError(f"obs_grayscale takes RGB frames, these have {channels} channels")
+        if self.grayscale and channels == 3:
+            env = gym.wrappers.GrayscaleObservation(env, keep_dim=True)
+        if self.frame_stack > 1:
+            env = StackedOnChannels(gym.wrappers.FrameStackObservation(env, self.frame_stack))
+        return env
+
+
+class StackedOnChannels(gym.ObservationWrapper, gym.utils.RecordConstructorArgs):
+    """FrameStackObservation's [N, H, W, C] stack laid along the channels as one [H, W, N*C] image, oldest frame first
+    (the newest frame is the last C channels), so that every agent and memory still receives an HxWxC image."""
+
+    def __init__(self, env: gym.Env):
+        gym.utils.RecordConstructorArgs.__init__(self)
+        super().__init__(env)
+        stack, height, width, channels = env.observation_space.shape
+        self.observation_space = gym.spaces.Box(0, 255, (height, width, stack * channels), np.uint8)
+
+    def observation(self, observation: np.ndarray) -> np.ndarray:
+        stack, height, width, channels = observation.shape
+        return np.ascontiguousarray(np.moveaxis(observation, 0, 2)).reshape(height, width, stack * channels)
 
 
 class FrameFromDict(gym.ObservationWrapper, gym.utils.RecordConstructorArgs):

@@ -190,12 +190,28 @@ def _check_existing(trial: Trial) -> None:
     recorded = load_run_config(trial.run_dir).to_dict()
     free = {*EXECUTION_SETTINGS, *get_agent_spec(trial.agent).ignored_settings}
     differ = sorted(k for k in trial.config if recorded.get(k) != trial.config[k] and k not in free)
+    if "obs_resize" in differ and _same_frames(TrainConfig.from_dict(recorded), TrainConfig.from_dict(trial.config)):
+        differ.remove("obs_resize")  # e.g. a trial saved before obs_resize existed ('none'), which 'auto' equals
     if differ:
         key = differ[0]
         raise ShelmError(
             f"'{trial.run_dir}' was trained with {key}={recorded.get(key)!r}, this sweep asks {key}="
             f"{trial.config[key]!r}; use another --out, or the settings that folder was made with"
         )
+
+
+def _same_frames(first: TrainConfig, second: TrainConfig) -> bool:
+    """Whether the two configs' observation preprocessing gives their (same) env's agent the same frames."""
+    from shelm.envs import obs_preprocessing, same_frames
+
+    return same_frames(
+        first.env_id,
+        first.minigrid_tile_size,
+        first.obs_key,
+        first.gym_kwargs,
+        obs_preprocessing(first),
+        obs_preprocessing(second),
+    )
 
 
 def trial_state(trial: Trial) -> tuple[str, int]:

@@ -63,21 +63,36 @@ def analyze(
     checkpoint: str = "latest",
     seed: int | None = None,
     greedy: bool = False,
+    max_episode_steps: int | None = None,
+    quiet: bool = True,
 ) -> dict[str, Any]:
-    """Run analysis `what` on a run; returns its numbers (also written to OUT/WHAT.json) with the figure paths."""
+    """Run analysis `what` on a run; returns its numbers (also written to OUT/WHAT.json) with the figure paths.
+    Episodes that reach `max_episode_steps` end there as truncated (None or 0: the env's own limit); the result
+    counts them under `capped_episodes`. Unless `quiet`, how much it will play and its progress go to stderr."""
     import matplotlib
 
     matplotlib.use("Agg")
-    from shelm.evaluate import load_policy
+    from shelm.evaluate import load_policy, step_cap
 
     spec = check_applies(what, load_run_config(run_dir), run_dir)
     if episodes is not None and episodes < 1:
         raise ShelmError(f"--episodes {episodes}: analyse at least 1 episode")
+    cap = step_cap(max_episode_steps)
     config, policy, state = load_policy(run_dir, checkpoint)
     out = out or run_dir / "analysis"
     out.mkdir(parents=True, exist_ok=True)
     analysis = Analysis(
-        run_dir, config, policy, int(state["global_step"]), out, episodes or spec.default_episodes, seed, greedy
+        run_dir,
+        config,
+        policy,
+        int(state["global_step"]),
+        out,
+        episodes or spec.default_episodes,
+        seed,
+        greedy,
+        name=what,
+        max_episode_steps=cap,
+        quiet=quiet,
     )
     result = {
         "analysis": what,
@@ -90,6 +105,7 @@ def analyze(
         "actions": "greedy" if greedy else "sampled",
         **spec.run(analysis),
     }
+    result |= {"max_episode_steps": cap, "capped_episodes": analysis.capped}
     result["json"] = str(out / f"{what}.json")
     write_json_atomic(out / f"{what}.json", result)
     return result
@@ -130,5 +146,10 @@ def summary_lines(result: dict[str, Any]) -> list[str]:
                 f"{r['level']:g}: {r['greedy']['return_mean']:.2f}/{r['sampled']['return_mean']:.2f}" for r in rows
             )
             lines.append(f"  {kind:<8} return greedy/sampled  {cells}")
+    if result.get("capped_episodes"):
+        lines.append(
+            f"  {result['capped_episodes']} episode(s) reached the cap of {result['max_episode_steps']:,} steps and "
+            "ended there as truncated (--max-episode-steps)"
+        )
     lines += [f"  figure: {f}" for f in result.get("figures", [])] + [f"  numbers: {result['json']}"]
     return lines

@@ -57,7 +57,7 @@ def run_identity(run_dir: Path) -> RunIdentity:
 
 
 def agent_label(config: TrainConfig) -> str:
-    """The agent plus what tells its variants apart (its spec's label), e.g. 'shelm (symbolic, lm_layers=2)'."""
+    """The agent plus what tells its variants apart (its spec's label), e.g. 'shelm (symbolic oracle, lm_layers=2)'."""
     return get_agent_spec(config.agent).label(config)
 
 

@@ -12,8 +12,10 @@ from typing import Any
 
 from shelm.agents.policy import Policy
 from shelm.config import TrainConfig
+from shelm.evaluate import own_step_limit
 from shelm.files import write_atomic
 from shelm.inspect.trace import Trace, record_policy
+from shelm.progress import PlayProgress, cap_text
 
 
 @dataclass
@@ -30,14 +32,42 @@ class Analysis:
     greedy: bool
     """Arg-max actions in the rollouts; by default they are sampled, as in training (a greedy MiniGrid policy
     often repeats one action and sees a handful of observations)."""
+    name: str = "analyze"
+    """Which analysis, as its progress lines name it."""
+    max_episode_steps: int | None = None
+    """Episodes that reach this many steps end there as truncated (None: the env's own limit)."""
+    quiet: bool = True
+    """No progress on stderr."""
+    capped: int = 0
+    """Episodes played so far that reached `max_episode_steps`."""
 
     def figure_path(self, name: str) -> Path:
         return self.out / f"{name}.png"
 
+    def progress(self, total_episodes: int, plan: str) -> PlayProgress:
+        """The progress of playing `total_episodes` episodes, having said up front `plan` (what they are) and how long
+        each may last."""
+        progress = PlayProgress(self.name, total_episodes, self.max_episode_steps, self.quiet)
+        if not self.quiet:
+            progress.announce(f"{plan}, {cap_text(self.max_episode_steps, own_step_limit(self.config))}")
+        return progress
+
     def rollout(self) -> Trace:
-        return record_policy(
-            self.run_dir, self.config, self.policy, self.global_step, self.episodes, self.seed, sampled=not self.greedy
+        progress = self.progress(self.episodes, f"{self.episodes} episode(s)")
+        trace = record_policy(
+            self.run_dir,
+            self.config,
+            self.policy,
+            self.global_step,
+            self.episodes,
+            self.seed,
+            not self.greedy,
+            self.max_episode_steps,
+            progress,
         )
+        progress.finish()
+        self.capped += sum(episode.capped for episode in trace.episodes)
+        return trace
 
 
 def save_figure(fig: Any, path: Path) -> Path:

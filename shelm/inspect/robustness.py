@@ -17,6 +17,7 @@ from shelm.envs.perturbations import Perturbation
 from shelm.evaluate import EVAL_SEED_OFFSET, MODES, run_episodes
 from shelm.inspect.curves import agent_label
 from shelm.inspect.figures import Analysis, save_figure
+from shelm.progress import PlayProgress
 
 LEVELS = {
     "noise": (0.0, 0.05, 0.1, 0.2, 0.4),
@@ -30,29 +31,46 @@ TITLES = {
 }
 
 
-def _evaluate(analysis: Analysis, perturbation: Perturbation, seed: int) -> dict[str, Any]:
-    return {
-        mode: run_episodes(
-            analysis.policy, analysis.config, analysis.episodes, mode == "greedy", seed, perturbation=perturbation
+# The evaluations it plays: the plain one (level 0 of every curve), then each perturbation's other levels.
+N_LEVELS = 1 + sum(sum(level != 0 for level in levels) for levels in LEVELS.values())
+
+
+def _evaluate(analysis: Analysis, perturbation: Perturbation, seed: int, progress: PlayProgress) -> dict[str, Any]:
+    results = {}
+    for mode in MODES:
+        results[mode] = run_episodes(
+            analysis.policy,
+            analysis.config,
+            analysis.episodes,
+            mode == "greedy",
+            seed,
+            perturbation=perturbation,
+            max_episode_steps=analysis.max_episode_steps,
+            progress=progress,
         )[0]
-        for mode in MODES
-    }
+        analysis.capped += results[mode]["capped"]
+    return results
 
 
 def run(analysis: Analysis) -> dict[str, Any]:
     seed = analysis.config.seed + EVAL_SEED_OFFSET if analysis.seed is None else analysis.seed
-    clean = _evaluate(analysis, Perturbation(), seed)  # level 0 of every curve: the plain evaluation
+    progress = analysis.progress(
+        N_LEVELS * len(MODES) * analysis.episodes,
+        f"{N_LEVELS} levels x {len(MODES)} modes x {analysis.episodes} episodes",
+    )
+    clean = _evaluate(analysis, Perturbation(), seed, progress)  # level 0 of every curve: the plain evaluation
     curves = {
         kind: [
             {
                 "level": level,
                 "spec": Perturbation(**{kind: level}).spec(),
-                **(clean if level == 0 else _evaluate(analysis, Perturbation(**{kind: level}), seed)),
+                **(clean if level == 0 else _evaluate(analysis, Perturbation(**{kind: level}), seed, progress)),
             }
             for level in levels
         ]
         for kind, levels in LEVELS.items()
     }
+    progress.finish()
     label = agent_label(analysis.config)
     figure = plot({label: curves}, analysis.figure_path("robustness"), analysis.config.env_id)
     return {

@@ -1,10 +1,11 @@
 """The readable memory: roll out a trained agent and record, per step, what went into its memory.
 
-For SHELM the record is the retrieved words with their scores; for HELM and HELMv2 the vocabulary token
-nearest to the LM input vector (FrozenHopfield's most weighted token, or the nearest embedding); for agents
-without a language-model memory it is empty. Each step also keeps the frame, the action, reward and value
-estimate, and the window: the words of the steps still inside the LM's memory (its last `window_steps` steps). An
-episode keeps the instruction its memory held from the start, where the run reads one (`instruction`).
+For SHELM the record is the retrieved words with their scores (and, where its retriever locates them, the region of
+the observation each word came from); for HELM and HELMv2 the vocabulary token nearest to the LM input vector
+(FrozenHopfield's most weighted token, or the nearest embedding); for agents without a language-model memory it is
+empty. Each step also keeps the frame, the action, reward and value estimate, and the window: the words of the
+steps still inside the LM's memory (its last `window_steps` steps). An episode keeps the instruction its memory held
+from the start, where the run reads one (`instruction`).
 """
 
 from __future__ import annotations
@@ -20,10 +21,13 @@ from shelm.acting import EnvLoop, EpisodeTracker
 from shelm.agents import get_agent_spec
 from shelm.agents.policy import Actor, Policy
 from shelm.config import TrainConfig
-from shelm.envs import make_vec_env, success_rule
+from shelm.envs import make_vec_env, obs_preprocessing, success_rule
 from shelm.envs.minigrid import SYMBOLIC_VIEW
-from shelm.evaluate import EVAL_SEED_OFFSET, load_policy
+from shelm.evaluate import EVAL_SEED_OFFSET, load_policy, reached_cap
 from shelm.memory.base import LanguageModelMemoryBase
+from shelm.memory.retrieval import FrameRegion
+from shelm.precision import autocast
+from shelm.progress import PlayProgress
 
 Words = list[tuple[str, float]]
 
@@ -45,6 +49,12 @@ class Step:
     """The k vectors the memory fed its language model at this step, [k, d] float32 (agents with an LM memory)."""
     memory_out: np.ndarray | None = None
     """The memory's output at this step, [M] float32: what the agent received from its LM."""
+    word_regions: list[FrameRegion | None] | None = None
+    """Per word, the region of `obs` it came from (None: no region offered it), where the memory's retriever
+    locates its words (SHELM with retriever=regions); None for every other agent."""
+    attention: np.ndarray | None = None
+    """Agents that attend over their own past (trxl): the step's attention weights [layers, heads, window + 1] over
+    its window's slots, oldest first (the step `window - j` steps back in slot j), then itself; None for the others."""
 
 
 @dataclass
@@ -54,6 +64,8 @@ class Episode:
     success: bool = False
     instruction: str | None = None
     """The text the LM memory held before the episode's first step (the `instruction` setting), if it read one."""
+    capped: bool = False
+    """The episode reached the step cap (`Trace.max_episode_steps`) and ended there as truncated."""
 
     def window(self, t: int, window_steps: int) -> list[tuple[int, Words]]:
         """(step, words) of the steps inside the LM memory right after step t, oldest first."""
@@ -72,6 +84,8 @@ class Trace:
     mode: str
     """'greedy' or 'sampled' actions."""
     episodes: list[Episode]
+    max_episode_steps: int | None = None
+    """The step cap each episode was played under (None: the env's own limit)."""
 
 
 def action_names(env: Any, n: int) -> list[str]:
@@ -84,12 +98,20 @@ def action_names(env: Any, n: int) -> list[str]:
 
 
 def record(
-    run_dir: Path, episodes: int = 1, checkpoint: str = "latest", seed: int | None = None, sampled: bool = False
+    run_dir: Path,
+    episodes: int = 1,
+    checkpoint: str = "latest",
+    seed: int | None = None,
+    sampled: bool = False,
+    max_episode_steps: int | None = None,
+    progress: PlayProgress | None = None,
 ) -> Trace:
     """Play `episodes` episodes of the run's `checkpoint` one after another in one env, greedy (arg-max) or with
-    sampled actions, and record every step."""
+    sampled actions, and record every step; an episode that reaches `max_episode_steps` ends there as truncated."""
     config, policy, state = load_policy(run_dir, checkpoint)
-    return record_policy(run_dir, config, policy, int(state["global_step"]), episodes, seed, sampled)
+    return record_policy(
+        run_dir, config, policy, int(state["global_step"]), episodes, seed, sampled, max_episode_steps, progress
+    )
 
 
 def record_policy(
@@ -100,11 +122,22 @@ def record_policy(
     episodes: int = 1,
     seed: int | None = None,
     sampled: bool = False,
+    max_episode_steps: int | None = None,
+    progress: PlayProgress | None = None,
 ) -> Trace:
-    """`record` for a policy already loaded (the analyses reuse its memory after the rollout)."""
+    """`record` for a policy already loaded (the analyses reuse its memory after the rollout); `progress` is told
+    every step."""
     seed = config.seed + EVAL_SEED_OFFSET if seed is None else seed
     envs = make_vec_env(
-        config.env_id, 1, "sync", config.minigrid_tile_size, render_mode="rgb_array", obs_key=config.obs_key
+        config.env_id,
+        1,
+        "sync",
+        config.minigrid_tile_size,
+        render_mode="rgb_array",
+        obs_key=config.obs_key,
+        env_kwargs=config.gym_kwargs,
+        preprocess=obs_preprocessing(config),
+        max_episode_steps=max_episode_steps,
     )
     names = action_names(envs.envs[0], int(envs.single_action_space.n))
     memory = policy.memory
@@ -118,19 +151,26 @@ def record_policy(
         while len(recorded) < episodes:
             frame = envs.envs[0].render()
             symbolic = actor.infos.get(SYMBOLIC_VIEW)
-            lm_inputs = None
-            if memory is not None:
-                with torch.no_grad():  # as fed: the mapping is deterministic
+            lm_inputs, regions = None, None
+            if isinstance(memory, LanguageModelMemoryBase) and memory.last_inputs is not None:
+                lm_inputs = memory.last_inputs[0].float().cpu().numpy()  # as fed to the LM for this observation
+            elif memory is not None:
+                with torch.no_grad():  # as fed: a memory outside the family maps observations without state
                     lm_inputs = memory.lm_inputs(actor.obs, actor.infos)[0].float().cpu().numpy()
             words = memory.last_words()[0] if memory is not None else []
+            if isinstance(memory, LanguageModelMemoryBase):
+                located = memory.last_word_regions(actor.obs)
+                regions = None if located is None else located[0]
             if not current.steps and isinstance(memory, LanguageModelMemoryBase):
                 current.instruction = memory.instructions[0]  # the memory took it in when it observed this start
+            with torch.no_grad(), autocast(policy.device, policy.precision):  # as the step about to be taken sees it
+                attention = policy.agent.window_attention(actor.obs, actor.memory_out, actor.state, actor.episode_start)
             step = loop.step()
             obs = step.obs[0].cpu().numpy()
             current.steps.append(
                 Step(
                     t=len(current.steps),
-                    frame=frame if isinstance(frame, np.ndarray) else obs,
+                    frame=frame if isinstance(frame, np.ndarray) else newest_frame(obs, config.obs_frame_stack),
                     words=[(w, round(s, 4)) for w, s in words],
                     action=names[int(step.decision.action[0])],
                     reward=float(step.reward[0]),
@@ -139,13 +179,20 @@ def record_policy(
                     symbolic=None if symbolic is None else np.asarray(symbolic[0]),
                     lm_inputs=lm_inputs,
                     memory_out=step.memory_out[0].float().cpu().numpy() if memory is not None else None,
+                    word_regions=regions,
+                    attention=None if attention is None else attention[0].float().cpu().numpy(),
                 )
             )
             current.episode_return += float(step.reward[0])
+            capped = 0
             for finished in step.finished:
                 current.success = finished.success
+                current.capped = reached_cap(finished.length, max_episode_steps)
+                capped += current.capped
                 recorded.append(current)
                 current = Episode()
+            if progress is not None:
+                progress.update(1, len(step.finished), capped)
     finally:
         envs.close()
     words_are = get_agent_spec(config.agent).words
@@ -158,7 +205,15 @@ def record_policy(
         global_step=global_step,
         mode="sampled" if sampled else "greedy",
         episodes=recorded,
+        max_episode_steps=max_episode_steps,
     )
+
+
+def newest_frame(obs: np.ndarray, frame_stack: int) -> np.ndarray:
+    """The newest frame of an observation [H, W, C] as an RGB image a person can look at: the last C / frame_stack
+    channels of a stack (`obs_frame_stack`), a grey frame repeated into RGB."""
+    frame = obs[..., -(obs.shape[-1] // frame_stack) :]
+    return np.repeat(frame, 3, axis=-1) if frame.shape[-1] == 1 else frame
 
 
 def distinct_steps(trace: Trace, limit: int | None = None) -> list[tuple[int, Step]]:

@@ -28,6 +28,7 @@ from shelm.config import NO_INSTRUCTION, TrainConfig
 from shelm.errors import ShelmError
 from shelm.memory.caches import MemoCache, cached_language_model, cached_tokenizer
 from shelm.memory.lm_backend import AttentionReplay, LanguageModelStep, Prefix
+from shelm.memory.retrieval import FrameRegion
 from shelm.memory.weights import LoadedLanguageModel
 from shelm.precision import resolve_dtype
 
@@ -74,9 +75,16 @@ class FrozenLanguageModel:
 
 def check_instruction(config: TrainConfig) -> None:
     """Refuse, in one line, an `instruction` key under which the run's environment gives no text."""
-    from shelm.envs import reset_info  # here: the memory layer needs the envs only for this check
+    from shelm.envs import obs_preprocessing, reset_info  # here: the memory layer needs the envs only for this check
 
-    info = reset_info(config.env_id, config.minigrid_tile_size, config.obs_key, config.seed)
+    info = reset_info(
+        config.env_id,
+        config.minigrid_tile_size,
+        config.obs_key,
+        config.seed,
+        config.gym_kwargs,
+        obs_preprocessing(config),
+    )
     if not isinstance(info.get(config.instruction), str):
         texts = sorted(key for key, value in info.items() if isinstance(value, str))
         found = f"its texts are under {', '.join(texts)}" if texts else "it gives no text"
@@ -123,6 +131,9 @@ class LanguageModelMemoryBase(ABC, Generic[LastT]):
         self.output_dim = self.lm.output_dim
         self.window_steps = self.lm.mem_len // self.lm.k
         self.last: LastT | None = None
+        self.last_inputs: torch.Tensor | None = None
+        """[N, k, d]: the LM inputs the last `step` fed, as `lm_inputs` gave them (for reading the memory: a mapping
+        with state, such as a retriever that counts how rare words are, must not be asked twice per frame)."""
         self._lm_identity = frozen.identity(self.kind)
         self.instruction_key = None if frozen.instruction == NO_INSTRUCTION else frozen.instruction
         self.instructions: list[str | None] = []
@@ -140,6 +151,11 @@ class LanguageModelMemoryBase(ABC, Generic[LastT]):
     @abstractmethod
     def last_words(self) -> list[list[tuple[str, float]]]:
         """Per environment, the last `lm_inputs` call as text with scores (see `FrozenMemory.last_words`)."""
+
+    def last_word_regions(self, obs: torch.Tensor) -> list[list[FrameRegion | None]] | None:
+        """Per environment, the region of its observation `obs` each word of `last_words` came from, where the
+        memory can say (SHELM with a retriever that locates its words); None by default: it cannot."""
+        return None
 
     @abstractmethod
     def own_identity(self) -> dict[str, Any]:
@@ -161,13 +177,15 @@ class LanguageModelMemoryBase(ABC, Generic[LastT]):
     def reset(self, n_envs: int) -> None:
         self.lm.reset(n_envs)
         self.last = None
+        self.last_inputs = None
         self.instructions = [None] * n_envs
 
     def step(
         self, obs: torch.Tensor, episode_start: torch.Tensor, info: Mapping[str, Any] | None = None
     ) -> torch.Tensor:
         prefix = None if self.instruction_key is None else self._instruction_prefix(episode_start, info)
-        return self.lm.step(self.lm_inputs(obs, info), episode_start, prefix)
+        self.last_inputs = self.lm_inputs(obs, info)
+        return self.lm.step(self.last_inputs, episode_start, prefix)
 
     def metrics(self) -> dict[str, float]:
         cut, self._instructions_cut = self._instructions_cut, 0

@@ -25,7 +25,7 @@ from shelm.config import TrainConfig
 from shelm.errors import ShelmError
 from shelm.memory.base import FrozenLanguageModel, LanguageModelMemoryBase, frozen_language_model
 from shelm.memory.clip import build_clip_features
-from shelm.memory.imagenet import build_imagenet_features
+from shelm.memory.imagenet import build_imagenet_features, check_one_frame
 from shelm.precision import autocast
 
 CALIBRATION_ENVS = 4
@@ -129,9 +129,17 @@ class HELMv2Memory(LanguageModelMemoryBase[torch.Tensor]):
 
 def calibration_frames(config: TrainConfig) -> torch.Tensor:
     """The distinct observations of a short random-play run of the task, seeded by the run's seed."""
-    from shelm.envs import make_vec_env
+    from shelm.envs import make_vec_env, obs_preprocessing
 
-    envs = make_vec_env(config.env_id, CALIBRATION_ENVS, "sync", config.minigrid_tile_size, obs_key=config.obs_key)
+    envs = make_vec_env(
+        config.env_id,
+        CALIBRATION_ENVS,
+        "sync",
+        config.minigrid_tile_size,
+        obs_key=config.obs_key,
+        env_kwargs=config.gym_kwargs,
+        preprocess=obs_preprocessing(config),
+    )
     rng = np.random.default_rng(config.seed)
     try:
         obs, _ = envs.reset(seed=config.seed)
@@ -162,6 +170,7 @@ def build_image_encoder(config: TrainConfig, device: torch.device) -> ImageEncod
 
 
 def build_helmv2_memory(config: TrainConfig, obs_shape: tuple[int, int, int], device: torch.device) -> HELMv2Memory:
+    check_one_frame(config, obs_shape, f"helmv2's image encoder ({config.image_encoder})")
     frozen = frozen_language_model(config, device)
     encoder = build_image_encoder(config, device)
     mapping = AffineToEmbeddings(encoder.feature_dim, frozen.step.embedding_matrix.detach(), seed=config.seed)

@@ -82,9 +82,11 @@ class OracleCueMemory:
 
 def build_oracle_memory(config: TrainConfig, obs_shape: tuple[int, int, int], device: torch.device) -> OracleCueMemory:
     """The control, after checking that the run's environment names its cue (refused in one line otherwise)."""
-    from shelm.envs import reset_info
+    from shelm.envs import obs_preprocessing, reset_info
 
-    if MEMORY_CUE not in reset_info(config.env_id, config.minigrid_tile_size, config.obs_key):
+    if MEMORY_CUE not in reset_info(
+        config.env_id, config.minigrid_tile_size, config.obs_key, 0, config.gym_kwargs, obs_preprocessing(config)
+    ):
         raise ShelmError(
             f"--agent oracle: '{config.env_id}' does not name its cue; the oracle-memory control runs on MiniGrid's "
             "Memory tasks (e.g. --env MiniGrid-MemoryS11-v0)"

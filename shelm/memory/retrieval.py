@@ -16,11 +16,13 @@ positions to the memory.
 from __future__ import annotations
 
 import re
-from typing import Any, Protocol
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 
 from shelm.errors import ShelmError
+from shelm.memory.caches import MemoCache
 
 
 class Retriever(Protocol):
@@ -45,6 +47,58 @@ class Retriever(Protocol):
     def identity(self) -> dict[str, Any]:
         """What a checkpoint records to refuse a different retriever (name, model hash, vocabulary size)."""
         ...
+
+
+@runtime_checkable
+class StatefulRetriever(Protocol):
+    """A retriever whose scores depend on the inputs it has seen before, not only on the current one (e.g. how rare
+    a word has been). The memory then calls it on every input instead of memoizing its results, reports its own
+    memo's hit rate, and saves its state in the checkpoint."""
+
+    memo: MemoCache
+    """Its memo of what is a function of the input alone (e.g. per region of a frame)."""
+
+    def state_dict(self) -> dict[str, torch.Tensor]: ...
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None: ...
+
+
+@runtime_checkable
+class LocatingRetriever(Protocol):
+    """A retriever that can say where in the frame each of its words came from, for the inspect page."""
+
+    def word_regions(self, frames: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+        """[B, k] word ids of uint8 frames [B, H, W, C] -> [B, k] region index (-1: none); it changes no state."""
+        ...
+
+    def region_boxes(self, height: int, width: int) -> list[tuple[int, int, int, int]]:
+        """(top, left, height, width) of each region of a height x width frame."""
+        ...
+
+
+@dataclass(frozen=True)
+class FrameRegion:
+    """One region of a frame, where a word came from: its row and column among the frame's regions (from 0, top
+    left first) and its box in pixels."""
+
+    row: int
+    col: int
+    top: int
+    left: int
+    height: int
+    width: int
+
+    @property
+    def name(self) -> str:
+        """'r3c1': row 3, column 1."""
+        return f"r{self.row}c{self.col}"
+
+
+def frame_regions(boxes: list[tuple[int, int, int, int]]) -> list[FrameRegion]:
+    """A `LocatingRetriever`'s region boxes (top, left, height, width), named by their row and column: the rank of
+    their top among the regions' tops, and of their left among the lefts."""
+    tops, lefts = sorted({box[0] for box in boxes}), sorted({box[1] for box in boxes})
+    return [FrameRegion(tops.index(top), lefts.index(left), top, left, h, w) for top, left, h, w in boxes]
 
 
 def phrase_tokens(phrases: list[str], tokenizer: Any) -> list[list[int]]:

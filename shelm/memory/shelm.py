@@ -18,7 +18,16 @@ from shelm.config import TrainConfig
 from shelm.errors import ShelmError
 from shelm.memory.base import FrozenLanguageModel, LanguageModelMemoryBase, frozen_language_model
 from shelm.memory.caches import cached_tokenizer
-from shelm.memory.retrieval import Retriever, item_vectors, top_k
+from shelm.memory.imagenet import check_one_frame
+from shelm.memory.retrieval import (
+    FrameRegion,
+    LocatingRetriever,
+    Retriever,
+    StatefulRetriever,
+    frame_regions,
+    item_vectors,
+    top_k,
+)
 from shelm.memory.retrievers import build_retriever
 from shelm.precision import autocast
 
@@ -46,7 +55,8 @@ class SHELMMemory(LanguageModelMemoryBase[tuple[torch.Tensor, torch.Tensor]]):
             with autocast(self.lm.device, self.lm_dtype):  # the retriever runs in the LM's precision
                 return top_k(self.retriever.scores(x).float(), self.k, self.retriever.pad_item)
 
-        ids, scores = self.memo(inputs, compute)
+        # A stateful retriever's words for the same input change as it sees more; it memoizes its own parts.
+        ids, scores = compute(inputs) if isinstance(self.retriever, StatefulRetriever) else self.memo(inputs, compute)
         return ids.to(self.vectors.device), scores
 
     def lm_inputs(self, obs: torch.Tensor, info: Mapping[str, Any] | None = None) -> torch.Tensor:
@@ -64,14 +74,49 @@ class SHELMMemory(LanguageModelMemoryBase[tuple[torch.Tensor, torch.Tensor]]):
             for row, values in zip(ids.tolist(), scores.tolist(), strict=True)
         ]
 
+    def last_word_regions(self, obs: torch.Tensor) -> list[list[FrameRegion | None]] | None:
+        """Per environment, the region of its observation each word of `last_words` came from (None for a word that
+        no region offered), where the retriever can say (a `LocatingRetriever` that reads the observation); None
+        where it cannot. `obs` [N, H, W, C] must be the observations of the last `lm_inputs` call. For reading the
+        memory: it changes no state."""
+        reads_obs = self.retriever.input_key is None
+        if self.last is None or not reads_obs or not isinstance(self.retriever, LocatingRetriever):
+            return None
+        ids, _ = self.last
+        index = self.retriever.word_regions(obs, ids)
+        regions = frame_regions(self.retriever.region_boxes(obs.shape[1], obs.shape[2]))
+        return [[None if i < 0 else regions[i] for i in row] for row in index.tolist()]
+
     def own_identity(self) -> dict[str, Any]:
         return {"topk": self.k, **self.retriever.identity()}
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        if isinstance(self.retriever, StatefulRetriever):
+            return {f"retriever.{key}": value for key, value in self.retriever.state_dict().items()}
+        return {}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        if isinstance(self.retriever, StatefulRetriever):
+            prefix = "retriever."
+            if any(not key.startswith(prefix) for key in state):
+                raise ValueError(f"unexpected tensors {sorted(state)}")
+            self.retriever.load_state_dict({key.removeprefix(prefix): value for key, value in state.items()})
+        else:
+            super().load_state_dict(state)
+
+    def metrics(self) -> dict[str, float]:
+        metrics = super().metrics()
+        if isinstance(self.retriever, StatefulRetriever):
+            metrics |= self.retriever.memo.metrics()
+        return metrics
 
 
 def build_shelm_memory(config: TrainConfig, obs_shape: tuple[int, int, int], device: torch.device) -> SHELMMemory:
     frozen = frozen_language_model(config, device, inputs_per_step=config.topk)
     tokenizer = cached_tokenizer(config.lm)
     retriever = build_retriever(config, tokenizer, frozen.loaded.sha256, device)
+    if retriever.input_key is None:  # it reads the observation's pixels
+        check_one_frame(config, obs_shape, f"shelm's retriever {retriever.name}")
     if config.topk > len(retriever.vocabulary):
         raise ShelmError(
             f"topk={config.topk} exceeds the {len(retriever.vocabulary)} words of retriever={retriever.name}; "

@@ -42,6 +42,7 @@ def test_every_suite_of_the_papers_is_listed_with_its_state(capsys):
         "memory_gym": True,
         "avalon": False,
         "dmlab": False,
+        "factory": True,  # a user's Python env factory (shelm.train / shelm.load), built as a suite's envs are
     }
     assert main(["envs", "--suites"]) == 0
     lines = capsys.readouterr().out.splitlines()

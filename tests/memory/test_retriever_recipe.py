@@ -46,7 +46,7 @@ def build_brightness_retriever(config: TrainConfig, lm_tokenizer: Any, lm_sha256
 
 @pytest.fixture
 def brightness_retriever():
-    register_retriever("brightness", build_brightness_retriever)
+    register_retriever("brightness", build_brightness_retriever, inputs="pixels")  # it reads the image
     yield
     RETRIEVERS.pop("brightness")
 
