@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -33,7 +32,7 @@ from shelm.memory.imagenet import ImageNetRetriever
 from shelm.memory.retrieval import top_k
 from shelm.memory.symbolic import SymbolicRetriever
 from shelm.ppo import train
-from shelm.precision import cpu_flags, native_bf16
+from shelm.precision import cpu_flags, cpu_model, native_bf16
 from shelm.runs import read_metrics
 
 AGENTS = [
@@ -165,17 +164,6 @@ def part_b(args: argparse.Namespace) -> list[str]:
     lines += ["", "Most frequent imagenet top-3 word sets over the distinct observations:", ""]
     lines += [f"- {' / '.join(words)}: {count}" for words, count in top]
     return lines
-
-
-def cpu_model() -> str:
-    """The CPU's model name (Linux), else what the platform module says."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "cpu"
 
 
 def part_c(args: argparse.Namespace) -> list[str]:

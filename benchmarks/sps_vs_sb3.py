@@ -73,6 +73,7 @@ from shelm.config import TrainConfig
 from shelm.envs import make_env
 from shelm.files import write_atomic
 from shelm.ppo import train
+from shelm.precision import cpu_model
 from shelm.runs import read_metrics
 
 ENV_ID = "MiniGrid-MemoryS11-v0"
@@ -252,17 +253,6 @@ RATIOS = [
     ("shelm-lstm", "sb3-rppo"),
     ("shelm-lstm", "sb3-rppo-shelmcnn"),
 ]
-
-
-def cpu_model() -> str:
-    """The model name line of /proc/cpuinfo (Linux), else platform.processor() (often empty on Linux)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def markdown_table(header: list[str], rows: list[list[str]]) -> list[str]:

@@ -37,6 +37,17 @@ def pick_device(name: str) -> torch.device:
 
 
 @functools.cache
+def cpu_model() -> str:
+    """The CPU's model name as Linux reports it, else platform.processor() (often empty on Linux), else 'unknown';
+    benchmarks print it beside their figures."""
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or "unknown"
+
+
 def cpu_flags() -> frozenset[str]:
     """The CPU's feature flags as Linux reports them (empty elsewhere)."""
     cpuinfo = Path("/proc/cpuinfo")
