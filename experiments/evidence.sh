@@ -7,7 +7,9 @@
 #                                           the default fusion; it still sets it, so its trials stay one sweep)
 #   experiments/evidence.sh keycorridor     cnn, lstm, and helm, helmv2, shelm with the LM cut to 2 blocks
 #   experiments/evidence.sh memory-s11-pixels     shelm at 2 blocks with words from pixels (retriever=regions)
-#   experiments/evidence.sh memory-s11-imagenet   shelm at 2 blocks with whole-frame ImageNet words
+#   experiments/evidence.sh memory-s11-imagenet   shelm at 2 blocks with whole-frame ImageNet words, stopped at 500k
+#                                           steps: its words already lose the cue at retrieval (cue decode at chance,
+#                                           docs/memory-from-pixels.md), so a 2M curve would add cost, not evidence
 #   experiments/evidence.sh memory-s11-oracle     the oracle-memory control at 2M steps under today's fusion
 # A full-depth LM trial takes 3-5 hours of one core at 2M steps here, so only shelm (the papers' headline agent)
 # runs at full depth; helm and helmv2 run with lm_layers=2, which the papers' authors' code allows and an
@@ -32,7 +34,7 @@ case $stage in
   memory-s11-L2-standardized) agents=shelm; sets=(lm_layers=2 fusion=standardized) ;;
   keycorridor) agents=cnn,lstm,helm,helmv2,shelm; sets=(helm:lm_layers=2 helmv2:lm_layers=2 shelm:lm_layers=2) ;;
   memory-s11-pixels) agents=shelm; sets=(lm_layers=2 retriever=regions) ;;
-  memory-s11-imagenet) agents=shelm; sets=(lm_layers=2 retriever=imagenet) ;;
+  memory-s11-imagenet) agents=shelm; sets=(lm_layers=2 retriever=imagenet total_steps=500000) ;;
   memory-s11-oracle) agents=oracle; sets=() ;;
   *)
     echo "experiments/evidence.sh: unknown stage '$stage'; use memory-s11, memory-s11-L2," \
