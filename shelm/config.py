@@ -89,10 +89,9 @@ class TrainConfig:
         default="auto",
         metadata=_doc(
             "the size frames are resized to before the agent and its memory see them (OpenCV, area interpolation). "
-            "'auto': frames whose larger side exceeds 96 pixels become 84x84, as SB3's and CleanRL's Atari "
-            "preprocessing make them (e.g. ALE's 210x160, ViZDoom's 240x320), so that the papers' networks, sized "
-            "for MiniGrid's 56x56 view, stay that size; smaller frames, and MiniGrid/BabyAI's (minigrid_tile_size "
-            "sizes those), are kept as the env makes them. 'HxW' (e.g. 84x84) resizes every frame; 'none' resizes "
+            "'auto': frames whose larger side exceeds 96 pixels (e.g. ALE's 210x160, ViZDoom's 240x320) become "
+            "64x64, Procgen's frame size, the largest the papers trained their CNN on; smaller frames, and "
+            "MiniGrid/BabyAI's (minigrid_tile_size sizes those), are kept as the env makes them. 'HxW' (e.g. 84x84) resizes every frame; 'none' resizes "
             "none"
         ),
     )
