@@ -14,7 +14,8 @@ import pytest
 
 from shelm.agents import AGENTS, resolve_config
 from shelm.cli import main
-from shelm.experiments.report import load_claims, markers
+from shelm.experiments.report import markers
+from shelm.experiments.report.claims import load_claims
 from shelm.runs import append_metrics, save_run_config
 
 ENV = "MiniGrid-MemoryS11-v0"
