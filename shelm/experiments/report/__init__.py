@@ -26,7 +26,11 @@ rank-sum test says the agent scores higher than each of `others` at alpha 0.05 (
 every comparison it loses had too few seeds for any outcome to reach that p; a `no_worse` claim (a parity check
 against a peer) holds when, against each of `others`, the agent's IQM CI reaches the other's (its upper end at or
 above the other's lower end) and the rank-sum test does not say the other scores higher; an `untestable` claim
-states why this project cannot test it. A claim whose env or agent has no finished trial is "not measured yet".
+states why this project cannot test it. A claim names its trials by what they are: an env, an agent and the values
+of the settings that tell the meant variant apart (`agent = "shelm"`, `settings = {retriever = "symbolic", lm_layers
+= 2}`; each of `others` a table of the same two keys), and trials of several variants of the agent are refused in
+one line naming the settings they differ in (`shelm.experiments.report.claims`). A claim whose env or agent has no
+finished trial is "not measured yet".
 The verdicts go into the report's JSON and, as a table, between `<!-- shelm report claims: begin -->` and
 `<!-- shelm report claims: end -->` (appended to a new page, refused in an existing one without those lines). A
 bad claims file is refused in one line before anything is written.

@@ -20,7 +20,9 @@ class TrialScores:
 
     name: str
     env_id: str
-    label: str
+    agent: str  # the registered agent's name, or a peer library's as its runs are labelled
+    settings: dict[str, Any]  # a shelm run's resolved training settings (config.json); {} for a peer's run
+    label: str  # how the page names the agent's variant (`AgentSpec.label`), or the peer's name
     seed: int
     memory: bool  # has a frozen LM memory (a HELM-family agent) rather than being a baseline
     steps: np.ndarray
@@ -46,6 +48,7 @@ def read_trials(sweep_dir: Path, metric: str) -> list[TrialScores]:
     """Every run directory directly under `sweep_dir` (a `shelm sweep` folder, or any folder of runs) that has
     `metric` values; [] when none has."""
     from shelm.agents import get_agent_spec
+    from shelm.runs import load_run_config
 
     if not sweep_dir.is_dir():
         raise ShelmError(f"'{sweep_dir}' is not a directory; give the --out folder of `shelm sweep`")
@@ -55,9 +58,15 @@ def read_trials(sweep_dir: Path, metric: str) -> list[TrialScores]:
         steps, values = metric_series(run_dir, metric)
         if not len(steps):
             continue
-        memory = run.agent is not None and _is_memory_method(get_agent_spec(run.agent))  # a peer is a baseline
+        if run.agent is None:  # a peer's run: a baseline, named by the peer
+            agent, settings, memory = run.label, {}, False
+        else:
+            agent, settings = run.agent, load_run_config(run_dir).to_dict()
+            memory = _is_memory_method(get_agent_spec(run.agent))
         trials.append(
-            TrialScores(run_dir.name, run.env_id, run.label, run.seed, memory, steps, values, run.total_steps)
+            TrialScores(
+                run_dir.name, run.env_id, agent, settings, run.label, run.seed, memory, steps, values, run.total_steps
+            )
         )
     return trials
 
