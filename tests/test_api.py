@@ -189,11 +189,11 @@ def test_async_vectorization_takes_a_factory_by_its_importable_name(tmp_path: Pa
     assert not (tmp_path / "lambda").exists()
     # Spawned workers share nothing with this process: they find the factory by its name.
     spawning = dataclasses.replace(factory_suite.SUITE, async_context="spawn")
-    register_suite(spawning)
+    register_suite(spawning, replace=True)
     try:
         run = shelm.train(make_cue_env, agent="cnn", steps=64, settings=settings, run_dir=tmp_path / "async")
     finally:
-        register_suite(factory_suite.SUITE)
+        register_suite(factory_suite.SUITE, replace=True)
     assert [row["global_step"] for row in run.metrics] == [64]
 
 

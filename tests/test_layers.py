@@ -14,7 +14,7 @@ PACKAGE = Path(shelm.__file__).parent
 
 # Lowest first. A module may import from its own layer and every layer before it.
 LAYERS = [
-    ("base", ["shelm", "shelm.errors", "shelm.precision", "shelm.files", "shelm.progress"]),
+    ("base", ["shelm", "shelm.errors", "shelm.precision", "shelm.files", "shelm.progress", "shelm.registry"]),
     ("settings", ["shelm.config"]),
     ("environments", ["shelm.envs"]),
     ("frozen side", ["shelm.memory"]),

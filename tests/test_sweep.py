@@ -19,7 +19,8 @@ import pytest
 
 from shelm.agents import AGENTS, resolve_config
 from shelm.cli import main
-from shelm.experiments.report import iqm_with_ci, markers, rank_sum_decision, sweep_labels
+from shelm.experiments.report.page import markers, sweep_labels
+from shelm.experiments.report.statistics import iqm_with_ci, rank_sum_decision
 from shelm.runs import append_metrics, read_metrics, save_run_config
 
 ENV = "MiniGrid-Empty-5x5-v0"

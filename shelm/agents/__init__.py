@@ -1,8 +1,9 @@
 """The agents: each a trainable part (`Agent`) plus, for the HELM family, a frozen memory module.
 
-`AGENTS` is the registry. Each `AgentSpec` says how to build the agent and its memory and what the agent can do
-(whether it has a language-model memory, what its words are, which analyses apply, how it is labelled), so
-that no other module needs to know agents by name. `resolve_config` turns a request (env, agent, overrides)
+`AGENTS` is the registry (a `shelm.registry.Registry`: a name once, `replace=True` to replace it). Each
+`AgentSpec` says how to build the agent and its memory and what the agent can do (whether it has a language-model
+memory, what its words are, which analyses apply, how it is labelled), so that no other module needs to know agents
+by name. `resolve_config` turns a request (env, agent, overrides)
 into the run's full config: defaults, the papers' preset, the overrides, then each 'auto' setting resolved.
 """
 
@@ -25,6 +26,7 @@ from shelm.envs import pair_preset, task_preset
 from shelm.errors import ShelmError
 from shelm.memory import FrozenMemory
 from shelm.precision import pick_device, resolve_dtype
+from shelm.registry import Registry
 
 # The analyses of `shelm analyze` that read a language-model memory, and the one every agent supports.
 LM_ANALYSES = ("distances", "tokens", "attention")
@@ -195,24 +197,24 @@ def _helmv2_encoder(config: TrainConfig) -> None:
         config.image_encoder = "imagenet"
 
 
-AGENTS: dict[str, AgentSpec] = {
-    "cnn": AgentSpec(
+BUILT_IN_AGENTS: tuple[AgentSpec, ...] = (
+    AgentSpec(
         "cnn", "CNN-PPO: the papers' Markovian baseline (CNN 64-128 -> 1024 -> actor-critic heads)", _cnn_with_memory
     ),
-    "lstm": AgentSpec(
+    AgentSpec(
         "lstm",
         "Impala-PPO: the papers' recurrent baseline (CNN 16-32 -> 256 -> actor and critic LSTMs 256 -> linear "
         "heads, truncated BPTT)",
         lambda c, shape, n_actions, memory_dim: LSTMAgent(shape, n_actions, c.lstm_hidden),
     ),
-    "trxl": AgentSpec(
+    AgentSpec(
         "trxl",
         "TrXL-PPO: a trained Transformer-XL memory, CleanRL ppo_trxl's peer (CNN 32-64 -> trxl_dim -> trxl_layers "
         "pre-LN layers attending over the episode's last trxl_memory_length steps -> actor-critic)",
         _trxl,
         details=_trxl_details,
     ),
-    "helm": AgentSpec(
+    AgentSpec(
         "helm",
         "HELM: FrozenHopfield -> frozen LM memory (default SmolLM2-135M, offline) + CNN -> heads",
         _cnn_with_memory,
@@ -223,7 +225,7 @@ AGENTS: dict[str, AgentSpec] = {
         # is what every task ran with (shelm's default of 1 maps each frame to nearly the mean embedding).
         paper_settings={"beta": 100.0},
     ),
-    "helmv2": AgentSpec(
+    AgentSpec(
         "helmv2",
         "HELMv2: image features (CLIP, or EfficientNet-Lite0 offline) mapped into the LM's embedding space -> "
         "frozen LM memory + CNN -> heads",
@@ -234,7 +236,7 @@ AGENTS: dict[str, AgentSpec] = {
         details=lambda config: [config.image_encoder],
         resolve_auto=_helmv2_encoder,
     ),
-    "shelm": AgentSpec(
+    AgentSpec(
         "shelm",
         "SHELM: top-k retrieved words (retriever regions|imagenet|clip from pixels, or the symbolic oracle: object "
         "names from the environment's state) -> frozen LM memory + CNN -> heads; its memory reads as text "
@@ -246,7 +248,7 @@ AGENTS: dict[str, AgentSpec] = {
         details=_shelm_details,
         resolve_auto=_shelm_retriever,
     ),
-    "oracle": AgentSpec(
+    AgentSpec(
         "oracle",
         "ORACLE control, not a method: the episode's cue read from the env's state (MiniGrid Memory tasks) as a "
         "perfect memory + CNN -> heads; shows what PPO and the heads reach when memory is solved",
@@ -257,7 +259,7 @@ AGENTS: dict[str, AgentSpec] = {
         # It trains with SHELM's per-task settings, so that it differs from SHELM only in its memory.
         presets_of="shelm",
     ),
-    "dreamerv2": AgentSpec(
+    AgentSpec(
         "dreamerv2",
         "DreamerV2: the SHELM paper's model-based baseline, sheeprl's implementation trained on shelm's envs "
         "(world model + imagined actor-critic; the dreamer extra); --set dreamer_size=sheeprl for its full size",
@@ -265,25 +267,32 @@ AGENTS: dict[str, AgentSpec] = {
         details=lambda config: [] if config.dreamer_size == "small" else [f"dreamer_size={config.dreamer_size}"],
         trainer="dreamer",
     ),
-}
+)
+"""The agents shelm ships, registered in this order below `register_agent`."""
+
+AGENTS: Registry[AgentSpec] = Registry("agent", listed_by="`shelm agents`")
+"""Every agent by name, the built-in ones first."""
 
 
-def register_agent(spec: AgentSpec) -> None:
-    """Make an agent available to every command (`shelm train --agent NAME`, sweeps, reports) by its name."""
-    if spec.name in AGENTS:
-        raise ShelmError(f"agent '{spec.name}' is already registered; pick another name")
-    AGENTS[spec.name] = spec
+def register_agent(spec: AgentSpec, *, replace: bool = False) -> None:
+    """Make an agent available to every command (`shelm train --agent NAME`, sweeps, reports) by its name; a name
+    already registered is refused unless `replace`."""
+    AGENTS.register(spec.name, spec, replace=replace)
 
 
 def unregister_agent(name: str) -> None:
-    """Forget an agent registered with `register_agent` (tests, notebooks)."""
-    AGENTS.pop(name, None)
+    """Forget an agent registered with `register_agent` (tests, notebooks); a name not registered is left alone."""
+    if name in AGENTS:
+        AGENTS.unregister(name)
 
 
 def get_agent_spec(name: str) -> AgentSpec:
-    if name not in AGENTS:
-        raise ShelmError(f"unknown agent '{name}'; choose one of: {', '.join(AGENTS)} (`shelm agents`)")
-    return AGENTS[name]
+    """The agent registered as `name`, or one line naming the registered ones."""
+    return AGENTS.get(name)
+
+
+for built_in in BUILT_IN_AGENTS:
+    register_agent(built_in)
 
 
 def language_model_agents() -> list[str]:
