@@ -91,8 +91,8 @@ class TrainConfig:
             "the size frames are resized to before the agent and its memory see them (OpenCV, area interpolation). "
             "'auto': frames whose larger side exceeds 96 pixels (e.g. ALE's 210x160, ViZDoom's 240x320) become "
             "64x64, Procgen's frame size, the largest the papers trained their CNN on; smaller frames, and "
-            "MiniGrid/BabyAI's (minigrid_tile_size sizes those), are kept as the env makes them. 'HxW' (e.g. 84x84) resizes every frame; 'none' resizes "
-            "none"
+            "MiniGrid/BabyAI's (minigrid_tile_size sizes those), are kept as the env makes them. 'HxW' (e.g. "
+            "84x84, Atari's usual size) resizes every frame; 'none' resizes none"
         ),
     )
     obs_grayscale: bool = field(
