@@ -157,6 +157,15 @@ class TrainConfig:
             "emptied at every episode start)"
         ),
     )
+    trxl_positional_encoding: Literal["absolute", "relative", "none"] = field(
+        default="absolute",
+        metadata=_doc(
+            "trxl: how attention tells the cached steps apart by position. 'absolute' (CleanRL ppo_trxl's): a "
+            "sinusoid of each cached step's position in its episode added to the cached inputs its keys and values "
+            "are made from, none on the query; 'relative': a learned projection of a sinusoid of how many steps "
+            "back each key lies, added to the keys; 'none': no position"
+        ),
+    )
     trxl_reconstruction_coef: float = field(
         default=0.0,
         metadata=_doc(
@@ -403,8 +412,9 @@ class TrainConfig:
         return cls(**{**SETTINGS_BEFORE_THEY_EXISTED, **values})
 
 
-# Runs saved before mixed precision, the compiled LM step, the fusion setting and observation preprocessing trained
-# in float32 with the eager step and the concatenated streams, on the env's frames as it made them.
+# Runs saved before mixed precision, the compiled LM step, the fusion setting, observation preprocessing and the
+# Transformer-XL's choice of positional encoding trained in float32 with the eager step and the concatenated streams,
+# on the env's frames as it made them, and (trxl) with relative positions.
 SETTINGS_BEFORE_THEY_EXISTED: dict[str, Any] = {
     "precision": "float32",
     "lm_compile": "false",
@@ -412,6 +422,7 @@ SETTINGS_BEFORE_THEY_EXISTED: dict[str, Any] = {
     "obs_resize": "none",
     "obs_grayscale": False,
     "obs_frame_stack": 1,
+    "trxl_positional_encoding": "relative",
 }
 
 
