@@ -116,13 +116,26 @@ class TrainConfig:
     n_steps: int = field(default=128, metadata=_doc("rollout length per environment between updates"))
     lr: float = field(default=3e-4, metadata=_doc("AdamW learning rate"))
     lr_decay: Literal["none", "linear"] = field(
-        default="none", metadata=_doc("'linear' decays the learning rate to 0 over total_steps")
+        default="none", metadata=_doc("'linear' decays the learning rate to lr_final over decay_steps")
+    )
+    lr_final: float = field(
+        default=0.0, metadata=_doc("learning rate reached by lr_decay=linear at decay_steps, and held after it")
     )
     ent_coef: float = field(default=0.01, metadata=_doc("entropy bonus coefficient"))
     ent_decay: Literal["none", "linear"] = field(
-        default="none", metadata=_doc("'linear' decays ent_coef to ent_coef_final over total_steps")
+        default="none", metadata=_doc("'linear' decays ent_coef to ent_coef_final over decay_steps")
     )
-    ent_coef_final: float = field(default=1e-4, metadata=_doc("entropy coefficient reached by linear decay"))
+    ent_coef_final: float = field(
+        default=1e-4, metadata=_doc("entropy coefficient reached by ent_decay=linear at decay_steps, and held after it")
+    )
+    decay_steps: int = field(
+        default=0,
+        metadata=_doc(
+            "environment steps over which lr_decay and ent_decay go from lr and ent_coef to lr_final and "
+            "ent_coef_final; 0 = total_steps. A horizon longer than the run stops the decay part-way (CleanRL "
+            "ppo_trxl anneals over 4,096,000 steps in its 2,048,000-step MiniGrid-Memory runs, ending half-way)"
+        ),
+    )
     gamma: float = field(default=0.99, metadata=_doc("discount factor"))
     gae_lambda: float = field(default=0.99, metadata=_doc("GAE lambda"))
     clip_coef: float = field(default=0.2, metadata=_doc("PPO ratio clipping"))
@@ -370,7 +383,8 @@ class TrainConfig:
         for key in ["gamma", "gae_lambda"]:
             if not 0 <= getattr(self, key) <= 1:
                 raise ShelmError(f"{key}={getattr(self, key)} must be in [0, 1]")
-        for key in ["ent_coef", "ent_coef_final", "vf_coef", "weight_decay", "torch_threads", "lm_layers", "beta"]:
+        at_least_zero = ["ent_coef", "ent_coef_final", "lr_final", "decay_steps", "vf_coef", "weight_decay"]
+        for key in [*at_least_zero, "torch_threads", "lm_layers", "beta"]:
             if getattr(self, key) < 0:
                 raise ShelmError(f"{key}={getattr(self, key)} must be >= 0")
         for key in ["dreamer_learning_starts", "dreamer_pretrain_steps"]:

@@ -164,6 +164,17 @@ def schedule(start: float, end: float, progress: float) -> float:
     return start + (end - start) * min(max(progress, 0.0), 1.0)
 
 
+def annealed(config: TrainConfig, global_step: int) -> tuple[float, float]:
+    """The learning rate and entropy coefficient of the iteration that starts at `global_step`: each decays
+    linearly to its final value over decay_steps (total_steps when 0) where its decay is 'linear', else stays."""
+    fraction = global_step / (config.decay_steps or config.total_steps)
+    lr = schedule(config.lr, config.lr_final, fraction) if config.lr_decay == "linear" else config.lr
+    ent_coef = (
+        schedule(config.ent_coef, config.ent_coef_final, fraction) if config.ent_decay == "linear" else config.ent_coef
+    )
+    return lr, ent_coef
+
+
 @dataclass
 class Collector:
     """Fills rollouts from the environment loop; the loop carries episodes and memories over between rollouts."""
@@ -361,13 +372,7 @@ def train(
         with progress:
             for iteration in range(start_iteration, config.n_iterations):
                 started = time.perf_counter()
-                fraction = global_step / config.total_steps
-                lr = schedule(config.lr, 0.0, fraction) if config.lr_decay == "linear" else config.lr
-                ent_coef = (
-                    schedule(config.ent_coef, config.ent_coef_final, fraction)
-                    if config.ent_decay == "linear"
-                    else config.ent_coef
-                )
+                lr, ent_coef = annealed(config, global_step)
                 for group in optimizer.param_groups:
                     group["lr"] = lr
 
