@@ -139,7 +139,23 @@ class TrainConfig:
     gamma: float = field(default=0.99, metadata=_doc("discount factor"))
     gae_lambda: float = field(default=0.99, metadata=_doc("GAE lambda"))
     clip_coef: float = field(default=0.2, metadata=_doc("PPO ratio clipping"))
-    vf_coef: float = field(default=0.5, metadata=_doc("value loss coefficient"))
+    vf_coef: float = field(
+        default=0.5, metadata=_doc("value loss coefficient; the value loss is half the mean squared error")
+    )
+    clip_vloss: bool = field(
+        default=False,
+        metadata=_doc(
+            "clip the value loss as PPO's original code and CleanRL do: per step the larger of the squared errors "
+            "of the new value and of the rollout's value moved towards it by at most clip_coef"
+        ),
+    )
+    norm_adv: bool = field(
+        default=True,
+        metadata=_doc(
+            "standardise the advantages of each minibatch (mean 0, std 1) before the policy loss; CleanRL "
+            "ppo_trxl uses them raw (false)"
+        ),
+    )
     max_grad_norm: float = field(default=0.5, metadata=_doc("global gradient-norm clipping"))
     n_epochs: int = field(default=3, metadata=_doc("passes over each rollout"))
     n_minibatches: int = field(
