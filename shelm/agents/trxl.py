@@ -39,10 +39,10 @@ then the cosines, of n times the dim/2 frequencies 10000^(-2i/dim), i = 0 .. dim
   layer, which its keys and values (one shared LayerNorm of them) are made from, and none to the query. The peer
   reads its encodings from a table of the env's episode-step limit T, built counting down (row j encodes T - 1 - j)
   and indexed by the episode position, so its position p is encoded as S(T - 1 - p): for each frequency a fixed
-  reflection of the sine-cosine pair of S(p), the same code up to a fixed orthogonal map. Here S(p) is computed for any position, so no
-  episode-length bound is needed (the env's limit is not known to the agent, and some envs have none). E(p) of a
-  cached step never changes, so each stored row's key and value are still computed once per update minibatch
-  (`forward_windows`); the step's own input gets E of its own position.
+  reflection of the sine-cosine pair of S(p), the same code up to a fixed orthogonal map. Here S(p) is computed for
+  any position, so no episode-length bound is needed (the env's limit is not known to the agent, and some envs have
+  none). E(p) of a cached step never changes, so each stored row's key and value are still computed once per update
+  minibatch (`forward_windows`); the step's own input gets E of its own position.
 - 'relative': P(d) = S(d) of how many steps back a key lies, d = 0 for the step itself up to
   `trxl_memory_length`, projected per layer without bias (W_p) and added to the key, as in Transformer-XL's relative
   attention (without its two global bias vectors), so a head can prefer recent or old steps. Queries and values carry
