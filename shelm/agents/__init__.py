@@ -182,6 +182,7 @@ def _trxl(config: TrainConfig, shape: tuple[int, int, int], n_actions: int, memo
         config.trxl_dim,
         config.trxl_memory_length,
         config.trxl_reconstruction_coef,
+        config.trxl_positional_encoding,
     )
 
 
@@ -189,6 +190,7 @@ def _trxl_details(config: TrainConfig) -> list[str]:
     """The Transformer-XL settings a run changed from their defaults, e.g. 'trxl_memory_length=16'."""
     defaults = TrainConfig()
     keys = ("trxl_layers", "trxl_heads", "trxl_dim", "trxl_memory_length", "trxl_reconstruction_coef")
+    keys += ("trxl_positional_encoding",)
     return [f"{key}={getattr(config, key)}" for key in keys if getattr(config, key) != getattr(defaults, key)]
 
 
