@@ -71,6 +71,8 @@ class AgentSpec:
     """A control, not a method (it is given what no agent can see); labelled so everywhere."""
     presets_of: str | None = None
     """The agent whose paper presets this one trains with (a control trains as the method it stands in for)."""
+    own_settings: str | None = None
+    """The prefix of the settings only this agent reads (e.g. 'trxl_'); every other agent ignores them."""
     trainer: Literal["ppo", "dreamer"] = "ppo"
     """What trains it: 'ppo', shelm's PPO trainer (`shelm.ppo`, whose policy `build` makes), or 'dreamer', sheeprl's
     DreamerV2 on shelm's environments (`shelm.dreamer`). Resuming, `shelm inspect` and `shelm analyze` read or
@@ -86,8 +88,13 @@ class AgentSpec:
     @property
     def ignored_settings(self) -> tuple[str, ...]:
         """Settings that cannot change what this agent computes, so a trial of it made with other values of them is
-        the same trial: without a memory there is nothing to fuse (`fusion`)."""
-        return () if self.build_memory is not None else ("fusion",)
+        the same trial: without a memory there is nothing to fuse (`fusion`), and the settings another agent owns
+        (`own_settings`) are not this one's."""
+        others = {spec.own_settings for spec in AGENTS.values() if spec.own_settings and spec is not self}
+        owned_elsewhere = tuple(
+            f.name for f in dataclasses.fields(TrainConfig) if any(f.name.startswith(prefix) for prefix in others)
+        )
+        return owned_elsewhere if self.build_memory is not None else ("fusion", *owned_elsewhere)
 
     @property
     def resumable(self) -> bool:
@@ -215,6 +222,7 @@ BUILT_IN_AGENTS: tuple[AgentSpec, ...] = (
         "pre-LN layers attending over the episode's last trxl_memory_length steps -> actor-critic)",
         _trxl,
         details=_trxl_details,
+        own_settings="trxl_",
     ),
     AgentSpec(
         "helm",
@@ -267,6 +275,7 @@ BUILT_IN_AGENTS: tuple[AgentSpec, ...] = (
         "(world model + imagined actor-critic; the dreamer extra); --set dreamer_size=sheeprl for its full size",
         no_ppo_policy("dreamerv2", "dreamer"),
         details=lambda config: [] if config.dreamer_size == "small" else [f"dreamer_size={config.dreamer_size}"],
+        own_settings="dreamer_",
         trainer="dreamer",
     ),
 )
