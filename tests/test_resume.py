@@ -12,7 +12,7 @@ from pathlib import Path
 from conftest import TINY
 
 from shelm.cli import main
-from shelm.evaluate import load_policy
+from shelm.ppo import load_policy
 from shelm.runs import read_metrics
 
 BATCH = 4 * 32  # n_envs * n_steps of the run below

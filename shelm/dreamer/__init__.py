@@ -38,13 +38,15 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 
+from shelm.agents import AgentSpec
 from shelm.agents.policy import Decision
 from shelm.config import TrainConfig
-from shelm.envs import make_env, obs_preprocessing
+from shelm.envs import make_run_env
 from shelm.errors import ShelmError, first_line
 from shelm.files import write_atomic
+from shelm.probe import EnvProbe
 from shelm.progress import TrainingProgress
-from shelm.runs import checkpoint_path, load_run_config, read_metrics
+from shelm.runs import checkpoint_path, load_run_config, read_metrics, truncate_metrics
 
 INSTALL_HINT = 'pip install -e ".[dreamer]"'
 CHECKPOINT_FORMAT = "shelm-dreamer-checkpoint"
@@ -152,9 +154,9 @@ def sheeprl_config(config: TrainConfig, run_dir: Path) -> dict[str, Any]:
     return resolved
 
 
-def check_buildable(config: TrainConfig) -> None:
-    """Refuse, before a run writes anything, what would fail: no sheeprl, an env shelm cannot build, a setting
-    sheeprl refuses, a batch of sequences the replay buffer could never hold."""
+def check_buildable(config: TrainConfig, probe: EnvProbe) -> None:
+    """Refuse, before a run writes anything, what would fail: no sheeprl, an env shelm cannot build (its `probe`
+    was built), a setting sheeprl refuses, a batch of sequences the replay buffer could never hold."""
     require_sheeprl()
     if config.env_kwargs:
         raise ShelmError(
@@ -166,9 +168,6 @@ def check_buildable(config: TrainConfig) -> None:
             "--set obs_grayscale / obs_frame_stack: sheeprl's DreamerV2 prepares its frames itself (64x64 RGB, one "
             "frame); drop them for agent dreamerv2"
         )
-    make_env(
-        config.env_id, config.minigrid_tile_size, obs_key=config.obs_key, preprocess=obs_preprocessing(config)
-    ).close()
     if config.dreamer_sequence_length > min(config.dreamer_buffer_size, config.total_steps):
         raise ShelmError(
             f"--set dreamer_sequence_length={config.dreamer_sequence_length} is longer than the replay buffer "
@@ -181,10 +180,8 @@ def train(
     config: TrainConfig, run_dir: Path, resume: bool = False, progress: TrainingProgress | None = None
 ) -> dict[str, Any]:
     """Train DreamerV2 into `run_dir` (which holds config.json) in a child process; return the last metrics row."""
-    if resume:
-        raise ShelmError(
-            "--resume works on shelm's PPO agents; dreamerv2 runs (sheeprl's DreamerV2) start afresh: train a new run"
-        )
+    if resume:  # a run is written whole: an interrupted one is trained again from the start
+        truncate_metrics(run_dir, 0)
     resolved = sheeprl_config(config, run_dir)
     from omegaconf import OmegaConf
 
@@ -323,9 +320,7 @@ def load_player(run_dir: Path, checkpoint: str = "latest") -> tuple[TrainConfig,
     from sheeprl.utils.utils import dotdict
 
     cfg = dotdict(OmegaConf.to_container(OmegaConf.load(run_dir / SHEEPRL_CONFIG), resolve=True))
-    env = make_env(
-        config.env_id, config.minigrid_tile_size, obs_key=config.obs_key, preprocess=obs_preprocessing(config)
-    )
+    env = make_run_env(config)
     n_actions = int(env.action_space.n)
     env.close()
     channels = 1 if cfg.env.grayscale else 3
@@ -339,3 +334,36 @@ def load_player(run_dir: Path, checkpoint: str = "latest") -> tuple[TrainConfig,
         raise _refuse(path, f"does not fit its sheeprl.yaml ({first_line(exc)})") from None
     player.eval()
     return config, DreamerPlayer(player, fabric, cfg), info
+
+
+class DreamerTrainer:
+    """sheeprl's DreamerV2 as a trainer (`shelm.trainers`): it trains in a child process (an interrupted run is
+    trained again from the start) and plays its runs through `DreamerActor`; its runs hold no shelm `Policy`, so
+    `shelm inspect` and the analyses do not apply."""
+
+    label = "sheeprl's DreamerV2"
+    reads_policy = False
+    takes_env_factory = False  # the child process builds its env from the id
+
+    def check(self, config: TrainConfig, probe: EnvProbe) -> None:
+        check_buildable(config, probe)
+
+    def train(
+        self, config: TrainConfig, probe: EnvProbe, run_dir: Path, progress: TrainingProgress | None = None
+    ) -> dict[str, Any]:
+        return train(config, run_dir, resume=False, progress=progress)
+
+    def resume(
+        self, config: TrainConfig, probe: EnvProbe, run_dir: Path, progress: TrainingProgress | None = None
+    ) -> dict[str, Any]:
+        return train(config, run_dir, resume=True, progress=progress)
+
+    def load_actors(self, run_dir: Path, checkpoint: str = "latest") -> tuple[TrainConfig, Any, dict[str, Any]]:
+        config, player, state = load_player(run_dir, checkpoint)
+        return config, player.actor, state
+
+    def analyses(self, spec: AgentSpec) -> tuple[str, ...]:
+        return ()
+
+
+DREAMER = DreamerTrainer()
