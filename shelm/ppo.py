@@ -54,6 +54,7 @@ from shelm.runs import (
     load_checkpoint,
     load_run_config,
     remove_partial_writes,
+    restore_generators,
     save_checkpoint,
     truncate_metrics,
 )
@@ -341,7 +342,14 @@ def train(
         truncate_metrics(run_dir, global_step)
     # Episodes in flight at the checkpoint are lost; a resumed run starts fresh ones from new seeds.
     collector.loop.reset(seed=config.seed + 1_000_003 * start_iteration)
+    # Minibatches are cut with a generator of their own. A resumed run continues the actor's generator and this one
+    # where the checkpoint left them, so it draws what an uninterrupted run would from the same state (a checkpoint
+    # written before it saved them leaves the actor's where building the networks left the global one, and this
+    # one seeded with seed + iteration).
     generator = torch.Generator().manual_seed(config.seed + start_iteration)
+    generators = {"actor": actor.generator, "minibatches": generator}
+    if latest is not None:
+        restore_generators(latest, generators)
 
     writer = SummaryWriter(str(run_dir), purge_step=global_step + 1 if resume else None)
     tracker = WandbTracker(config, run_dir) if config.track else None
@@ -402,8 +410,8 @@ def train(
                     best = row["return_mean"] if improved else best
                     state = _trainer_state(config, global_step, iteration + 1, best, elapsed, collector)
                     if improved:
-                        save_checkpoint(run_dir, "best", agent, optimizer, state, policy.memory)
-                    save_checkpoint(run_dir, "latest", agent, optimizer, state, policy.memory)
+                        save_checkpoint(run_dir, "best", agent, optimizer, state, policy.memory, generators)
+                    save_checkpoint(run_dir, "latest", agent, optimizer, state, policy.memory, generators)
     finally:
         writer.close()
         if tracker is not None:

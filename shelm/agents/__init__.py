@@ -1,7 +1,7 @@
 """The agents: each a trainable part (`Agent`) plus, for the HELM family, a frozen memory module.
 
-`AGENTS` is the registry. Each `AgentSpec` says how to build the agent and its memory and what the agent can do
-(whether it has a language-model memory, what its words are, which analyses apply, how it is labelled), so
+`AGENTS` is the registry. Each `AgentSpec` says how to build the agent and its memory, what the agent can do
+(whether it has a language-model memory, what its words are, how it is labelled) and which trainer trains it, so
 that no other module needs to know agents by name. `resolve_config` turns a request (env, agent, overrides)
 into the run's full config: defaults, the papers' preset, the overrides, then each 'auto' setting resolved.
 """

@@ -12,20 +12,28 @@ so a sweep or a test can train DreamerV2 beside PPO agents.
 RUN_DIR/
   config.json, metrics.jsonl   as for every run: the rows carry PPO's keys where they apply, and sheeprl's losses
   sheeprl.yaml                 the resolved sheeprl config that ran (every DreamerV2 setting, named)
-  sheeprl/                     sheeprl's TensorBoard events, with shelm/KEY scalars beside sheeprl's own
+  sheeprl/                     sheeprl's TensorBoard events, with shelm/KEY scalars beside sheeprl's own (a resumed
+                               run adds a version), and while training sheeprl's last checkpoint
   dreamer.log                  sheeprl's warnings and errors (and its prints, when quiet)
   checkpoints/latest/          world_model.safetensors, actor.safetensors, trainer.json
 ```
-sheeprl saves a pickled checkpoint; the worker converts its world model and actor to safetensors when training ends
-and deletes it, so nothing in a run needs unpickling. `load_player` rebuilds sheeprl's DreamerV2 player from that
-checkpoint, and its `DreamerActor`s play on shelm's `EnvLoop` (evaluation), seeing each frame preprocessed exactly as
-sheeprl preprocessed it in training.
+Every `dreamer_checkpoint_every` steps, and at the end, sheeprl saves its checkpoint (the models, the optimizers,
+its step counters) and the worker writes the world model and the actor beside it as safetensors into
+checkpoints/latest, with trainer.json (the step, the recent episodes behind the logged statistics, and the name of
+sheeprl's checkpoint). A killed run continues from there through sheeprl's own resume support (`train(resume=True)`):
+sheeprl's checkpoint, which holds only tensors and numbers, is first read back with `weights_only=True`, then
+handed to sheeprl. sheeprl does not keep the replay buffer (`buffer.checkpoint=False`), so a resumed run refills it
+by playing its policy for `dreamer_learning_starts` steps before it trains again. When training ends, sheeprl's
+pickled checkpoints are deleted, so nothing in a finished run needs unpickling. `load_player` rebuilds sheeprl's
+DreamerV2 player from checkpoints/latest, and its `DreamerActor`s play on shelm's `EnvLoop` (evaluation), seeing each
+frame preprocessed exactly as sheeprl preprocessed it in training.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Mapping
@@ -46,7 +54,7 @@ from shelm.errors import ShelmError, first_line
 from shelm.files import write_atomic
 from shelm.probe import EnvProbe
 from shelm.progress import TrainingProgress
-from shelm.runs import checkpoint_path, load_run_config, read_metrics, truncate_metrics
+from shelm.runs import checkpoint_path, load_run_config, read_metrics, remove_partial_writes
 
 INSTALL_HINT = 'pip install -e ".[dreamer]"'
 CHECKPOINT_FORMAT = "shelm-dreamer-checkpoint"
@@ -85,9 +93,12 @@ def hydra_overrides(config: TrainConfig, run_dir: Path) -> list[str]:
     The env is built by `shelm.dreamer.worker.sheeprl_env` (shelm's `make_env`, its episodes scored by shelm's
     success rule); its one image goes under the `rgb` key, which sheeprl resizes to 64x64 as DreamerV2 expects.
     The steps are rounded up to a multiple of n_envs so that the run reaches total_steps. Continue flags are
-    learned (the episodes of shelm's envs end). sheeprl's buffer checkpoint, videos, end-of-run test episode and
-    model registry are off: shelm evaluates and keeps the weights itself."""
+    learned (the episodes of shelm's envs end). sheeprl checkpoints every `dreamer_checkpoint_every` steps and at the
+    end through `shelm.dreamer.worker.ShelmCheckpointCallback`, which keeps only the last and writes shelm's
+    checkpoint beside it. sheeprl's buffer checkpoint, videos, end-of-run test episode and model registry are off:
+    shelm evaluates and keeps the weights itself."""
     steps = -(-config.total_steps // config.n_envs) * config.n_envs
+    callback = "{_target_:shelm.dreamer.worker.ShelmCheckpointCallback,keep_last:1}"
     accelerator = "cpu" if config.device == "cpu" or not torch.cuda.is_available() else "cuda"
     overrides = [
         "exp=dreamer_v2",
@@ -115,8 +126,10 @@ def hydra_overrides(config: TrainConfig, run_dir: Path) -> list[str]:
         f"buffer.size={min(config.dreamer_buffer_size, steps)}",
         "buffer.checkpoint=False",
         "buffer.memmap=False",
-        f"checkpoint.every={steps}",
+        f"checkpoint.every={config.dreamer_checkpoint_every}",
         "checkpoint.save_last=True",
+        "checkpoint.keep_last=1",
+        f"fabric.callbacks=[{callback}]",
         f"fabric.accelerator={accelerator}",
         "fabric.devices=1",
         "model_manager.disabled=True",
@@ -179,16 +192,20 @@ def check_buildable(config: TrainConfig, probe: EnvProbe) -> None:
 def train(
     config: TrainConfig, run_dir: Path, resume: bool = False, progress: TrainingProgress | None = None
 ) -> dict[str, Any]:
-    """Train DreamerV2 into `run_dir` (which holds config.json) in a child process; return the last metrics row."""
-    if resume:  # a run is written whole: an interrupted one is trained again from the start
-        truncate_metrics(run_dir, 0)
-    resolved = sheeprl_config(config, run_dir)
-    from omegaconf import OmegaConf
+    """Train DreamerV2 into `run_dir` (which holds config.json) in a child process; return the last metrics row.
+    With `resume`, the child continues from the run's latest checkpoint (from the start where it has none yet),
+    with the sheeprl config the run started with."""
+    if resume:
+        remove_partial_writes(run_dir)
+    if not (resume and (run_dir / SHEEPRL_CONFIG).is_file()):
+        resolved = sheeprl_config(config, run_dir)
+        from omegaconf import OmegaConf
 
-    write_atomic(run_dir / SHEEPRL_CONFIG, OmegaConf.to_yaml(OmegaConf.create(resolved)).encode())
+        write_atomic(run_dir / SHEEPRL_CONFIG, OmegaConf.to_yaml(OmegaConf.create(resolved)).encode())
     quiet = progress is None or progress.quiet
-    command = [sys.executable, "-m", "shelm.dreamer", str(run_dir), *(["--quiet"] if quiet else [])]
-    with (run_dir / LOG).open("w") as log:  # sheeprl's own prints and warnings; shelm's progress when not quiet
+    command = [sys.executable, "-m", "shelm.dreamer", str(run_dir), "--parent", str(os.getpid())]
+    command += [*(["--quiet"] if quiet else []), *(["--resume"] if resume else [])]
+    with (run_dir / LOG).open("a" if resume else "w") as log:  # sheeprl's prints and warnings; progress unless quiet
         code = subprocess.run(command, stdout=log if quiet else None, stderr=log, check=False).returncode
     if code == 2:  # the worker's one-line error
         lines = (run_dir / LOG).read_text().strip().splitlines()
@@ -337,9 +354,9 @@ def load_player(run_dir: Path, checkpoint: str = "latest") -> tuple[TrainConfig,
 
 
 class DreamerTrainer:
-    """sheeprl's DreamerV2 as a trainer (`shelm.trainers`): it trains in a child process (an interrupted run is
-    trained again from the start) and plays its runs through `DreamerActor`; its runs hold no shelm `Policy`, so
-    `shelm inspect` and the analyses do not apply."""
+    """sheeprl's DreamerV2 as a trainer (`shelm.trainers`): it trains in a child process, continues a killed run from
+    its last checkpoint through sheeprl's resume support, and plays its runs through `DreamerActor`; its runs hold no
+    shelm `Policy`, so `shelm inspect` and the analyses do not apply."""
 
     label = "sheeprl's DreamerV2"
     reads_policy = False

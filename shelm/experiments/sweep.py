@@ -7,10 +7,11 @@ OUT/
 ```
 Trials run in a bounded local process pool by default, or as Ray tasks (`ray_address`). Starting a sweep again skips
 finished trials and resumes interrupted ones from their latest checkpoint, so a killed sweep loses at most
-`checkpoint_every` iterations per running trial. A trial directory whose config differs from what the sweep asks for is
-refused before anything runs: a sweep never mixes settings inside one folder. Each trial is planned in the sweep's
-process (`shelm.trainers.plan_run`), where the first seed of each (env, agent) is checked, and started or resumed from
-its resolved config in a worker (`plan_config`); its config.json records the sweep's own command line.
+`checkpoint_every` iterations per running trial (DreamerV2: `dreamer_checkpoint_every` steps). A trial directory whose
+config differs from what the sweep asks for is refused before anything runs: a sweep never mixes settings inside one
+folder. Each trial is planned in the sweep's process (`shelm.trainers.plan_run`), where the first seed of each (env,
+agent) is checked, and started or resumed from its resolved config in a worker (`plan_config`); its config.json records
+the sweep's own command line.
 """
 
 from __future__ import annotations
