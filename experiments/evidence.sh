@@ -34,7 +34,7 @@ case $stage in
   memory-s11-L2-standardized) agents=shelm; sets=(lm_layers=2 fusion=standardized) ;;
   keycorridor) agents=cnn,lstm,helm,helmv2,shelm; sets=(helm:lm_layers=2 helmv2:lm_layers=2 shelm:lm_layers=2) ;;
   memory-s11-pixels) agents=shelm; sets=(lm_layers=2 retriever=regions) ;;
-  memory-s11-imagenet) agents=shelm; sets=(lm_layers=2 retriever=imagenet total_steps=500000) ;;
+  memory-s11-imagenet) agents=shelm; sets=(lm_layers=2 retriever=imagenet); steps=500000 ;;
   memory-s11-oracle) agents=oracle; sets=() ;;
   *)
     echo "experiments/evidence.sh: unknown stage '$stage'; use memory-s11, memory-s11-L2," \
@@ -54,6 +54,7 @@ if [ -n "${AGENTS:-}" ]; then
   agents=$(IFS=,; echo "${picked[*]}")
 fi
 args=(--agents "$agents" --envs "$env_id")
+[ -n "${steps:-}" ] && args+=(--steps "$steps")  # else the preset's budget
 for setting in ${sets[@]+"${sets[@]}"}; do  # an AGENT:KEY=VALUE setting goes only with its agent
   scope=${setting%%=*}
   if [[ $scope == *:* ]] && [[ ",$agents," != *",${scope%%:*},"* ]]; then continue; fi

@@ -29,7 +29,7 @@ import sys
 import torch
 from torch import nn
 
-from shelm.agents import AGENTS
+from shelm.agents import get_agent_spec, register_agent
 from shelm.agents.base import Agent
 from shelm.agents.encoders import CNNEncoder
 from shelm.agents.heads import ActorCriticHeads
@@ -118,12 +118,13 @@ def run() -> int:
             file=sys.stderr,
         )
         return 2
-    AGENTS["lstm"] = dataclasses.replace(
-        AGENTS["lstm"],
+    ablated = dataclasses.replace(
+        get_agent_spec("lstm"),
         build=lambda config, shape, n_actions, memory_dim: AblatedLSTMAgent(
             shape, n_actions, config.lstm_hidden, parts
         ),
     )
+    register_agent(ablated, replace=True)
     return main(sys.argv[1:])
 
 

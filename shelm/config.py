@@ -89,11 +89,10 @@ class TrainConfig:
         default="auto",
         metadata=_doc(
             "the size frames are resized to before the agent and its memory see them (OpenCV, area interpolation). "
-            "'auto': frames whose larger side exceeds 96 pixels become 84x84, as SB3's and CleanRL's Atari "
-            "preprocessing make them (e.g. ALE's 210x160, ViZDoom's 240x320), so that the papers' networks, sized "
-            "for MiniGrid's 56x56 view, stay that size; smaller frames, and MiniGrid/BabyAI's (minigrid_tile_size "
-            "sizes those), are kept as the env makes them. 'HxW' (e.g. 84x84) resizes every frame; 'none' resizes "
-            "none"
+            "'auto': frames whose larger side exceeds 96 pixels (e.g. ALE's 210x160, ViZDoom's 240x320) become "
+            "64x64, Procgen's frame size, the largest the papers trained their CNN on; smaller frames, and "
+            "MiniGrid/BabyAI's (minigrid_tile_size sizes those), are kept as the env makes them. 'HxW' (e.g. "
+            "84x84, Atari's usual size) resizes every frame; 'none' resizes none"
         ),
     )
     obs_grayscale: bool = field(
@@ -116,17 +115,46 @@ class TrainConfig:
     n_steps: int = field(default=128, metadata=_doc("rollout length per environment between updates"))
     lr: float = field(default=3e-4, metadata=_doc("AdamW learning rate"))
     lr_decay: Literal["none", "linear"] = field(
-        default="none", metadata=_doc("'linear' decays the learning rate to 0 over total_steps")
+        default="none", metadata=_doc("'linear' decays the learning rate to lr_final over decay_steps")
+    )
+    lr_final: float = field(
+        default=0.0, metadata=_doc("learning rate reached by lr_decay=linear at decay_steps, and held after it")
     )
     ent_coef: float = field(default=0.01, metadata=_doc("entropy bonus coefficient"))
     ent_decay: Literal["none", "linear"] = field(
-        default="none", metadata=_doc("'linear' decays ent_coef to ent_coef_final over total_steps")
+        default="none", metadata=_doc("'linear' decays ent_coef to ent_coef_final over decay_steps")
     )
-    ent_coef_final: float = field(default=1e-4, metadata=_doc("entropy coefficient reached by linear decay"))
+    ent_coef_final: float = field(
+        default=1e-4, metadata=_doc("entropy coefficient reached by ent_decay=linear at decay_steps, and held after it")
+    )
+    decay_steps: int = field(
+        default=0,
+        metadata=_doc(
+            "environment steps over which lr_decay and ent_decay go from lr and ent_coef to lr_final and "
+            "ent_coef_final; 0 = total_steps. A horizon longer than the run stops the decay part-way (CleanRL "
+            "ppo_trxl anneals over 4,096,000 steps in its 2,048,000-step MiniGrid-Memory runs, ending half-way)"
+        ),
+    )
     gamma: float = field(default=0.99, metadata=_doc("discount factor"))
     gae_lambda: float = field(default=0.99, metadata=_doc("GAE lambda"))
     clip_coef: float = field(default=0.2, metadata=_doc("PPO ratio clipping"))
-    vf_coef: float = field(default=0.5, metadata=_doc("value loss coefficient"))
+    vf_coef: float = field(
+        default=0.5, metadata=_doc("value loss coefficient; the value loss is half the mean squared error")
+    )
+    clip_vloss: bool = field(
+        default=False,
+        metadata=_doc(
+            "clip the value loss as PPO's original code and CleanRL do: per step the larger of the squared errors "
+            "of the new value and of the rollout's value moved towards it by at most clip_coef"
+        ),
+    )
+    norm_adv: bool = field(
+        default=True,
+        metadata=_doc(
+            "standardise the advantages of each minibatch (mean 0, std 1) before the policy loss; CleanRL "
+            "ppo_trxl uses them raw (false)"
+        ),
+    )
     max_grad_norm: float = field(default=0.5, metadata=_doc("global gradient-norm clipping"))
     n_epochs: int = field(default=3, metadata=_doc("passes over each rollout"))
     n_minibatches: int = field(
@@ -155,6 +183,15 @@ class TrainConfig:
         metadata=_doc(
             "trxl: previous steps of the current episode each step attends to (its window of cached layer inputs, "
             "emptied at every episode start)"
+        ),
+    )
+    trxl_positional_encoding: Literal["absolute", "relative", "none"] = field(
+        default="absolute",
+        metadata=_doc(
+            "trxl: how attention tells the cached steps apart by position. 'absolute' (CleanRL ppo_trxl's): a "
+            "sinusoid of each cached step's position in its episode added to the cached inputs its keys and values "
+            "are made from, none on the query; 'relative': a learned projection of a sinusoid of how many steps "
+            "back each key lies, added to the keys; 'none': no position"
         ),
     )
     trxl_reconstruction_coef: float = field(
@@ -370,7 +407,8 @@ class TrainConfig:
         for key in ["gamma", "gae_lambda"]:
             if not 0 <= getattr(self, key) <= 1:
                 raise ShelmError(f"{key}={getattr(self, key)} must be in [0, 1]")
-        for key in ["ent_coef", "ent_coef_final", "vf_coef", "weight_decay", "torch_threads", "lm_layers", "beta"]:
+        at_least_zero = ["ent_coef", "ent_coef_final", "lr_final", "decay_steps", "vf_coef", "weight_decay"]
+        for key in [*at_least_zero, "torch_threads", "lm_layers", "beta"]:
             if getattr(self, key) < 0:
                 raise ShelmError(f"{key}={getattr(self, key)} must be >= 0")
         for key in ["dreamer_learning_starts", "dreamer_pretrain_steps"]:
@@ -412,8 +450,9 @@ class TrainConfig:
         return cls(**{**SETTINGS_BEFORE_THEY_EXISTED, **values})
 
 
-# Runs saved before mixed precision, the compiled LM step, the fusion setting and observation preprocessing trained
-# in float32 with the eager step and the concatenated streams, on the env's frames as it made them.
+# Runs saved before mixed precision, the compiled LM step, the fusion setting, observation preprocessing and the
+# Transformer-XL's choice of positional encoding trained in float32 with the eager step and the concatenated streams,
+# on the env's frames as it made them, and (trxl) with relative positions.
 SETTINGS_BEFORE_THEY_EXISTED: dict[str, Any] = {
     "precision": "float32",
     "lm_compile": "false",
@@ -421,6 +460,7 @@ SETTINGS_BEFORE_THEY_EXISTED: dict[str, Any] = {
     "obs_resize": "none",
     "obs_grayscale": False,
     "obs_frame_stack": 1,
+    "trxl_positional_encoding": "relative",
 }
 
 

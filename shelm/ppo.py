@@ -159,6 +159,17 @@ def schedule(start: float, end: float, progress: float) -> float:
     return start + (end - start) * min(max(progress, 0.0), 1.0)
 
 
+def annealed(config: TrainConfig, global_step: int) -> tuple[float, float]:
+    """The learning rate and entropy coefficient of the iteration that starts at `global_step`: each decays
+    linearly to its final value over decay_steps (total_steps when 0) where its decay is 'linear', else stays."""
+    fraction = global_step / (config.decay_steps or config.total_steps)
+    lr = schedule(config.lr, config.lr_final, fraction) if config.lr_decay == "linear" else config.lr
+    ent_coef = (
+        schedule(config.ent_coef, config.ent_coef_final, fraction) if config.ent_decay == "linear" else config.ent_coef
+    )
+    return lr, ent_coef
+
+
 @dataclass
 class Collector:
     """Fills rollouts from the environment loop; the loop carries episodes and memories over between rollouts."""
@@ -215,6 +226,18 @@ def evaluate_minibatch(agent: Agent, batch: Minibatch) -> tuple[torch.Tensor, to
     return logits.unsqueeze(0), values.unsqueeze(0), auxiliary
 
 
+def value_loss_of(
+    values: torch.Tensor, rollout_values: torch.Tensor, returns: torch.Tensor, config: TrainConfig
+) -> torch.Tensor:
+    """Half the mean squared error of the values against the returns; with clip_vloss, per step the larger of that
+    error and the error of the rollout's value moved towards the new one by at most clip_coef (PPO's original code
+    and CleanRL's), so the update cannot gain by moving a value far from where the rollout had it."""
+    if not config.clip_vloss:
+        return 0.5 * (values - returns).pow(2).mean()
+    clipped = rollout_values + (values - rollout_values).clamp(-config.clip_coef, config.clip_coef)
+    return 0.5 * torch.max((values - returns).pow(2), (clipped - returns).pow(2)).mean()
+
+
 def ppo_update(
     agent: Agent,
     optimizer: torch.optim.Optimizer,
@@ -242,13 +265,14 @@ def ppo_update(
             dist = Categorical(logits=logits[mask])
             logprob = dist.log_prob(batch.actions[mask])
             advantages = batch.advantages[mask]
-            advantages = (advantages - advantages.mean()) / (advantages.std(unbiased=False) + 1e-8)
+            if config.norm_adv:
+                advantages = (advantages - advantages.mean()) / (advantages.std(unbiased=False) + 1e-8)
             log_ratio = logprob - batch.logprobs[mask]
             ratio = log_ratio.exp()
             policy_loss = -torch.min(
                 advantages * ratio, advantages * ratio.clamp(1 - config.clip_coef, 1 + config.clip_coef)
             ).mean()
-            value_loss = 0.5 * (values[mask] - batch.returns[mask]).pow(2).mean()
+            value_loss = value_loss_of(values[mask], batch.values[mask], batch.returns[mask], config)
             entropy = dist.entropy().mean()
             loss = policy_loss + config.vf_coef * value_loss - ent_coef * entropy
             if auxiliary is not None:  # the agent's own loss (trxl's frame reconstruction), already weighted
@@ -359,13 +383,7 @@ def train(
         with progress:
             for iteration in range(start_iteration, config.n_iterations):
                 started = time.perf_counter()
-                fraction = global_step / config.total_steps
-                lr = schedule(config.lr, 0.0, fraction) if config.lr_decay == "linear" else config.lr
-                ent_coef = (
-                    schedule(config.ent_coef, config.ent_coef_final, fraction)
-                    if config.ent_decay == "linear"
-                    else config.ent_coef
-                )
+                lr, ent_coef = annealed(config, global_step)
                 for group in optimizer.param_groups:
                     group["lr"] = lr
 

@@ -81,7 +81,7 @@ def _one_line_error(capsys: pytest.CaptureFixture[str], code: int) -> str:
 
 # What the test changes in the README's example, each fragment found exactly once: fewer steps, tiny networks.
 README_TINY = [
-    ("steps=20_000", "steps=256"),
+    ("steps=40_000", "steps=256"),
     ('settings={"lm_layers": 2}', 'settings={"lm_layers": 2, **TINY}'),
     ("range(300)", "range(60)"),
 ]
@@ -105,10 +105,10 @@ def test_the_readme_example_trains_loads_and_plays_in_a_user_loop(tmp_path: Path
     exec(compile(code, str(README), "exec"), namespace)
 
     run, agent = namespace["run"], namespace["agent"]
-    assert run.run_dir == Path("runs/memory-shelm") and (tmp_path / run.run_dir / "checkpoints/latest").is_dir()
+    assert run.run_dir == Path("runs/empty-shelm") and (tmp_path / run.run_dir / "checkpoints/latest").is_dir()
     assert [row["global_step"] for row in run.metrics] == [128, 256]
     saved = json.loads((tmp_path / run.run_dir / "config.json").read_text())
-    assert saved["command"].startswith("shelm.train('MiniGrid-MemoryS7-v0', agent='shelm', steps=256")
+    assert saved["command"].startswith("shelm.train('MiniGrid-Empty-5x5-v0', agent='shelm', steps=256")
     assert saved["config"]["lm_layers"] == 2 and saved["config"]["retriever"] == "symbolic"
     assert "env_factory" not in saved
     assert agent.global_step == 256 and agent.config.agent == "shelm"
@@ -189,11 +189,11 @@ def test_async_vectorization_takes_a_factory_by_its_importable_name(tmp_path: Pa
     assert not (tmp_path / "lambda").exists()
     # Spawned workers share nothing with this process: they find the factory by its name.
     spawning = dataclasses.replace(factory_suite.SUITE, async_context="spawn")
-    register_suite(spawning)
+    register_suite(spawning, replace=True)
     try:
         run = shelm.train(make_cue_env, agent="cnn", steps=64, settings=settings, run_dir=tmp_path / "async")
     finally:
-        register_suite(factory_suite.SUITE)
+        register_suite(factory_suite.SUITE, replace=True)
     assert [row["global_step"] for row in run.metrics] == [64]
 
 

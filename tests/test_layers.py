@@ -17,7 +17,16 @@ PACKAGE = Path(shelm.__file__).parent
 LAYERS = [
     (
         "base",
-        ["shelm", "shelm.errors", "shelm.precision", "shelm.files", "shelm.progress", "shelm.info_keys", "shelm.probe"],
+        [
+            "shelm",
+            "shelm.errors",
+            "shelm.precision",
+            "shelm.files",
+            "shelm.progress",
+            "shelm.registry",
+            "shelm.info_keys",
+            "shelm.probe",
+        ],
     ),
     ("settings", ["shelm.config"]),
     ("environments", ["shelm.envs"]),

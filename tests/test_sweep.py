@@ -20,7 +20,9 @@ import pytest
 
 from shelm.agents import AGENTS, resolve_config
 from shelm.cli import main
-from shelm.experiments.report import iqm_with_ci, markers, rank_sum_decision, sweep_labels
+from shelm.config import TrainConfig
+from shelm.experiments.report.page import markers, sweep_labels
+from shelm.experiments.report.statistics import iqm_with_ci, rank_sum_decision
 from shelm.runs import append_metrics, read_metrics, save_run_config
 
 ENV = "MiniGrid-Empty-5x5-v0"
@@ -184,8 +186,21 @@ def test_a_sweep_refuses_a_folder_trained_with_other_settings_but_takes_other_th
         assert main([*argv, *SETS, "--set", setting]) == 0
         assert "1 finished (skipped)" in capsys.readouterr().out
     assert (sweep / f"{ENV}__cnn__s1" / "metrics.jsonl").read_bytes() == before
-    assert AGENTS["cnn"].ignored_settings == AGENTS["lstm"].ignored_settings == ("fusion",)
-    assert all(not AGENTS[name].ignored_settings for name in ("helm", "helmv2", "shelm", "oracle"))
+    # A trial saved before an agent-specific setting existed reads it at its old value ('relative' for trxl's
+    # positions); to every other agent it is another agent's setting, so the folder is still the same trial.
+    config_path = sweep / f"{ENV}__cnn__s1" / "config.json"
+    saved = json.loads(config_path.read_text())
+    del saved["config"]["trxl_positional_encoding"]
+    config_path.write_text(json.dumps(saved))
+    assert main([*argv, *SETS]) == 0
+    assert "1 finished (skipped)" in capsys.readouterr().out
+    trxl_owned = {key for key in TrainConfig.__dataclass_fields__ if key.startswith("trxl_")}
+    dreamer_owned = {key for key in TrainConfig.__dataclass_fields__ if key.startswith("dreamer_")}
+    assert set(AGENTS["cnn"].ignored_settings) == set(AGENTS["lstm"].ignored_settings)
+    assert set(AGENTS["cnn"].ignored_settings) == {"fusion"} | trxl_owned | dreamer_owned
+    for name in ("helm", "helmv2", "shelm", "oracle"):
+        assert set(AGENTS[name].ignored_settings) == trxl_owned | dreamer_owned
+    assert set(AGENTS["trxl"].ignored_settings) == {"fusion"} | dreamer_owned
 
 
 def test_a_seed_range_adds_seeds_to_a_sweep_and_leaves_its_trials_alone(tmp_path, capsys):

@@ -11,7 +11,7 @@ import torch
 from conftest import train_run
 
 from shelm import ppo
-from shelm.agents import AGENTS, AgentSpec, get_agent_spec
+from shelm.agents import AgentSpec, get_agent_spec, register_agent, unregister_agent
 from shelm.agents.cnn import CNNAgent
 from shelm.cli import main
 from shelm.config import TrainConfig
@@ -91,7 +91,21 @@ class RecordingMemory:
         return out
 
 
-def test_memory_output_is_stored_once_per_step_and_never_recomputed(tmp_path, monkeypatch):
+@pytest.fixture
+def register_for_the_test():
+    """`register_agent` for one test: the agents it registers are forgotten when it ends."""
+    names = []
+
+    def register(spec: AgentSpec) -> None:
+        register_agent(spec)
+        names.append(spec.name)
+
+    yield register
+    for name in names:
+        unregister_agent(name)
+
+
+def test_memory_output_is_stored_once_per_step_and_never_recomputed(tmp_path, monkeypatch, register_for_the_test):
     memory = RecordingMemory()
     spec = AgentSpec(
         "recording",
@@ -99,7 +113,7 @@ def test_memory_output_is_stored_once_per_step_and_never_recomputed(tmp_path, mo
         lambda c, shape, n, m: CNNAgent(shape, n, m, cnn_features=32, critic_hidden=32),
         lambda c, probe, device: memory,
     )
-    monkeypatch.setitem(AGENTS, "recording", spec)
+    register_for_the_test(spec)
     rollouts = []
     real_collect, real_update = ppo.Collector.collect, ppo.ppo_update
 
@@ -130,7 +144,9 @@ def test_memory_output_is_stored_once_per_step_and_never_recomputed(tmp_path, mo
     assert [row["recording_calls"] for row in read_metrics(tmp_path)] == [17.0, 33.0]
 
 
-def test_standardized_fusion_learns_its_statistics_between_updates_saves_and_resumes_them(tmp_path, monkeypatch):
+def test_standardized_fusion_learns_its_statistics_between_updates_saves_and_resumes_them(
+    tmp_path, monkeypatch, register_for_the_test
+):
     from safetensors.torch import load_file
 
     built: list[CNNAgent] = []
@@ -139,9 +155,7 @@ def test_standardized_fusion_learns_its_statistics_between_updates_saves_and_res
         built.append(CNNAgent(shape, n_actions, memory_dim, cnn_features=32, critic_hidden=32, fusion=config.fusion))
         return built[-1]
 
-    monkeypatch.setitem(
-        AGENTS, "recording", AgentSpec("recording", "test agent", build, lambda c, probe, d: RecordingMemory())
-    )
+    register_for_the_test(AgentSpec("recording", "test agent", build, lambda c, probe, d: RecordingMemory()))
     rollouts, counts_at_update = [], []
     real_collect, real_update = ppo.Collector.collect, ppo.ppo_update
 

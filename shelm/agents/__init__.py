@@ -1,8 +1,9 @@
 """The agents: each a trainable part (`Agent`) plus, for the HELM family, a frozen memory module.
 
-`AGENTS` is the registry. Each `AgentSpec` says how to build the agent and its memory, what the agent can do
-(whether it has a language-model memory, what its words are, how it is labelled) and which trainer trains it, so
-that no other module needs to know agents by name. `resolve_config` turns a request (env, agent, overrides)
+`AGENTS` is the registry (a `shelm.registry.Registry`: a name once, `replace=True` to replace it). Each
+`AgentSpec` says how to build the agent and its memory, what the agent can do (whether it has a language-model
+memory, what its words are, how it is labelled) and which trainer trains it, so that no other module needs to know
+agents by name. `resolve_config` turns a request (env, agent, overrides)
 into the run's full config: defaults, the papers' preset, the overrides, then each 'auto' setting resolved.
 """
 
@@ -21,11 +22,11 @@ from shelm.agents.lstm import LSTMAgent
 from shelm.agents.trxl import TrXLAgent
 from shelm.config import DEFAULT_FUSION, NO_INSTRUCTION, TrainConfig, parse_value
 from shelm.envs import info_keys, pair_preset, task_preset
-from shelm.errors import ShelmError
 from shelm.info_keys import SYMBOLIC_VIEW
 from shelm.memory import FrozenMemory
 from shelm.precision import pick_device, resolve_dtype
 from shelm.probe import EnvProbe
+from shelm.registry import Registry
 
 # The analyses of `shelm analyze` that read a language-model memory, and the one every policy supports (which of
 # them a run can have is its trainer's to say: `shelm.trainers`).
@@ -70,6 +71,8 @@ class AgentSpec:
     """A control, not a method (it is given what no agent can see); labelled so everywhere."""
     presets_of: str | None = None
     """The agent whose paper presets this one trains with (a control trains as the method it stands in for)."""
+    own_settings: str | None = None
+    """The prefix of the settings only this agent reads (e.g. 'trxl_'); every other agent ignores them."""
     trainer: str = "ppo"
     """The name of what trains it in the trainer registry (`shelm.trainers.TRAINERS`): 'ppo', shelm's PPO trainer
     (`shelm.ppo`, whose policy `build` makes), or 'dreamer', sheeprl's DreamerV2 on shelm's environments
@@ -79,8 +82,13 @@ class AgentSpec:
     @property
     def ignored_settings(self) -> tuple[str, ...]:
         """Settings that cannot change what this agent computes, so a trial of it made with other values of them is
-        the same trial: without a memory there is nothing to fuse (`fusion`)."""
-        return () if self.build_memory is not None else ("fusion",)
+        the same trial: without a memory there is nothing to fuse (`fusion`), and the settings another agent owns
+        (`own_settings`) are not this one's."""
+        others = {spec.own_settings for spec in AGENTS.values() if spec.own_settings and spec is not self}
+        owned_elsewhere = tuple(
+            f.name for f in dataclasses.fields(TrainConfig) if any(f.name.startswith(prefix) for prefix in others)
+        )
+        return owned_elsewhere if self.build_memory is not None else ("fusion", *owned_elsewhere)
 
     def label(self, config: TrainConfig) -> str:
         """The agent plus what tells its variants apart, e.g. 'shelm (symbolic oracle, lm_layers=2)'."""
@@ -150,6 +158,7 @@ def _trxl(config: TrainConfig, shape: tuple[int, int, int], n_actions: int, memo
         config.trxl_dim,
         config.trxl_memory_length,
         config.trxl_reconstruction_coef,
+        config.trxl_positional_encoding,
     )
 
 
@@ -157,6 +166,7 @@ def _trxl_details(config: TrainConfig) -> list[str]:
     """The Transformer-XL settings a run changed from their defaults, e.g. 'trxl_memory_length=16'."""
     defaults = TrainConfig()
     keys = ("trxl_layers", "trxl_heads", "trxl_dim", "trxl_memory_length", "trxl_reconstruction_coef")
+    keys += ("trxl_positional_encoding",)
     return [f"{key}={getattr(config, key)}" for key in keys if getattr(config, key) != getattr(defaults, key)]
 
 
@@ -165,24 +175,25 @@ def _helmv2_encoder(config: TrainConfig) -> None:
         config.image_encoder = "imagenet"
 
 
-AGENTS: dict[str, AgentSpec] = {
-    "cnn": AgentSpec(
+BUILT_IN_AGENTS: tuple[AgentSpec, ...] = (
+    AgentSpec(
         "cnn", "CNN-PPO: the papers' Markovian baseline (CNN 64-128 -> 1024 -> actor-critic heads)", _cnn_with_memory
     ),
-    "lstm": AgentSpec(
+    AgentSpec(
         "lstm",
         "Impala-PPO: the papers' recurrent baseline (CNN 16-32 -> 256 -> actor and critic LSTMs 256 -> linear "
         "heads, truncated BPTT)",
         lambda c, shape, n_actions, memory_dim: LSTMAgent(shape, n_actions, c.lstm_hidden),
     ),
-    "trxl": AgentSpec(
+    AgentSpec(
         "trxl",
         "TrXL-PPO: a trained Transformer-XL memory, CleanRL ppo_trxl's peer (CNN 32-64 -> trxl_dim -> trxl_layers "
         "pre-LN layers attending over the episode's last trxl_memory_length steps -> actor-critic)",
         _trxl,
         details=_trxl_details,
+        own_settings="trxl_",
     ),
-    "helm": AgentSpec(
+    AgentSpec(
         "helm",
         "HELM: FrozenHopfield -> frozen LM memory (default SmolLM2-135M, offline) + CNN -> heads",
         _cnn_with_memory,
@@ -193,7 +204,7 @@ AGENTS: dict[str, AgentSpec] = {
         # is what every task ran with (shelm's default of 1 maps each frame to nearly the mean embedding).
         paper_settings={"beta": 100.0},
     ),
-    "helmv2": AgentSpec(
+    AgentSpec(
         "helmv2",
         "HELMv2: image features (CLIP, or EfficientNet-Lite0 offline) mapped into the LM's embedding space -> "
         "frozen LM memory + CNN -> heads",
@@ -204,7 +215,7 @@ AGENTS: dict[str, AgentSpec] = {
         details=lambda config: [config.image_encoder],
         resolve_auto=_helmv2_encoder,
     ),
-    "shelm": AgentSpec(
+    AgentSpec(
         "shelm",
         "SHELM: top-k retrieved words (retriever regions|imagenet|clip from pixels, or the symbolic oracle: object "
         "names from the environment's state) -> frozen LM memory + CNN -> heads; its memory reads as text "
@@ -216,7 +227,7 @@ AGENTS: dict[str, AgentSpec] = {
         details=_shelm_details,
         resolve_auto=_shelm_retriever,
     ),
-    "oracle": AgentSpec(
+    AgentSpec(
         "oracle",
         "ORACLE control, not a method: the episode's cue read from the env's state (MiniGrid Memory tasks) as a "
         "perfect memory + CNN -> heads; shows what PPO and the heads reach when memory is solved",
@@ -227,32 +238,40 @@ AGENTS: dict[str, AgentSpec] = {
         # It trains with SHELM's per-task settings, so that it differs from SHELM only in its memory.
         presets_of="shelm",
     ),
-    "dreamerv2": AgentSpec(
+    AgentSpec(
         "dreamerv2",
         "DreamerV2: the SHELM paper's model-based baseline, sheeprl's implementation trained on shelm's envs "
         "(world model + imagined actor-critic; the dreamer extra); --set dreamer_size=sheeprl for its full size",
         details=lambda config: [] if config.dreamer_size == "small" else [f"dreamer_size={config.dreamer_size}"],
+        own_settings="dreamer_",
         trainer="dreamer",
     ),
-}
+)
+"""The agents shelm ships, registered in this order below `register_agent`."""
+
+AGENTS: Registry[AgentSpec] = Registry("agent", listed_by="`shelm agents`")
+"""Every agent by name, the built-in ones first."""
 
 
-def register_agent(spec: AgentSpec) -> None:
-    """Make an agent available to every command (`shelm train --agent NAME`, sweeps, reports) by its name."""
-    if spec.name in AGENTS:
-        raise ShelmError(f"agent '{spec.name}' is already registered; pick another name")
-    AGENTS[spec.name] = spec
+def register_agent(spec: AgentSpec, *, replace: bool = False) -> None:
+    """Make an agent available to every command (`shelm train --agent NAME`, sweeps, reports) by its name; a name
+    already registered is refused unless `replace`."""
+    AGENTS.register(spec.name, spec, replace=replace)
 
 
 def unregister_agent(name: str) -> None:
-    """Forget an agent registered with `register_agent` (tests, notebooks)."""
-    AGENTS.pop(name, None)
+    """Forget an agent registered with `register_agent` (tests, notebooks); a name not registered is left alone."""
+    if name in AGENTS:
+        AGENTS.unregister(name)
 
 
 def get_agent_spec(name: str) -> AgentSpec:
-    if name not in AGENTS:
-        raise ShelmError(f"unknown agent '{name}'; choose one of: {', '.join(AGENTS)} (`shelm agents`)")
-    return AGENTS[name]
+    """The agent registered as `name`, or one line naming the registered ones."""
+    return AGENTS.get(name)
+
+
+for built_in in BUILT_IN_AGENTS:
+    register_agent(built_in)
 
 
 def language_model_agents() -> list[str]:

@@ -192,7 +192,7 @@ def make_env(
     (`image_entry`), its text entries copied into the info (`TextsIntoInfo`, where an instruction is read from);
     `obs_key` other than 'auto' on an env without a Dict observation is refused. `env_kwargs` (the config's
     `gym_kwargs`) go to the env's constructor through `gymnasium.make`. The frames are then prepared as
-    `preprocess` says (`obs_preprocessing(config)`; by default a new run's: large frames resized to 84x84,
+    `preprocess` says (`obs_preprocessing(config)`; by default a new run's: large frames resized to 64x64,
     every built-in suite's kept as they are). `max_episode_steps` ends an episode that lasts that long as
     truncated (gymnasium's TimeLimit), where playing should not wait for the env's own end."""
     env = _made_env(env_id, tile_size, render_mode, obs_key, env_kwargs)

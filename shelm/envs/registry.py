@@ -3,8 +3,9 @@
 A suite says which ids it builds, how to build one (and, if it batches natively, N of them), whether its package
 is installed and how to install it, the papers' settings for its tasks, and when one of its episodes counts as a
 success. Each suite module defines its record beside its code; `shelm.envs` registers the built-in ones, and a
-user registers another with one `register_suite(...)` call. The first registered suite whose `handles` accepts an
-id builds it; an id that no suite claims is built as a plain gymnasium env (`GYMNASIUM`).
+user registers another with one `register_suite(...)` call (a name once; `replace=True` replaces it). The first
+registered suite whose `handles` accepts an id builds it; an id that no suite claims is built as a plain gymnasium
+env (`GYMNASIUM`).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any
 import gymnasium as gym
 
 from shelm.errors import ShelmError
+from shelm.registry import Registry
 
 SuccessRule = Callable[[dict[str, Any], int, float], bool]
 """(infos of the vector step that ended the episode, index of the env in the batch, the episode's raw return)
@@ -135,33 +137,35 @@ class Suite:
     view and mission), which settings can be resolved by before an env is built."""
 
 
-# The registered suites by name, in registration order (the order `shelm envs --suites` lists them in).
-_SUITES: dict[str, Suite] = {}
+SUITES: Registry[Suite] = Registry("suite", listed_by="`shelm envs --suites`")
+"""The registered suites by name, in registration order (the order `shelm envs --suites` lists them in and
+`get_suite` asks them in)."""
 
 GYMNASIUM = Suite("gymnasium", handles=lambda env_id: True, ids=list)
 """Any other registered gymnasium id whose observation is a uint8 image Box and whose actions are Discrete."""
 
 
-def register_suite(suite: Suite) -> None:
-    """Makes `suite` known to every function of `shelm.envs`; a suite of the same name is replaced in place.
-    Every preset's env id must belong to the suite, or its rows could never apply."""
+def register_suite(suite: Suite, *, replace: bool = False) -> None:
+    """Makes `suite` known to every function of `shelm.envs`; a suite of the same name is refused unless `replace`,
+    which puts `suite` in the old one's place. Every preset's env id must belong to the suite, or its rows could
+    never apply."""
     stray = sorted({env_id for env_id, _ in suite.presets} | set(suite.task_presets))
     stray = [env_id for env_id in stray if not suite.handles(env_id)]
     if stray:
         raise ValueError(f"suite '{suite.name}' has presets for ids it does not handle: {', '.join(stray)}")
-    _SUITES[suite.name] = suite
+    SUITES.register(suite.name, suite, replace=replace)
 
 
 def unregister_suite(name: str) -> Suite:
     """Forgets the suite registered as `name` and returns it."""
-    return _SUITES.pop(name)
+    return SUITES.unregister(name)
 
 
 def registered_suites() -> list[Suite]:
     """Every registered suite, in registration order."""
-    return list(_SUITES.values())
+    return SUITES.values()
 
 
 def get_suite(env_id: str) -> Suite:
     """The suite that builds `env_id`: the first registered one that handles it, else `GYMNASIUM`."""
-    return next((suite for suite in _SUITES.values() if suite.handles(env_id)), GYMNASIUM)
+    return next((suite for suite in SUITES.values() if suite.handles(env_id)), GYMNASIUM)

@@ -21,12 +21,12 @@ from typing import Any, Protocol
 import torch
 
 from shelm.config import TrainConfig
-from shelm.errors import ShelmError
 from shelm.memory.base import FrozenLanguageModel, LanguageModelMemoryBase, frozen_language_model
 from shelm.memory.clip import build_clip_features
 from shelm.memory.imagenet import build_imagenet_features, check_one_frame
 from shelm.precision import autocast
 from shelm.probe import EnvProbe
+from shelm.registry import Registry
 
 
 class ImageEncoder(Protocol):
@@ -124,21 +124,26 @@ class HELMv2Memory(LanguageModelMemoryBase[torch.Tensor]):
         self.mapping.load_state_dict(state)
 
 
-IMAGE_ENCODERS: dict[str, Callable[[TrainConfig, torch.device], ImageEncoder]] = {
-    "imagenet": build_imagenet_features,
-    "clip": build_clip_features,
-}
-"""Builder per `image_encoder` setting."""
+ImageEncoderBuilder = Callable[[TrainConfig, torch.device], ImageEncoder]
+"""(config, device) -> the image encoder, refusing settings it cannot serve in one line."""
+
+IMAGE_ENCODERS: Registry[ImageEncoderBuilder] = Registry("image encoder", also_accepted=("auto",))
+"""Builder per `image_encoder` setting ('auto', its default, picks imagenet)."""
+
+
+def register_image_encoder(name: str, build: ImageEncoderBuilder, *, replace: bool = False) -> None:
+    """Offer `build` as `image_encoder=NAME`; a name already registered is refused unless `replace`."""
+    IMAGE_ENCODERS.register(name, build, replace=replace)
 
 
 def build_image_encoder(config: TrainConfig, device: torch.device) -> ImageEncoder:
     """The image encoder named by config.image_encoder ('auto' is resolved with the config)."""
-    build = IMAGE_ENCODERS.get(config.image_encoder)
-    if build is None:
-        raise ShelmError(
-            f"--set image_encoder={config.image_encoder}: expected one of auto, {', '.join(IMAGE_ENCODERS)}"
-        )
+    build = IMAGE_ENCODERS.get(config.image_encoder, asked=f"--set image_encoder={config.image_encoder}")
     return build(config, device)
+
+
+register_image_encoder("imagenet", build_imagenet_features)
+register_image_encoder("clip", build_clip_features)
 
 
 def build_helmv2_memory(config: TrainConfig, probe: EnvProbe, device: torch.device) -> HELMv2Memory:

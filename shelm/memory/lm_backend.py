@@ -140,7 +140,8 @@ class LanguageModelBackend(Protocol):
     """Shown in messages, e.g. 'Hugging Face' or 'TransformerXL'."""
 
     def handles(self, lm: str) -> bool:
-        """Whether this backend serves the `lm` setting (asked in registry order; the first that says yes wins)."""
+        """Whether this backend serves the `lm` setting (asked newest registered first; the first that says yes
+        wins)."""
         ...
 
     def resolve(self, lm: str) -> str:

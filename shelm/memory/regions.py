@@ -13,7 +13,8 @@ each frame, and picks the frame's k words by salience, never by reading the envi
   frames nearly every region is a memo hit and the classifier rarely runs; on frames that never repeat the
   static parts (background, walls, score boards) still do;
 - a word's salience in a frame is its best probability over the frame's regions times its rarity, an inverse
-  document frequency over the frames seen so far: 1 + log((frames + 1) / (frames that showed it + 1)). A word
+  document frequency over the frames seen so far: log((frames + 1) / (frames that showed it + 1)), plus a tiny
+  floor so that a frame whose words all show in every frame still ranks them by probability. A word
   shows in a frame when it is among one region's candidates. What every frame shows (the floor, the walls, the
   agent's own cell) fades, and what is seen seldom (the cue of a memory task) stands out, even where the
   classifier's best word for it is also the best word for something common: its other candidates are rare.

@@ -4,8 +4,8 @@ A retriever module defines its `Retriever` (shelm.memory.retrieval) and a builde
 `(config, LM tokenizer, LM weight hash, device) -> Retriever` that refuses settings it cannot serve in one line;
 adding a retriever is that module plus one `register_retriever` line below, which also says where its words come
 from (`inputs`): from the observation's pixels, or, for an oracle, from what the environment knows and no camera
-shows. Labels, tables and pages ask `retriever_inputs` and `retriever_is_oracle` by name, so that a result of an
-oracle retriever says so wherever it is printed.
+shows. A name is registered once (`replace=True` replaces it). Labels, tables and pages ask `retriever_inputs` and
+`retriever_is_oracle` by name, so that a result of an oracle retriever says so wherever it is printed.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from shelm.config import TrainConfig
 from shelm.errors import ShelmError
 from shelm.memory import clip, imagenet, regions, symbolic
 from shelm.memory.retrieval import Retriever
+from shelm.registry import Registry
 
 RetrieverBuilder = Callable[[TrainConfig, Any, str, torch.device], Retriever]
 """(config, the LM's tokenizer, the SHA-256 of the LM's weights, device) -> the retriever."""
@@ -40,28 +41,25 @@ class RegisteredRetriever:
     """Where its words come from, in a few words: PIXELS, or ORACLE + what it reads for an oracle."""
 
 
-RETRIEVERS: dict[str, RegisteredRetriever] = {}
-"""Each retriever by name."""
+RETRIEVERS: Registry[RegisteredRetriever] = Registry("retriever", also_accepted=("auto",))
+"""Each retriever by name ('auto', the `retriever` setting's default, picks one of them per env)."""
 
 
-def register_retriever(name: str, build: RetrieverBuilder, *, inputs: str) -> None:
+def register_retriever(name: str, build: RetrieverBuilder, *, inputs: str, replace: bool = False) -> None:
     """Offer `build` as `retriever=NAME`. `inputs` says where its words come from: PIXELS ('pixels') for one that
     reads the observation's image, ORACLE + what it reads ('oracle: ...') for one that reads the environment's
-    state, or a few other words (one line)."""
+    state, or a few other words (one line). A name already registered is refused unless `replace`."""
     if not isinstance(inputs, str) or not inputs.strip() or "\n" in inputs:
         raise ShelmError(
             f"register_retriever({name!r}): inputs = {inputs!r} is not a one-line description; give e.g. "
             f"inputs={PIXELS!r} or inputs='{ORACLE}object names from the environment's state'"
         )
-    RETRIEVERS[name] = RegisteredRetriever(build, inputs)
+    RETRIEVERS.register(name, RegisteredRetriever(build, inputs), replace=replace)
 
 
 def retriever_inputs(name: str) -> str:
     """Where the words of retriever `name` come from, as registered (e.g. 'pixels')."""
-    registered = RETRIEVERS.get(name)
-    if registered is None:
-        raise ShelmError(f"retriever={name}: expected one of auto, {', '.join(RETRIEVERS)}")
-    return registered.inputs
+    return RETRIEVERS.get(name, asked=f"retriever={name}").inputs
 
 
 def retriever_is_oracle(name: str) -> bool:
@@ -78,9 +76,7 @@ def retriever_label(name: str) -> str:
 
 def build_retriever(config: TrainConfig, lm_tokenizer: Any, lm_sha256: str, device: torch.device) -> Retriever:
     """The retriever named by config.retriever ('auto' is resolved with the config)."""
-    registered = RETRIEVERS.get(config.retriever)
-    if registered is None:
-        raise ShelmError(f"--set retriever={config.retriever}: expected one of auto, {', '.join(RETRIEVERS)}")
+    registered = RETRIEVERS.get(config.retriever, asked=f"--set retriever={config.retriever}")
     return registered.build(config, lm_tokenizer, lm_sha256, device)
 
 

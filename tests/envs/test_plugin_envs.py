@@ -55,7 +55,7 @@ def test_a_plugin_env_trains_resumes_evaluates_and_is_inspected(tmp_path, capsys
     assert json.loads((run / "config.json").read_text())["config"]["obs_key"] == "auto"
     native = make_env(env_id, preprocess=ObsPreprocessing(resize=None))
     assert list(native.observation_space.shape) == frame  # the frame, not the Dict
-    assert make_env(env_id).observation_space.shape == (84, 84, 3)  # obs_resize=auto: larger than 96 pixels
+    assert make_env(env_id).observation_space.shape == (64, 64, 3)  # obs_resize=auto: larger than 96 pixels
 
 
 @pytest.mark.parametrize(

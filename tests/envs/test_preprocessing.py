@@ -1,5 +1,5 @@
 """Observation preprocessing (`obs_resize`, `obs_grayscale`, `obs_frame_stack`): the default leaves every built-in
-suite's frames as they were and brings large ones (ALE's 210x160) to 84x84; it is recorded in config.json, and a
+suite's frames as they were and brings large ones (ALE's 210x160) to 64x64; it is recorded in config.json, and a
 run saved before the settings existed keeps its frames as the env made them."""
 
 from __future__ import annotations
@@ -66,8 +66,8 @@ def test_the_default_keeps_procgens_native_batching_and_its_frames() -> None:
     native.close()
 
 
-def test_auto_resizes_large_frames_to_84x84_and_keeps_a_chosen_minigrid_tile_size() -> None:
-    assert make_env(PONG).observation_space.shape == (84, 84, 3)
+def test_auto_resizes_large_frames_to_64x64_and_keeps_a_chosen_minigrid_tile_size() -> None:
+    assert make_env(PONG).observation_space.shape == (64, 64, 3)
     assert make_env(PONG, preprocess=NATIVE).observation_space.shape == (210, 160, 3)
     assert make_env(PONG, preprocess=ObsPreprocessing((32, 48))).observation_space.shape == (32, 48, 3)
     # 16-pixel cells make 112x112 views, larger than 96: the tile size is the user's choice, so 'auto' keeps it.
@@ -77,10 +77,10 @@ def test_auto_resizes_large_frames_to_84x84_and_keeps_a_chosen_minigrid_tile_siz
 def test_grey_frames_stack_along_the_channels_oldest_first() -> None:
     grey = make_env(PONG, preprocess=ObsPreprocessing(grayscale=True))
     stacked = make_env(PONG, preprocess=ObsPreprocessing(grayscale=True, frame_stack=4))
-    assert grey.observation_space.shape == (84, 84, 1)
-    assert stacked.observation_space.shape == (84, 84, 4)
+    assert grey.observation_space.shape == (64, 64, 1)
+    assert stacked.observation_space.shape == (64, 64, 4)
     frames, stacks = _play(grey, 6), _play(stacked, 6)
-    assert all(s.shape == (84, 84, 4) and s.dtype == np.uint8 for s in stacks)
+    assert all(s.shape == (64, 64, 4) and s.dtype == np.uint8 for s in stacks)
     # The first observation fills the stack with the episode's first frame; later ones shift the newest in last.
     np.testing.assert_array_equal(stacks[0], np.repeat(frames[0], 4, axis=-1))
     np.testing.assert_array_equal(stacks[6], np.concatenate(frames[3:7], axis=-1))

@@ -14,6 +14,7 @@ import pytest
 
 from shelm.cli import main
 from shelm.envs import Suite, pair_preset, register_suite, success_rule, suite_of, suites, unregister_suite
+from shelm.registry import AlreadyRegistered
 from shelm.runs import load_run_config, read_metrics
 
 TOY_ID = "ToySuite-Corridor-v0"
@@ -85,9 +86,12 @@ def test_a_suite_registered_from_outside_trains_with_its_presets_and_success_rul
     assert load_run_config(run_dir).ent_coef == 0.02  # the suite's preset for (toy task, cnn)
 
 
-def test_registering_a_name_again_replaces_the_suite_in_place_and_unregistering_forgets_it(toy_suite):
+def test_registering_a_name_again_is_refused_unless_it_replaces_the_suite_in_place(toy_suite):
     names = [name for name, _, _ in suites()]
-    register_suite(dataclasses.replace(toy_suite, install_hint="pip install toy"))
+    with pytest.raises(AlreadyRegistered, match=r"^suite 'toy' is already registered; .* pass replace=True"):
+        register_suite(dataclasses.replace(toy_suite, install_hint="pip install toy"))
+    assert ("toy", True, "built in") in suites()
+    register_suite(dataclasses.replace(toy_suite, install_hint="pip install toy"), replace=True)
     assert [name for name, _, _ in suites()] == names and ("toy", True, "pip install toy") in suites()
     unregister_suite("toy")
     assert suite_of(TOY_ID) == "gymnasium" and "toy" not in [name for name, _, _ in suites()]

@@ -48,7 +48,7 @@ def build_brightness_retriever(config: TrainConfig, lm_tokenizer: Any, lm_sha256
 def brightness_retriever():
     register_retriever("brightness", build_brightness_retriever, inputs="pixels")  # it reads the image
     yield
-    RETRIEVERS.pop("brightness")
+    RETRIEVERS.unregister("brightness")
 
 
 def test_a_retriever_registered_from_outside_feeds_shelm(

@@ -46,7 +46,7 @@ def cue_reader():
     """An oracle registered from outside: the label asks its registered inputs, not its name."""
     register_retriever("cue-reader", lambda *args: None, inputs=f"{ORACLE}the episode's cue from the environment")
     yield
-    RETRIEVERS.pop("cue-reader")
+    RETRIEVERS.unregister("cue-reader")
 
 
 def test_an_oracle_registered_from_outside_is_labelled_as_one(cue_reader):
