@@ -13,18 +13,15 @@ from __future__ import annotations
 
 import argparse
 import platform
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from training import training_sps
 
-from shelm.agents import resolve_config
 from shelm.envs import make_vec_env
 from shelm.files import write_atomic
-from shelm.ppo import train
-from shelm.runs import read_metrics, save_run_config
 
 TASKS = {
     "minigrid": "MiniGrid-MemoryS7-v0",
@@ -50,17 +47,6 @@ def env_steps_per_second(env_id: str, n_envs: int, steps: int) -> tuple[float, t
     return n_envs * steps / elapsed, tuple(obs.shape[1:])
 
 
-def training_sps(env_id: str, iterations: int, threads: int) -> float:
-    config, applied = resolve_config(env_id, "cnn", {"torch_threads": threads, "n_steps": 128, "n_envs": 16})
-    config.total_steps = iterations * config.batch_size
-    with tempfile.TemporaryDirectory() as tmp:
-        run_dir = Path(tmp)
-        save_run_config(run_dir, config, applied, command="benchmarks/envs.py")
-        train(config, run_dir)
-        rows = read_metrics(run_dir)
-    return float(np.mean([row["sps"] for row in rows[1:]]))  # the first iteration includes start-up
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--suites", default=",".join(TASKS), help="comma-separated suites (default: all)")
@@ -82,7 +68,9 @@ def main() -> None:
     for suite in args.suites.split(","):
         env_id = TASKS[suite]
         raw, shape = env_steps_per_second(env_id, args.n_envs, args.env_steps)
-        sps = training_sps(env_id, args.train_iterations, args.threads)
+        settings = {"torch_threads": args.threads, "n_steps": 128, "n_envs": 16}
+        settings["total_steps"] = args.train_iterations * 128 * 16
+        sps = training_sps(env_id, "cnn", settings, "benchmarks/envs.py")
         frame = "x".join(str(n) for n in shape)
         lines.append(f"| {suite} | {env_id} | {frame} | {raw:,.0f} | {sps:,.0f} | {sps / raw:.2f} |")
         print(lines[-1], flush=True)

@@ -18,22 +18,19 @@ import argparse
 import os
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from training import iteration_seconds, training_rows
 
-from shelm.agents import resolve_config
 from shelm.envs import make_vec_env
 from shelm.files import write_atomic
 from shelm.memory.imagenet import ImageNetRetriever
 from shelm.memory.retrieval import top_k
 from shelm.memory.symbolic import SymbolicRetriever
-from shelm.ppo import train
 from shelm.precision import cpu_flags, cpu_model, native_bf16
-from shelm.runs import read_metrics
 
 AGENTS = [
     ("cnn", {}),
@@ -55,15 +52,12 @@ PIXEL_PAIRS = [
 ]
 
 
-def training_sps(env_id: str, agent: str, steps: int, extra: dict) -> tuple[float, float | None]:
-    """(SPS, mean memo hit rate) over all iterations but the first."""
-    with tempfile.TemporaryDirectory() as tmp:
-        config, _ = resolve_config(env_id, agent, {"total_steps": steps, "checkpoint_every": 10**9, **extra})
-        train(config, Path(tmp))
-        rows = read_metrics(Path(tmp))[1:]
-        sps = len(rows) * config.batch_size / sum(config.batch_size / r["sps"] for r in rows)
-        hits = [r["memo_hit_rate"] for r in rows if "memo_hit_rate" in r]
-        return sps, (float(np.mean(hits)) if hits else None)
+def sps_and_hit_rate(env_id: str, agent: str, steps: int, extra: dict) -> tuple[float, float | None]:
+    """(SPS, mean memo hit rate) over all iterations but the first, of a run with the paper preset under `extra`."""
+    config, rows = training_rows(env_id, agent, {"total_steps": steps, **extra}, "benchmarks/shelm_family.py")
+    seconds = iteration_seconds(config, rows)
+    hits = [r["memo_hit_rate"] for r in rows[1:] if "memo_hit_rate" in r]
+    return len(seconds) * config.batch_size / sum(seconds), (float(np.mean(hits)) if hits else None)
 
 
 def random_play(env_id: str, n_envs: int, steps: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -127,7 +121,7 @@ def part_a(args: argparse.Namespace) -> list[str]:
     cnn_sps = None
     for agent, extra in AGENTS:
         settings = extra if agent == "cnn" else {**extra, "lm_layers": args.lm_layers}
-        sps, hits = training_sps(args.env, agent, steps, settings)
+        sps, hits = sps_and_hit_rate(args.env, agent, steps, settings)
         cnn_sps = cnn_sps or sps
         name = agent + "".join(f" {k}={v}" for k, v in extra.items())
         hit_text = "-" if hits is None else f"{hits:.1%}"
@@ -178,8 +172,8 @@ def part_c(args: argparse.Namespace) -> list[str]:
         steps = args.train_iterations * settings.get("n_envs", 16) * settings.get("n_steps", 128)
         runs: dict[str, list[tuple[float, float | None]]] = {"baseline": [], "regions": []}
         for _ in range(args.rounds):
-            runs["baseline"].append(training_sps(env_id, "shelm", steps, {**settings, **baseline}))
-            runs["regions"].append(training_sps(env_id, "shelm", steps, {**settings, **pixels}))
+            runs["baseline"].append(sps_and_hit_rate(env_id, "shelm", steps, {**settings, **baseline}))
+            runs["regions"].append(sps_and_hit_rate(env_id, "shelm", steps, {**settings, **pixels}))
         medians = {arm: statistics.median(sps for sps, _ in measured) for arm, measured in runs.items()}
         ratios = [r[0] / b[0] for b, r in zip(runs["baseline"], runs["regions"], strict=True)]
         for arm, extra in (("baseline", baseline), ("regions", pixels)):

@@ -46,7 +46,6 @@ import platform
 import shlex
 import statistics
 import sys
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
@@ -61,12 +60,10 @@ from sps_vs_sb3 import RolloutClock, cpu_model, load_average, markdown_table
 from stable_baselines3 import PPO
 from stable_baselines3.common.env_util import make_atari_env
 from stable_baselines3.common.vec_env import VecFrameStack
+from training import iteration_seconds, training_rows
 
-from shelm.config import TrainConfig
 from shelm.files import write_atomic
-from shelm.ppo import train
 from shelm.precision import BF16_CPU_FLAGS, cpu_flags, native_bf16
-from shelm.runs import read_metrics
 
 gym.register_envs(ale_py)
 GAME = "ALE/Pong-v5"
@@ -88,28 +85,21 @@ Measure = Callable[[int, int], list[float]]
 
 
 def measure_shelm(agent: str, settings: dict[str, object], warmup: int, iterations: int) -> list[float]:
-    config = TrainConfig(
-        env_id=f"ale_py:{GAME}",
-        agent=agent,
-        preset="none",
-        seed=SEED,
-        total_steps=BATCH * (warmup + iterations),
-        n_envs=N_ENVS,
-        n_steps=N_STEPS,
-        n_epochs=N_EPOCHS,
-        n_minibatches=BATCH // MINIBATCH,
-        lr=LR,
-        clip_coef=CLIP,
-        device="cpu",
-        checkpoint_every=10**9,  # only the final checkpoint, which is outside the timed iterations
+    shared = {
+        "preset": "none",
+        "seed": SEED,
+        "total_steps": BATCH * (warmup + iterations),
+        "n_envs": N_ENVS,
+        "n_steps": N_STEPS,
+        "n_epochs": N_EPOCHS,
+        "n_minibatches": BATCH // MINIBATCH,
+        "lr": LR,
+        "clip_coef": CLIP,
+        "device": "cpu",
         **SHARED_PPO,
-        **settings,  # type: ignore[arg-type]
-    )
-    config.validate()
-    with tempfile.TemporaryDirectory(prefix="shelm-atari-sps-") as run_dir:
-        train(config, Path(run_dir))
-        rows = read_metrics(Path(run_dir))
-    return [config.batch_size / row["sps"] for row in rows[warmup:]]
+    }
+    config, rows = training_rows(f"ale_py:{GAME}", agent, {**shared, **settings}, "benchmarks/sps_atari_vs_sb3.py")
+    return iteration_seconds(config, rows, warmup)
 
 
 def measure_sb3(warmup: int, iterations: int) -> list[float]:

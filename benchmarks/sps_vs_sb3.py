@@ -4,7 +4,7 @@ What it measures: environment steps per second of wall time for PPO training (ro
 PPO update together) on MiniGrid-MemoryS11-v0 as shelm sees it (`shelm.envs.make_env`, the 56x56x3 RGB
 partial view), for six rows:
 
-  shelm-cnn          shelm's CNN-PPO (`shelm.ppo.train`, agent "cnn")
+  shelm-cnn          shelm's CNN-PPO (agent "cnn", started as `shelm train` starts a run: benchmarks/training.py)
   shelm-lstm         shelm's Impala-PPO (agent "lstm")
   sb3-ppo            stable_baselines3.PPO("CnnPolicy"), default NatureCNN
   sb3-ppo-shelmcnn   stable_baselines3.PPO with shelm's CNN encoder as features extractor: the same network
@@ -47,7 +47,6 @@ import platform
 import shlex
 import statistics
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -67,14 +66,12 @@ from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from torch import nn
+from training import iteration_seconds, training_rows
 
 from shelm.agents.encoders import CNNEncoder
-from shelm.config import TrainConfig
 from shelm.envs import make_env
 from shelm.files import write_atomic
-from shelm.ppo import train
 from shelm.precision import cpu_model
-from shelm.runs import read_metrics
 
 ENV_ID = "MiniGrid-MemoryS11-v0"
 TILE_SIZE = 8
@@ -96,27 +93,22 @@ Measure = Callable[[int, int], list[float]]
 
 
 def measure_shelm(agent: str, warmup: int, iterations: int) -> list[float]:
-    config = TrainConfig(
-        env_id=ENV_ID,
-        agent=agent,
-        seed=SEED,
-        total_steps=BATCH * (warmup + iterations),
-        n_envs=N_ENVS,
-        minigrid_tile_size=TILE_SIZE,
-        n_steps=N_STEPS,
-        n_epochs=N_EPOCHS,
-        n_minibatches=N_MINIBATCHES,
-        lr=LR,
-        clip_coef=CLIP,
-        device="cpu",
-        checkpoint_every=10**9,  # only the final checkpoint, which is outside the timed iterations
+    settings = {
+        "preset": "none",
+        "seed": SEED,
+        "total_steps": BATCH * (warmup + iterations),
+        "n_envs": N_ENVS,
+        "minigrid_tile_size": TILE_SIZE,
+        "n_steps": N_STEPS,
+        "n_epochs": N_EPOCHS,
+        "n_minibatches": N_MINIBATCHES,
+        "lr": LR,
+        "clip_coef": CLIP,
+        "device": "cpu",
         **SHARED_PPO,
-    )
-    config.validate()
-    with tempfile.TemporaryDirectory(prefix="shelm-sps-") as run_dir:
-        train(config, Path(run_dir))
-        rows = read_metrics(Path(run_dir))
-    return [config.batch_size / row["sps"] for row in rows[warmup:]]
+    }
+    config, rows = training_rows(ENV_ID, agent, settings, "benchmarks/sps_vs_sb3.py")
+    return iteration_seconds(config, rows, warmup)
 
 
 class RolloutClock(BaseCallback):

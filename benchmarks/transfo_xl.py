@@ -26,13 +26,11 @@ import time
 from pathlib import Path
 
 import torch
+from training import training_sps
 
-from shelm.config import TrainConfig
 from shelm.files import write_atomic
 from shelm.memory.transfo_xl import TransfoXL, TransfoXLConfig, TransfoXLMemory
 from shelm.memory.weights import load_language_model, load_tokenizer
-from shelm.ppo import train
-from shelm.runs import read_metrics
 
 WT103 = {
     "model_type": "transfo-xl",
@@ -155,30 +153,14 @@ def part_c(directory: Path) -> list[str]:
     return [*lines, ""]
 
 
-def training_sps(lm: str, args: argparse.Namespace) -> float:
-    """HELM on MiniGrid-MemoryS11-v0 with shelm's defaults (16 envs, 128-step rollouts), mem_len 255; the first
-    iteration (loading, warm-up) is dropped."""
-    with tempfile.TemporaryDirectory() as tmp:
-        config = TrainConfig(
-            env_id="MiniGrid-MemoryS11-v0",
-            agent="helm",
-            total_steps=args.train_iterations * 16 * 128,
-            checkpoint_every=10**9,
-            lm=lm,
-            mem_len=255,
-            torch_threads=args.threads,
-        )
-        train(config, Path(tmp))
-        rows = read_metrics(Path(tmp))[1:]
-        return sum(config.batch_size for _ in rows) / sum(config.batch_size / r["sps"] for r in rows)
-
-
 def part_d(directory: Path, args: argparse.Namespace) -> list[str]:
     lines = ["### (d) HELM training SPS on MiniGrid-MemoryS11-v0 (16 envs, 128-step rollouts, mem_len 255)", ""]
     lines += ["| lm | SPS |", "|---|---|"]
     sps = {}
     for name, lm in (("TransformerXL, wt103 shape", f"transfo-xl:{directory}"), ("smollm2 (default)", "smollm2")):
-        sps[name] = training_sps(lm, args)
+        settings = {"preset": "none", "total_steps": args.train_iterations * 16 * 128, "lm": lm, "mem_len": 255}
+        settings["torch_threads"] = args.threads  # shelm's defaults otherwise: 16 envs, 128-step rollouts
+        sps[name] = training_sps("MiniGrid-MemoryS11-v0", "helm", settings, "benchmarks/transfo_xl.py")
         lines.append(f"| {name} | {sps[name]:.1f} |")
     return [*lines, ""]
 

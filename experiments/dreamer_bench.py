@@ -22,9 +22,10 @@ from pathlib import Path
 
 import torch
 
-from shelm.agents import get_agent_spec
 from shelm.cli import main
+from shelm.dreamer import DREAMER
 from shelm.runs import read_metrics
+from shelm.trainers import trainer_of
 
 AGENTS = {
     "cnn": [],
@@ -67,7 +68,7 @@ def main_bench() -> None:
         for agent in args.agents.split(","):
             settings = AGENTS[agent]
             steps = args.ppo_steps
-            if get_agent_spec(agent).trainer == "dreamer":
+            if trainer_of(agent) is DREAMER:
                 starts = args.dreamer_learning_starts  # its first row then closes the prefill and pre-training
                 settings = [
                     *settings,

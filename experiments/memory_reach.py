@@ -36,6 +36,7 @@ from minigrid.core.constants import OBJECT_TO_IDX
 
 from shelm.agents import get_agent_spec
 from shelm.config import parse_overrides
+from shelm.envs import probe_env
 from shelm.errors import ShelmError
 from shelm.files import write_json_atomic
 from shelm.memory import FrozenMemory
@@ -149,12 +150,12 @@ def main() -> None:
     print("| LM blocks | probe accuracy at the last sighting | at the decision (sighting inside the window) |")
     print("|---|---|---|")
     spec = get_agent_spec(config.agent)
-    obs_shape = tuple(recording.calls[0][0].shape[1:])
+    probe = probe_env(config)  # what the memory reads of the env (its frames' shape, frames to calibrate on)
     own = torch.stack(recording.outputs)
     rows: list[dict[str, Any]] = []
     for layers in args.layers:
         variant = dataclasses.replace(config, **overrides, lm_layers=layers, lm_compile="false")
-        memory = spec.build_memory(variant, obs_shape, recording.device)
+        memory = spec.build_memory(variant, probe, recording.device)
         memory.load_state_dict(recording.memory.state_dict())
         outputs = replay(recording, memory)
         row: dict[str, Any] = {"lm_layers": layers}

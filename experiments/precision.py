@@ -3,11 +3,11 @@
     python experiments/precision.py --env MiniGrid-DoorKey-5x5-v0 --agent cnn --steps 100000 --seeds 0 1 2 \\
         --out runs/precision --set preset=none --jobs 2
 
-Each (precision, seed) is an ordinary run under OUT/PRECISION-seedSEED, trained through the normal trainer; a
-run already complete with the same config is read back instead of trained again. The markdown printed at the
-end gives, per precision, each seed's final success_rate and return_mean (the mean of its last 5 metrics rows,
-each itself a mean over the last `stats_window` episodes), their mean and seed-to-seed range, the wall-clock
-steps per second (steps / the trainer's summed iteration time), and whether the bfloat16 mean lies inside the
+Each (precision, seed) is an ordinary run under OUT/PRECISION-seedSEED, started through the run plan as `shelm train`
+starts one (`shelm.trainers`); a run already complete with the same config is read back instead of trained again. The
+markdown printed at the end gives, per precision, each seed's final success_rate and return_mean (the mean of its last 5
+metrics rows, each itself a mean over the last `stats_window` episodes), their mean and seed-to-seed range, the
+wall-clock steps per second (steps / the trainer's summed iteration time), and whether the bfloat16 mean lies inside the
 range of the float32 seeds: if it does, precision moves the result less than the choice of seed does.
 """
 
@@ -24,8 +24,8 @@ from typing import Any
 
 from shelm.agents import resolve_config
 from shelm.config import TrainConfig, parse_overrides
-from shelm.ppo import train
-from shelm.runs import create_run_dir, load_run_config, read_metrics, save_run_config
+from shelm.runs import load_run_config, read_metrics
+from shelm.trainers import plan_run
 
 PRECISIONS = ("float32", "bfloat16")
 FINAL_ROWS = 5
@@ -41,13 +41,11 @@ def is_complete(run_dir: Path, config: TrainConfig) -> bool:
 
 
 def train_one(env_id: str, agent: str, overrides: dict[str, Any], precision: str, seed: int, run_dir: Path) -> None:
-    """Train one (precision, seed) run into `run_dir` (in a worker process), unless it is already complete."""
-    config, preset_applied = resolve_config(env_id, agent, {**overrides, "precision": precision, "seed": seed})
-    if is_complete(run_dir, config):
-        return
-    create_run_dir(run_dir, force=True)  # a partial or stale run of this experiment is replaced
-    save_run_config(run_dir, config, preset_applied)
-    train(config, run_dir)
+    """Train one (precision, seed) run into `run_dir` (in a worker process), unless it is already complete; a
+    partial or stale run of this experiment there is replaced."""
+    plan = plan_run(env_id, agent, {**overrides, "precision": precision, "seed": seed})
+    if not is_complete(run_dir, plan.config):
+        plan.start(run_dir, force=True)
 
 
 def final(run_dir: Path) -> dict[str, float]:

@@ -7,9 +7,10 @@
     agent.reset()
     action = agent.act(obs, info)
 
-Nothing here is a second implementation. `train` is `shelm train` (the same config resolution, checks, run
-directory and trainer, `shelm.trainers`); `load` is what `shelm eval` loads (`shelm.evaluate.load_actors`: the
-PPO `Actor` over the run's `Policy`, or a DreamerV2 run's `DreamerActor`); `TrainedAgent.act` and `predict` drive
+Nothing here is a second implementation. `train` is `shelm train`: the same run plan (`shelm.trainers.RunPlan`:
+config resolution, the env's probe, the checks, the run directory and the trainer); `load` is what `shelm eval`
+loads (`shelm.evaluate.load_actors`, from the run's trainer: the PPO `Actor` over the run's `Policy`, or a
+DreamerV2 run's `DreamerActor`); `TrainedAgent.act` and `predict` drive
 that actor exactly as `shelm eval`'s environment loop does (`Actor.start`, `observe`, `decide`), so the same seeds
 give the same actions; `TrainedAgent.evaluate` is `shelm eval`.
 
@@ -38,26 +39,17 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from shelm.agents import get_agent_spec, resolve_config
+from shelm.agents import get_agent_spec
 from shelm.agents.policy import Decision
 from shelm.config import TrainConfig, parse_value
-from shelm.envs import make_env, make_vec_env, obs_preprocessing
+from shelm.envs import make_run_env, make_run_vec_env
 from shelm.envs.factory import EnvFactory, check_async, factory_given, factory_id, is_factory_id, not_given
 from shelm.errors import ShelmError
 from shelm.evaluate import EVAL_SEED_OFFSET, load_actors
 from shelm.evaluate import evaluate as evaluate_run
 from shelm.progress import TrainingProgress
-from shelm.runs import (
-    checkpoint_step,
-    create_run_dir,
-    default_run_dir,
-    load_run_config,
-    made_by_factory,
-    read_metrics,
-    save_run_config,
-)
-from shelm.trainers import check_buildable
-from shelm.trainers import train as train_run
+from shelm.runs import checkpoint_step, load_run_config, made_by_factory, read_metrics
+from shelm.trainers import plan_run, plan_saved_run, trainer_of
 
 __all__ = ["AgentState", "Run", "TrainedAgent", "load", "train"]
 
@@ -118,41 +110,39 @@ def train(
         return _resume(Path(resume), env, progress)
     if env is None or agent is None:
         raise ShelmError("shelm.train needs an env (an id or a factory) and agent=NAME, or resume=RUN_DIR")
-    spec = get_agent_spec(agent)
     overrides = _overrides(settings)
     for key, value in (("total_steps", steps), ("seed", seed)):
         if value is not None:
             overrides[key] = _setting(key, value)
     factory = None if isinstance(env, str) else env
-    if factory is not None and spec.trainer != "ppo":
+    if factory is not None and not trainer_of(agent).takes_env_factory:
         raise ShelmError(
             f"agent {agent} trains in a child process that builds its env from an id, so it cannot take a Python "
             "factory; register the env (gymnasium.register) and give its id, or 'module:EnvId'"
         )
     with _given(env) as env_id:
-        config, applied = resolve_config(env_id, agent, overrides)
-        if factory is not None and config.vectorization == "async":
+        plan = plan_run(env_id, agent, overrides)
+        if factory is not None and plan.config.vectorization == "async":
             check_async(factory)
-        check_buildable(config)
-        path = Path(run_dir) if run_dir is not None else default_run_dir(config)
-        create_run_dir(path, force=force)
-        command = _call_text(env, agent, steps, settings, seed, run_dir)
-        save_run_config(path, config, applied, command=command, env_factory=factory is not None)
-        train_run(config, path, progress=TrainingProgress(config.total_steps, 0, quiet=not progress))
-    return Run(path, config, factory)
+        path, _ = plan.start(
+            None if run_dir is None else Path(run_dir),
+            force=force,
+            command=_call_text(env, agent, steps, settings, seed, run_dir),
+            env_factory=factory is not None,
+            progress=TrainingProgress(plan.config.total_steps, 0, quiet=not progress),
+        )
+    return Run(path, plan.config, factory)
 
 
 def _resume(path: Path, env: Env | None, progress: bool) -> Run:
     if not path.is_dir():
         raise ShelmError(f"resume={path}: no such run directory")
     config = load_run_config(path)
-    get_agent_spec(config.agent).refuse_unless_ppo("resume", "start afresh: train a new run")
     factory = _factory_for(path, config, env)
     with _given(config.env_id if factory is None else factory):
         start = checkpoint_step(path, "latest")
         if start < config.total_steps:
-            shown = TrainingProgress(config.total_steps, start, quiet=not progress)
-            train_run(config, path, resume=True, progress=shown)
+            plan_saved_run(path).resume(path, TrainingProgress(config.total_steps, start, quiet=not progress))
     return Run(path, config, factory)
 
 
@@ -297,7 +287,7 @@ class TrainedAgent:
     def make_env(self, render_mode: str | None = None) -> gym.Env:
         """One env of the run, built as training and `shelm eval` build it (wrappers, frames, preprocessing)."""
         with _given(self._env):
-            return run_env(self.config, render_mode)
+            return make_run_env(self.config, render_mode)
 
     def make_vec_env(self, n_envs: int, render_mode: str | None = None) -> gym.vector.VectorEnv:
         """`n_envs` envs of the run in one synchronous vector env, as `shelm eval` builds them. Finished episodes
@@ -306,16 +296,7 @@ class TrainedAgent:
         if n_envs < 1:
             raise ShelmError(f"n_envs={n_envs}: play at least 1 env")
         with _given(self._env):
-            return make_vec_env(
-                self.config.env_id,
-                n_envs,
-                "sync",
-                self.config.minigrid_tile_size,
-                render_mode,
-                obs_key=self.config.obs_key,
-                env_kwargs=self.config.gym_kwargs,
-                preprocess=obs_preprocessing(self.config),
-            )
+            return make_run_vec_env(self.config, n_envs, "sync", render_mode)
 
     # --- acting ------------------------------------------------------------------------------------------
 
@@ -500,18 +481,6 @@ def batch_of_one(info: Mapping[str, Any]) -> dict[str, Any]:
     return batched
 
 
-def run_env(config: TrainConfig, render_mode: str | None = None) -> gym.Env:
-    """One env of a run, built as its training and `shelm eval` build it (a factory's must be given meanwhile)."""
-    return make_env(
-        config.env_id,
-        config.minigrid_tile_size,
-        render_mode,
-        obs_key=config.obs_key,
-        env_kwargs=config.gym_kwargs,
-        preprocess=obs_preprocessing(config),
-    )
-
-
 def load(run_dir: str | Path, checkpoint: str = "latest", *, env: Env | None = None) -> TrainedAgent:
     """The trained agent of a run directory (`shelm train`'s or `shelm.train`'s, PPO or DreamerV2), ready to act.
 
@@ -525,7 +494,7 @@ def load(run_dir: str | Path, checkpoint: str = "latest", *, env: Env | None = N
     factory = _factory_for(path, config, env)
     with _given(config.env_id if factory is None else factory):
         config, make_actor, state = load_actors(path, checkpoint)
-        probe = run_env(config)
-        spaces = probe.observation_space, probe.action_space
-        probe.close()
+        env = make_run_env(config)
+        spaces = env.observation_space, env.action_space
+        env.close()
     return TrainedAgent(path, config, checkpoint, make_actor, int(state["global_step"]), *spaces, factory)

@@ -11,13 +11,10 @@ import shlex
 import signal
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn
+from typing import Any, NoReturn
 
 from shelm.config import INSPECT_MAX_EPISODE_STEPS
 from shelm.errors import ShelmError
-
-if TYPE_CHECKING:
-    from shelm.config import TrainConfig
 
 QUICKSTART_ENV = "MiniGrid-Empty-5x5-v0"
 QUICKSTART_AGENT = "shelm"
@@ -278,15 +275,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _train_new(args: argparse.Namespace) -> tuple[Path, TrainConfig]:
-    from shelm.agents import get_agent_spec, resolve_config
+def _train_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The settings `shelm train`'s flags and `--set`s give, checked."""
     from shelm.config import format_env_kwargs, parse_overrides
-    from shelm.runs import create_run_dir, default_run_dir, save_run_config
-    from shelm.trainers import check_buildable
 
-    if not args.env or not args.agent:
-        raise ShelmError("train needs --env ID and --agent NAME (or --resume DIR)")
-    get_agent_spec(args.agent)
     overrides = parse_overrides(args.set)
     if args.track:
         overrides["track"] = True
@@ -295,18 +287,11 @@ def _train_new(args: argparse.Namespace) -> tuple[Path, TrainConfig]:
     for key, value in (("total_steps", args.steps), ("seed", args.seed), ("n_envs", args.n_envs)):
         if value is not None:
             overrides[key] = value
-    config, applied = resolve_config(args.env, args.agent, overrides)
-    check_buildable(config)
-    run_dir = args.run_dir or default_run_dir(config)
-    create_run_dir(run_dir, force=args.force)
-    save_run_config(run_dir, config, applied, command=args.command_line)
-    return run_dir, config
+    return overrides
 
 
-def _train_resume(args: argparse.Namespace) -> tuple[Path, TrainConfig]:
-    from shelm.agents import get_agent_spec
-    from shelm.runs import load_run_config
-
+def _check_resume(args: argparse.Namespace) -> None:
+    """`--resume DIR` takes nothing that would change the run: one line naming what to drop."""
     given = [
         f"--{k.replace('_', '-')}"
         for k in ("env", "agent", "steps", "seed", "n_envs", "run_dir", "track", "env_kwargs")
@@ -316,10 +301,7 @@ def _train_resume(args: argparse.Namespace) -> tuple[Path, TrainConfig]:
         raise ShelmError(f"--resume continues a run with its saved config; drop {', '.join(given) or '--set/--force'}")
     if not args.resume.is_dir():
         raise ShelmError(f"--resume {args.resume}: no such run directory")
-    config = load_run_config(args.resume)
-    get_agent_spec(config.agent).refuse_unless_ppo("--resume", "start afresh: train a new run")
     _refuse_factory_run(args.resume)
-    return args.resume, config
 
 
 def _refuse_factory_run(run_dir: Path) -> None:
@@ -335,18 +317,24 @@ def _refuse_factory_run(run_dir: Path) -> None:
 def cmd_train(args: argparse.Namespace) -> int:
     from shelm.agents import get_agent_spec
     from shelm.progress import TrainingProgress, fmt_metric
-    from shelm.runs import checkpoint_step
-    from shelm.trainers import train
+    from shelm.runs import checkpoint_step, load_run_config
+    from shelm.trainers import plan_run, plan_saved_run
 
-    run_dir, config = _train_resume(args) if args.resume else _train_new(args)
-    start = checkpoint_step(run_dir, "latest") if args.resume else 0
-    progress = TrainingProgress(config.total_steps, start, quiet=args.quiet)
-    if start >= config.total_steps:
-        progress.message(f"{run_dir} already finished its {config.total_steps} steps: `shelm eval {run_dir}`")
-        return 0
-    what = get_agent_spec(config.agent).label(config)
-    progress.message(f"training {what} on {config.env_id} for {config.total_steps} steps -> {run_dir}")
-    row = train(config, run_dir, resume=bool(args.resume), progress=progress)
+    if args.resume:
+        _check_resume(args)
+        run_dir, config = args.resume, load_run_config(args.resume)
+        progress = TrainingProgress(config.total_steps, checkpoint_step(run_dir, "latest"), quiet=args.quiet)
+        if progress.start_step >= config.total_steps:
+            progress.message(f"{run_dir} already finished its {config.total_steps} steps: `shelm eval {run_dir}`")
+            return 0
+        row = plan_saved_run(run_dir).resume(run_dir, progress)
+    else:
+        if not args.env or not args.agent:
+            raise ShelmError("train needs --env ID and --agent NAME (or --resume DIR)")
+        get_agent_spec(args.agent)
+        plan = plan_run(args.env, args.agent, _train_overrides(args))
+        progress = TrainingProgress(plan.config.total_steps, 0, quiet=args.quiet)
+        run_dir, row = plan.start(args.run_dir, force=args.force, command=args.command_line, progress=progress)
     summary = ", ".join(f"{key} {fmt_metric(row[key], '.3f')}" for key in ("return_mean", "success_rate"))
     progress.message(f"done: {row['global_step']} steps, {summary}; next: `shelm eval {run_dir}`")
     return 0
@@ -395,16 +383,16 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
-    from shelm.agents import get_agent_spec
     from shelm.inspect.page import inspect_run, print_summary
     from shelm.runs import load_run_config
+    from shelm.trainers import require_policy
 
     if args.episodes < 1:
         raise ShelmError(f"--episodes {args.episodes}: inspect at least 1 episode")
     if not (args.run_dir / "config.json").is_file():
         raise ShelmError(f"'{args.run_dir}' is not a shelm run directory (no config.json); give a `shelm train` output")
-    spec = get_agent_spec(load_run_config(args.run_dir).agent)
-    spec.refuse_unless_ppo("shelm inspect", f"have no memory or words to show: `shelm eval {args.run_dir}` plays it")
+    agent = load_run_config(args.run_dir).agent
+    require_policy(agent, "shelm inspect", f"have no memory or words to show: `shelm eval {args.run_dir}` plays it")
     _refuse_factory_run(args.run_dir)
     cap = INSPECT_MAX_EPISODE_STEPS if args.max_episode_steps is None else args.max_episode_steps
     summary = inspect_run(
@@ -415,17 +403,16 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
-    from shelm.agents import get_agent_spec
     from shelm.inspect.analyze import analyze, check_applies, compare, summary_lines
     from shelm.runs import load_run_config
+    from shelm.trainers import require_policy
 
     if len(args.run_dirs) > 1 and args.out is None:
         raise ShelmError(f"{len(args.run_dirs)} runs need --out DIR (each run gets DIR/RUN_NAME, comparisons DIR)")
     for run_dir in args.run_dirs:  # every run is checked before any work starts
         config = load_run_config(run_dir)
-        get_agent_spec(config.agent).refuse_unless_ppo(
-            "shelm analyze", f"it cannot read: `shelm eval {run_dir}` (also --perturb) plays it"
-        )
+        instead = f"it cannot read: `shelm eval {run_dir}` (also --perturb) plays it"
+        require_policy(config.agent, "shelm analyze", instead)
         _refuse_factory_run(run_dir)
         check_applies(args.what, config, run_dir)
     results = []

@@ -333,6 +333,14 @@ class TrainConfig:
     dreamer_log_every: int = field(
         default=1000, metadata=_doc("DreamerV2: environment steps between metrics rows (sheeprl logs every 5000)")
     )
+    dreamer_checkpoint_every: int = field(
+        default=10_000,
+        metadata=_doc(
+            "DreamerV2: environment steps between checkpoints, which a killed run continues from (`--resume`, a sweep "
+            "run again); the replay buffer is not kept, so a resumed run refills it by playing its policy for "
+            "dreamer_learning_starts steps before it trains again"
+        ),
+    )
 
     # --- bookkeeping
     precision: Literal["auto", "float32", "bfloat16"] = field(
@@ -388,6 +396,7 @@ class TrainConfig:
         positive += ["cnn_features", "actor_hidden", "critic_hidden", "lstm_hidden", "stats_window"]
         positive += ["checkpoint_every", "mem_len", "topk", "memo_size", "instruction_tokens", "region_pixels"]
         positive += ["dreamer_batch_size", "dreamer_sequence_length", "dreamer_buffer_size", "dreamer_log_every"]
+        positive += ["dreamer_checkpoint_every"]
         positive += ["trxl_layers", "trxl_heads", "trxl_dim", "trxl_memory_length", "obs_frame_stack"]
         for key in positive:
             if getattr(self, key) < 1:

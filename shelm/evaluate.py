@@ -2,76 +2,33 @@
 
 from __future__ import annotations
 
-import dataclasses
 import warnings
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import imageio.v2 as imageio
 import numpy as np
-import torch
 
 from shelm.acting import EnvLoop, EpisodeResult, EpisodeTracker, summarize
-from shelm.agents import get_agent_spec
-from shelm.agents.policy import Actor, Policy, build_policy
+from shelm.agents.policy import Policy
 from shelm.config import TrainConfig
-from shelm.envs import episode_step_limit, make_env, make_vec_env, obs_preprocessing, success_rule
+from shelm.envs import episode_step_limit, make_run_env, make_run_vec_env, success_rule
 from shelm.envs.perturbations import Perturbation, Perturber
 from shelm.errors import ShelmError
+from shelm.ppo import ppo_actor
 from shelm.progress import PlayProgress, cap_text
-from shelm.runs import checkpoint_path, load_checkpoint, load_run_config
+from shelm.runs import load_run_config
+from shelm.trainers import MakeActor, trainer_of
 
 MODES = ("greedy", "sampled")
 # Evaluation seeds start far from the training seeds (seed + env index + resume offsets).
 EVAL_SEED_OFFSET = 1_000_000_000
 
 
-def load_policy(run_dir: Path, checkpoint: str = "latest") -> tuple[TrainConfig, Policy, dict[str, Any]]:
-    """The run's config, its policy with the checkpoint's weights, and the checkpoint's trainer state."""
-    config = load_run_config(run_dir)
-    path = checkpoint_path(run_dir, checkpoint)
-    if path is None:
-        raise ShelmError(f"run '{run_dir}' has no '{checkpoint}' checkpoint yet; train it longer or resume it")
-    envs = make_vec_env(
-        config.env_id,
-        1,
-        "sync",
-        config.minigrid_tile_size,
-        obs_key=config.obs_key,
-        env_kwargs=config.gym_kwargs,
-        preprocess=obs_preprocessing(config),
-    )
-    shape, n_actions = envs.single_observation_space.shape, int(envs.single_action_space.n)
-    envs.close()
-    # Evaluation, inspection and the analyses play a few episodes, too few to pay for compiling the LM step.
-    playing = dataclasses.replace(config, lm_compile="false") if config.lm_compile == "auto" else config
-    policy = build_policy(playing, shape, n_actions)
-    state = load_checkpoint(path, config, policy.agent, optimizer=None, memory=policy.memory)
-    policy.agent.eval()
-    return config, policy, state
-
-
-MakeActor = Callable[[int, int, bool], Any]
-"""(n_envs, seed, greedy) -> an actor for `EnvLoop`: a PPO `Actor`, or another trainer's (`DreamerActor`)."""
-
-
 def load_actors(run_dir: Path, checkpoint: str = "latest") -> tuple[TrainConfig, MakeActor, dict[str, Any]]:
-    """The run's config, a maker of actors playing its checkpoint, and the checkpoint's trainer state, for whichever
-    trainer trained it."""
-    config = load_run_config(run_dir)
-    if get_agent_spec(config.agent).trainer == "dreamer":
-        from shelm.dreamer import load_player
-
-        config, player, state = load_player(run_dir, checkpoint)
-        return config, player.actor, state
-    config, policy, state = load_policy(run_dir, checkpoint)
-    return config, lambda n_envs, seed, greedy: ppo_actor(policy, n_envs, seed, greedy), state
-
-
-def ppo_actor(policy: Policy, n_envs: int, seed: int, greedy: bool) -> Actor:
-    """A PPO actor sampling from its own generator seeded with `seed`: evaluation is reproducible."""
-    return Actor(policy, n_envs, torch.Generator(device=policy.device).manual_seed(seed), greedy=greedy)
+    """The run's config, a maker of actors playing its checkpoint, and the checkpoint's trainer state, from the
+    trainer that trained it."""
+    return trainer_of(load_run_config(run_dir).agent).load_actors(run_dir, checkpoint)
 
 
 def run_episodes(
@@ -96,17 +53,7 @@ def run_episodes(
     n_envs = min(episodes, 8)
     targets = np.array([episodes // n_envs + (i < episodes % n_envs) for i in range(n_envs)])
     render_mode = "rgb_array" if record else None
-    envs = make_vec_env(
-        config.env_id,
-        n_envs,
-        "sync",
-        config.minigrid_tile_size,
-        render_mode,
-        config.obs_key,
-        config.gym_kwargs,
-        obs_preprocessing(config),
-        max_episode_steps,
-    )
+    envs = make_run_vec_env(config, n_envs, "sync", render_mode, max_episode_steps)
     frames: list[np.ndarray] = []
     actor = ppo_actor(policy, n_envs, seed, greedy) if isinstance(policy, Policy) else policy(n_envs, seed, greedy)
     tracker = EpisodeTracker(n_envs, None, success_rule(config.env_id))
@@ -154,13 +101,7 @@ def step_cap(max_episode_steps: int | None) -> int | None:
 def own_step_limit(config: TrainConfig) -> int | None:
     """The most steps an episode of the run's env lasts by the env's own rule, where it tells
     (`shelm.envs.episode_step_limit`): what a command without a step cap may have to play through."""
-    env = make_env(
-        config.env_id,
-        config.minigrid_tile_size,
-        obs_key=config.obs_key,
-        env_kwargs=config.gym_kwargs,
-        preprocess=obs_preprocessing(config),
-    )
+    env = make_run_env(config)
     try:
         return episode_step_limit(env)
     finally:

@@ -1,6 +1,6 @@
 """The one PPO trainer of every shelm agent.
 
-`train(config, run_dir)` reads top to bottom: build envs, the frozen memory (if the agent has one) and the
+`train(config, probe, run_dir)` reads top to bottom: build envs, the frozen memory (if the agent has one) and the
 trainable agent; then per iteration collect a rollout, compute GAE returns, run the clipped-objective
 update, log and checkpoint. Agents differ only in their memory module and trainable parts:
 - the frozen memory is called once per environment step, under no_grad, and its output is stored in the
@@ -15,6 +15,7 @@ state carried between steps and the optimizer state are all float32 (the paramet
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import resource
 import sys
@@ -30,12 +31,14 @@ from torch.distributions import Categorical
 from torch.utils.tensorboard import SummaryWriter
 
 from shelm.acting import EnvLoop, EpisodeTracker
-from shelm.agents import Agent
+from shelm.agents import ANY_AGENT_ANALYSES, LM_ANALYSES, AgentSpec
+from shelm.agents.base import Agent
 from shelm.agents.policy import Actor, Policy, build_policy, generator_continuing_global
 from shelm.config import TrainConfig
-from shelm.envs import make_env, make_vec_env, obs_preprocessing, success_rule
+from shelm.envs import make_run_vec_env, probe_env, success_rule
 from shelm.errors import ShelmError
 from shelm.precision import autocast
+from shelm.probe import EnvProbe
 from shelm.progress import TrainingProgress
 from shelm.rollout import (
     Minibatch,
@@ -49,7 +52,9 @@ from shelm.runs import (
     append_metrics,
     checkpoint_path,
     load_checkpoint,
+    load_run_config,
     remove_partial_writes,
+    restore_generators,
     save_checkpoint,
     truncate_metrics,
 )
@@ -81,22 +86,12 @@ def peak_rss_mb() -> float:
     return peak / 2**20 if sys.platform == "darwin" else peak / 2**10  # bytes on macOS, KiB elsewhere
 
 
-def check_buildable(config: TrainConfig) -> None:
-    """Build the env and the policy once, so that a bad env id, model path or memory setting is refused before a
-    run writes anything (the language model load is cached for the real run); then refuse a run whose memory would
-    not fit the machine (`memory_estimate`), before any of it is allocated."""
-    env = make_env(
-        config.env_id,
-        config.minigrid_tile_size,
-        obs_key=config.obs_key,
-        env_kwargs=config.gym_kwargs,
-        preprocess=obs_preprocessing(config),
-    )
-    try:
-        policy = build_policy(config, env.observation_space.shape, int(env.action_space.n))
-    finally:
-        env.close()
-    needed = memory_estimate(config, env.observation_space.shape, policy)
+def check_buildable(config: TrainConfig, probe: EnvProbe) -> None:
+    """Build the policy once for the env `probe` looked at, so that a bad model path or memory setting is refused
+    before a run writes anything (the language model load is cached for the real run); then refuse a run whose
+    memory would not fit the machine (`memory_estimate`), before any of it is allocated."""
+    policy = build_policy(config, probe)
+    needed = memory_estimate(config, probe.obs_shape, policy)
     if policy.device.type == "cuda":  # the rollout stays in host memory; the windows and the agent live on the GPU
         on_gpu = {name: size for name, size in needed.items() if name != "rollout"}
         refuse_if_larger(on_gpu, torch.cuda.mem_get_info(policy.device)[0], "GPU memory")
@@ -328,9 +323,14 @@ def _trainer_state(
 
 
 def train(
-    config: TrainConfig, run_dir: Path, resume: bool = False, progress: TrainingProgress | None = None
+    config: TrainConfig,
+    probe: EnvProbe,
+    run_dir: Path,
+    resume: bool = False,
+    progress: TrainingProgress | None = None,
 ) -> dict[str, Any]:
-    """Train (or continue training) the agent of `config` into `run_dir`; return the last metrics row.
+    """Train (or continue training) the agent of `config` into `run_dir`; return the last metrics row. `probe` is
+    the run's look at its env, which the frozen memory reads.
 
     `run_dir` must already hold config.json (see `shelm.runs`). With `resume`, the latest checkpoint is
     loaded and metrics past it are dropped, so the step column stays continuous.
@@ -339,17 +339,8 @@ def train(
         torch.set_num_threads(config.torch_threads)
     torch.manual_seed(config.seed)
     np.random.seed(config.seed)
-    envs = make_vec_env(
-        config.env_id,
-        config.n_envs,
-        config.vectorization,
-        config.minigrid_tile_size,
-        obs_key=config.obs_key,
-        env_kwargs=config.gym_kwargs,
-        preprocess=obs_preprocessing(config),
-    )
-    obs_shape = envs.single_observation_space.shape
-    policy = build_policy(config, obs_shape, int(envs.single_action_space.n))
+    envs = make_run_vec_env(config, config.n_envs, config.vectorization)
+    policy = build_policy(config, probe)
     agent = policy.agent
     optimizer = torch.optim.AdamW(
         agent.parameters(), lr=config.lr, eps=config.adam_eps, weight_decay=config.weight_decay, fused=True
@@ -375,7 +366,14 @@ def train(
         truncate_metrics(run_dir, global_step)
     # Episodes in flight at the checkpoint are lost; a resumed run starts fresh ones from new seeds.
     collector.loop.reset(seed=config.seed + 1_000_003 * start_iteration)
+    # Minibatches are cut with a generator of their own. A resumed run continues the actor's generator and this one
+    # where the checkpoint left them, so it draws what an uninterrupted run would from the same state (a checkpoint
+    # written before it saved them leaves the actor's where building the networks left the global one, and this
+    # one seeded with seed + iteration).
     generator = torch.Generator().manual_seed(config.seed + start_iteration)
+    generators = {"actor": actor.generator, "minibatches": generator}
+    if latest is not None:
+        restore_generators(latest, generators)
 
     writer = SummaryWriter(str(run_dir), purge_step=global_step + 1 if resume else None)
     tracker = WandbTracker(config, run_dir) if config.track else None
@@ -430,11 +428,67 @@ def train(
                     best = row["return_mean"] if improved else best
                     state = _trainer_state(config, global_step, iteration + 1, best, elapsed, collector)
                     if improved:
-                        save_checkpoint(run_dir, "best", agent, optimizer, state, policy.memory)
-                    save_checkpoint(run_dir, "latest", agent, optimizer, state, policy.memory)
+                        save_checkpoint(run_dir, "best", agent, optimizer, state, policy.memory, generators)
+                    save_checkpoint(run_dir, "latest", agent, optimizer, state, policy.memory, generators)
     finally:
         writer.close()
         if tracker is not None:
             tracker.finish()
         envs.close()
     return row
+
+
+# --- playing a trained run ---------------------------------------------------------------------------------
+
+
+def load_policy(run_dir: Path, checkpoint: str = "latest") -> tuple[TrainConfig, Policy, dict[str, Any]]:
+    """The run's config, its policy with the checkpoint's weights, and the checkpoint's trainer state."""
+    config = load_run_config(run_dir)
+    path = checkpoint_path(run_dir, checkpoint)
+    if path is None:
+        raise ShelmError(f"run '{run_dir}' has no '{checkpoint}' checkpoint yet; train it longer or resume it")
+    # Evaluation, inspection and the analyses play a few episodes, too few to pay for compiling the LM step.
+    playing = dataclasses.replace(config, lm_compile="false") if config.lm_compile == "auto" else config
+    policy = build_policy(playing, probe_env(config))
+    state = load_checkpoint(path, config, policy.agent, optimizer=None, memory=policy.memory)
+    policy.agent.eval()
+    return config, policy, state
+
+
+def ppo_actor(policy: Policy, n_envs: int, seed: int, greedy: bool) -> Actor:
+    """A PPO actor sampling from its own generator seeded with `seed`: evaluation is reproducible."""
+    return Actor(policy, n_envs, torch.Generator(device=policy.device).manual_seed(seed), greedy=greedy)
+
+
+class PPOTrainer:
+    """shelm's PPO as a trainer (`shelm.trainers`): it trains every agent whose spec builds a policy (`build`),
+    resumes its runs from their latest checkpoint, and plays them through an `Actor` over their `Policy`, whose
+    memory `shelm inspect` and the analyses read."""
+
+    label = "shelm's PPO"
+    reads_policy = True
+    takes_env_factory = True
+
+    def check(self, config: TrainConfig, probe: EnvProbe) -> None:
+        check_buildable(config, probe)
+
+    def train(
+        self, config: TrainConfig, probe: EnvProbe, run_dir: Path, progress: TrainingProgress | None = None
+    ) -> dict[str, Any]:
+        return train(config, probe, run_dir, resume=False, progress=progress)
+
+    def resume(
+        self, config: TrainConfig, probe: EnvProbe, run_dir: Path, progress: TrainingProgress | None = None
+    ) -> dict[str, Any]:
+        return train(config, probe, run_dir, resume=True, progress=progress)
+
+    def load_actors(self, run_dir: Path, checkpoint: str = "latest") -> tuple[TrainConfig, Any, dict[str, Any]]:
+        config, policy, state = load_policy(run_dir, checkpoint)
+        return config, lambda n_envs, seed, greedy: ppo_actor(policy, n_envs, seed, greedy), state
+
+    def analyses(self, spec: AgentSpec) -> tuple[str, ...]:
+        """Those that read a language-model memory where the agent has one, and those every policy supports."""
+        return (LM_ANALYSES if spec.has_language_model else ()) + ANY_AGENT_ANALYSES
+
+
+PPO = PPOTrainer()

@@ -6,7 +6,8 @@ RUN_DIR/
   metrics.jsonl          one JSON object per PPO iteration
   events.out.tfevents.*  TensorBoard
   checkpoints/latest/    model.safetensors (trainable weights)
-                         trainer.safetensors (optimizer moments, RNG state)
+                         trainer.safetensors (optimizer moments; the states of torch's generator, of the actor's,
+                         which draws every action, and of the one that shuffles minibatches)
                          trainer.json (step, normaliser, episode window, optimizer settings)
   checkpoints/best/      the same, at the best return_mean so far
 ```
@@ -26,6 +27,7 @@ import shlex
 import shutil
 import sys
 import tempfile
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
@@ -213,8 +215,10 @@ def save_checkpoint(
     optimizer: torch.optim.Optimizer,
     trainer: dict[str, Any],
     memory: FrozenMemory | None = None,
+    generators: Mapping[str, torch.Generator] | None = None,
 ) -> None:
-    """Write checkpoints/NAME/ whole, then swap it in for the previous one.
+    """Write checkpoints/NAME/ whole, then swap it in for the previous one. `generators` are the trainer's own
+    random generators by name (`restore_generators` gives them back), saved beside torch's global one.
 
     A frozen memory contributes its identity (model source and weight hash, settings) to trainer.json and
     its construction-time tensors (e.g. FrozenHopfield's projection) to memory.safetensors; the frozen
@@ -229,6 +233,8 @@ def save_checkpoint(
         save_file(model, staging / "model.safetensors", metadata={"global_step": step})
         opt_tensors, opt_info = _optimizer_tensors(optimizer)
         opt_tensors["rng.torch"] = torch.get_rng_state()
+        for generator_name, generator in (generators or {}).items():
+            opt_tensors[f"rng.{generator_name}"] = generator.get_state()
         save_file(opt_tensors, staging / "trainer.safetensors", metadata={"global_step": step})
         info = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, **trainer, "optimizer": opt_info}
         if memory is not None:
@@ -241,15 +247,36 @@ def save_checkpoint(
             with file.open("rb") as f:
                 os.fsync(f.fileno())
         staging.chmod(0o755)
-        target, old = root / name, root / f".{name}.old"
-        shutil.rmtree(old, ignore_errors=True)
-        if target.exists():
-            os.rename(target, old)
-        os.rename(staging, target)
-        shutil.rmtree(old, ignore_errors=True)
+        swap_in(staging, root / name)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+
+
+def swap_in(staging: Path, target: Path) -> None:
+    """Replace the checkpoint directory `target` with the complete directory `staging`. Between the two renames the
+    previous one is `.NAME.old`, which `checkpoint_path` and `remove_partial_writes` take for `NAME`."""
+    old = target.parent / f".{target.name}.old"
+    shutil.rmtree(old, ignore_errors=True)
+    if target.exists():
+        os.rename(target, old)
+    os.rename(staging, target)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def restore_generators(path: Path, generators: Mapping[str, torch.Generator]) -> None:
+    """Give each of `generators` the state the checkpoint at `path` saved under its name (`save_checkpoint`); a
+    generator the checkpoint has no state for (one written before it saved them) keeps its own."""
+    try:
+        saved = load_file(path / "trainer.safetensors")
+        for name, generator in generators.items():
+            if f"rng.{name}" in saved:
+                generator.set_state(saved[f"rng.{name}"])
+    except (SafetensorError, OSError, RuntimeError) as exc:
+        raise ShelmError(
+            f"checkpoint '{path}' has a damaged generator state ({type(exc).__name__}); retrain, or point at the run "
+            "directory that wrote it"
+        ) from None
 
 
 def checkpoint_path(run_dir: Path, name: str) -> Path | None:

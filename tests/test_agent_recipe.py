@@ -16,6 +16,7 @@ from shelm.agents.cnn import CNNAgent
 from shelm.cli import main
 from shelm.config import TrainConfig
 from shelm.memory.base import FrozenLanguageModel, LanguageModelMemoryBase, frozen_language_model
+from shelm.probe import EnvProbe
 from shelm.runs import read_metrics
 
 
@@ -42,7 +43,7 @@ class BrightnessMemory(LanguageModelMemoryBase[torch.Tensor]):
         return {"mapping": "mean brightness"}
 
 
-def build_brightness_memory(config: TrainConfig, obs_shape: tuple[int, int, int], device: torch.device):
+def build_brightness_memory(config: TrainConfig, probe: EnvProbe, device: torch.device):
     return BrightnessMemory(frozen_language_model(config, device), config.memo_size)
 
 

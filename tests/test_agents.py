@@ -5,8 +5,11 @@ from shelm.agents import AGENTS, get_agent_spec
 from shelm.agents.cnn import CNNAgent
 from shelm.agents.encoders import CNNEncoder, conv_layout
 from shelm.agents.lstm import LSTMAgent
+from shelm.agents.policy import build_policy
 from shelm.config import TrainConfig
+from shelm.envs import probe_env
 from shelm.errors import ShelmError
+from shelm.trainers import trainer_of
 
 
 def test_conv_layout_follows_the_paper():
@@ -131,10 +134,13 @@ def test_lstm_actor_and_critic_have_their_own_recurrence():
 def test_registry():
     config = TrainConfig()
     for name, spec in AGENTS.items():
-        if spec.trainer != "ppo":  # another trainer's agent has no PPO policy, and says so
-            with pytest.raises(ShelmError, match=f"agent '{name}' is trained by .* and has no shelm PPO policy"):
-                spec.build(config, (56, 56, 3), 7, 0)
+        if spec.build is None:  # its trainer builds its own networks: its runs hold no shelm policy, which says so
+            assert not trainer_of(name).reads_policy
+            other = TrainConfig(env_id="MiniGrid-Empty-5x5-v0", agent=name)
+            with pytest.raises(ShelmError, match=f"agent '{name}' builds no shelm PPO policy"):
+                build_policy(other, probe_env(other))
             continue
+        assert trainer_of(name).reads_policy
         agent = spec.build(config, (56, 56, 3), 7, 0)
         assert agent.is_recurrent == (name == "lstm")
     # A variant's label names what sets it apart: here the papers' fusion, which only a memory agent has.

@@ -6,7 +6,12 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -15,7 +20,7 @@ from safetensors.torch import load_file
 
 import shelm
 from shelm.cli import main
-from shelm.runs import read_metrics
+from shelm.runs import checkpoint_path, read_metrics
 
 pytestmark = pytest.mark.dreamer
 
@@ -102,13 +107,41 @@ def test_plot_and_report_treat_it_like_any_baseline(
     assert "| dreamerv2 |" in (folder / "report.md").read_text()
 
 
-def test_inspect_analyze_and_resume_are_refused_in_one_line(dreamer_run: Path, capsys: pytest.CaptureFixture[str]):
+def test_inspect_and_analyze_are_refused_in_one_line(dreamer_run: Path, capsys: pytest.CaptureFixture[str]):
     err = _one_line_error(capsys, main(["inspect", str(dreamer_run)]))
     assert "shelm inspect works on shelm's PPO agents" in err and "shelm eval" in err
     err = _one_line_error(capsys, main(["analyze", str(dreamer_run), "--what", "robustness"]))
     assert "shelm analyze works on shelm's PPO agents" in err
-    err = _one_line_error(capsys, main(["train", "--resume", str(dreamer_run)]))
-    assert "--resume works on shelm's PPO agents" in err and "train a new run" in err
+    assert main(["train", "--resume", str(dreamer_run)]) == 0  # it has trained its steps: nothing to continue
+    assert "already finished its 512 steps" in capsys.readouterr().out
+
+
+def test_a_killed_run_continues_from_its_last_checkpoint(tmp_path: Path):
+    """Killed after its first checkpoint, a run goes on from that checkpoint's step with sheeprl's state (it does not
+    start again): its metrics up to the checkpoint are kept and no step is played twice."""
+    run_dir = tmp_path / "killed"
+    command = [sys.executable, "-m", "shelm.cli", *_train_argv(run_dir, "--set", "dreamer_checkpoint_every=128")]
+    trainer = subprocess.Popen(command, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 600
+    while checkpoint_path(run_dir, "latest") is None:
+        assert trainer.poll() is None, trainer.stderr.read().decode()
+        assert time.monotonic() < deadline, "no checkpoint was written"
+        time.sleep(0.1)
+    os.killpg(trainer.pid, signal.SIGKILL)  # the command and the sheeprl process it started
+    trainer.wait()
+    latest = checkpoint_path(run_dir, "latest")
+    saved = json.loads((latest / "trainer.json").read_text())
+    assert 0 < saved["global_step"] < STEPS and list(run_dir.rglob("*.ckpt"))
+    kept = [row for row in read_metrics(run_dir) if row["global_step"] <= saved["global_step"]]
+
+    assert main(["train", "--resume", str(run_dir), "--quiet"]) == 0
+    rows = read_metrics(run_dir)
+    steps = [row["global_step"] for row in rows]
+    assert rows[: len(kept)] == kept and steps == sorted(set(steps)) and steps[-1] == STEPS
+    assert steps[len(kept)] > saved["global_step"] and rows[len(kept)]["episodes"] >= saved["episodes"]["total"]
+    final = json.loads((run_dir / "checkpoints" / "latest" / "trainer.json").read_text())
+    assert final["global_step"] == STEPS and final["gradient_steps"] > saved["gradient_steps"]
+    assert not list(run_dir.rglob("*.ckpt"))  # sheeprl's pickled checkpoints are gone once the run is done
 
 
 @pytest.mark.parametrize(

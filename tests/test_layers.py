@@ -4,6 +4,7 @@ no two modules import each other in a cycle, and no module imports another modul
 from __future__ import annotations
 
 import ast
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -14,7 +15,19 @@ PACKAGE = Path(shelm.__file__).parent
 
 # Lowest first. A module may import from its own layer and every layer before it.
 LAYERS = [
-    ("base", ["shelm", "shelm.errors", "shelm.precision", "shelm.files", "shelm.progress", "shelm.registry"]),
+    (
+        "base",
+        [
+            "shelm",
+            "shelm.errors",
+            "shelm.precision",
+            "shelm.files",
+            "shelm.progress",
+            "shelm.registry",
+            "shelm.info_keys",
+            "shelm.probe",
+        ],
+    ),
     ("settings", ["shelm.config"]),
     ("environments", ["shelm.envs"]),
     ("frozen side", ["shelm.memory"]),
@@ -114,3 +127,52 @@ def test_import_shelm_imports_no_module_and_lends_the_api_lazily():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["[]", "True", "True", "True"]
+
+
+REPOSITORY = PACKAGE.parent
+SCRIPTS = [*(REPOSITORY / "benchmarks").glob("*.py"), *(REPOSITORY / "experiments").glob("*.py")]
+
+
+def test_the_memory_builds_no_env_and_the_agent_registry_knows_no_suite():
+    """Memories read what they need of the environment from the run's probe (`shelm.probe`), and settings resolve
+    from what the suites declare (`shelm.envs.info_keys`): neither imports an environment module."""
+    into_envs = [
+        f"{module} imports {target}"
+        for module, path in MODULES.items()
+        if module == "shelm.memory" or module.startswith("shelm.memory.")
+        for target, _ in imports(path)
+        if target == "shelm.envs" or target.startswith("shelm.envs.")
+    ]
+    assert not into_envs, "\n".join(into_envs)
+    suites = [target for target, _ in imports(MODULES["shelm.agents"]) if target.startswith("shelm.envs.")]
+    assert not suites, f"shelm.agents imports {suites}"
+
+
+def test_no_code_compares_trainer_names():
+    """What an agent's runs can do is its trainer object's to say (`shelm.trainers`); nothing outside the trainer
+    registry compares an `AgentSpec.trainer` name, or any name with 'ppo'."""
+    comparison = re.compile(r"trainer\s*[!=]=|[!=]=\s*['\"]ppo['\"]|['\"]ppo['\"]\s*[!=]=|in\s*\(\s*['\"]ppo['\"]")
+    found = [
+        f"{path.relative_to(REPOSITORY)}:{number}: {line.strip()}"
+        for path in [*MODULES.values(), *SCRIPTS]
+        if path != MODULES["shelm.trainers"]
+        for number, line in enumerate(path.read_text().splitlines(), start=1)
+        if comparison.search(line)
+    ]
+    assert not found, "\n".join(found)
+
+
+def test_runs_start_in_one_place():
+    """The steps that start a run (check, create the run directory, save config.json, train) are written once, in
+    `RunPlan.start`: no other module or script creates a run directory or writes a run's config."""
+    starters = {"create_run_dir", "save_run_config"}
+    found = []
+    for path in [*MODULES.values(), *SCRIPTS]:
+        if path in (MODULES["shelm.trainers"], MODULES["shelm.runs"]):
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call):
+                name = getattr(node.func, "id", getattr(node.func, "attr", None))
+                if name in starters:
+                    found.append(f"{path.relative_to(REPOSITORY)}:{node.lineno} calls {name}")
+    assert not found, "\n".join(found)

@@ -15,6 +15,7 @@ from conftest import train_run
 from minigrid.core.constants import OBJECT_TO_IDX
 
 from shelm.agents import get_agent_spec
+from shelm.envs import probe_env
 from shelm.runs import load_run_config
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
@@ -41,12 +42,12 @@ def test_replay_reproduces_the_policys_memory_and_depth_changes_it(helm_run: Pat
             assert bool(recording.calls[episode.last + 1][1][0])
     config = load_run_config(helm_run)
     spec = get_agent_spec(config.agent)
-    obs_shape = tuple(recording.calls[0][0].shape[1:])
+    probe = probe_env(config)
     own = torch.stack(recording.outputs)
 
     def replayed(layers: int) -> torch.Tensor:
         variant = dataclasses.replace(config, lm_layers=layers, lm_compile="false")
-        memory = spec.build_memory(variant, obs_shape, recording.device)
+        memory = spec.build_memory(variant, probe, recording.device)
         memory.load_state_dict(recording.memory.state_dict())
         return memory_reach.replay(recording, memory)
 

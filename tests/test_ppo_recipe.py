@@ -12,6 +12,7 @@ from shelm.agents import resolve_config
 from shelm.agents.policy import build_policy
 from shelm.cli import main
 from shelm.config import TrainConfig
+from shelm.envs import probe_env
 from shelm.rollout import Rollout
 
 # CleanRL ppo_trxl's MiniGrid-Memory schedule: 2.75e-4 -> 1e-5 and 1e-4 -> 1e-6 over 4,096,000 steps.
@@ -75,7 +76,7 @@ def test_raw_advantages_reach_the_policy_loss_unstandardised(norm_adv):
     overrides |= {"actor_hidden": 8, "critic_hidden": 8, "precision": "float32", "norm_adv": norm_adv}
     config, _ = resolve_config("MiniGrid-Empty-5x5-v0", "cnn", overrides)
     torch.manual_seed(0)
-    policy = build_policy(config, (56, 56, 3), 7)
+    policy = build_policy(config, probe_env(config))
     agent = policy.agent
     rollout = Rollout.empty(8, 2, (56, 56, 3), 0, agent.initial_state(2))
     rollout.obs = torch.randint(

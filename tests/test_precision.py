@@ -14,7 +14,7 @@ from shelm.acting import EnvLoop, EpisodeTracker
 from shelm.agents.policy import Actor, Policy, build_policy
 from shelm.cli import main
 from shelm.config import TrainConfig
-from shelm.envs import make_vec_env, success_rule
+from shelm.envs import make_vec_env, probe_env, success_rule
 from shelm.ppo import Collector, ppo_update
 from shelm.rollout import RewardNormalizer, Rollout
 
@@ -39,7 +39,7 @@ def _collect(config: TrainConfig) -> tuple[Policy, Rollout]:
     torch.manual_seed(config.seed)
     envs = make_vec_env(config.env_id, config.n_envs)
     try:
-        policy = build_policy(config, envs.single_observation_space.shape, int(envs.single_action_space.n))
+        policy = build_policy(config, probe_env(config))
         actor = Actor(policy, config.n_envs, torch.Generator().manual_seed(config.seed))
         loop = EnvLoop(envs, actor, EpisodeTracker(config.n_envs, config.stats_window, success_rule(config.env_id)))
         collector = Collector(loop, config, RewardNormalizer(config.n_envs, config.gamma, config.reward_clip))
@@ -114,7 +114,7 @@ def test_acting_in_bfloat16_returns_float32():
     envs = make_vec_env(config.env_id, 2)
     obs, _ = envs.reset(seed=0)
     envs.close()
-    policy = build_policy(config, envs.single_observation_space.shape, int(envs.single_action_space.n))
+    policy = build_policy(config, probe_env(config))
     args = (torch.as_tensor(obs), torch.zeros(2, 0), policy.agent.initial_state(2), torch.ones(2, dtype=torch.bool))
     with torch.no_grad():
         mixed = policy.act(*args)

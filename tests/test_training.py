@@ -15,6 +15,7 @@ from shelm.agents import AgentSpec, get_agent_spec, register_agent, unregister_a
 from shelm.agents.cnn import CNNAgent
 from shelm.cli import main
 from shelm.config import TrainConfig
+from shelm.envs import probe_env
 from shelm.evaluate import evaluate
 from shelm.runs import read_metrics
 
@@ -110,7 +111,7 @@ def test_memory_output_is_stored_once_per_step_and_never_recomputed(tmp_path, mo
         "recording",
         "test agent",
         lambda c, shape, n, m: CNNAgent(shape, n, m, cnn_features=32, critic_hidden=32),
-        lambda c, shape, device: memory,
+        lambda c, probe, device: memory,
     )
     register_for_the_test(spec)
     rollouts = []
@@ -131,7 +132,7 @@ def test_memory_output_is_stored_once_per_step_and_never_recomputed(tmp_path, mo
     config = TrainConfig(
         env_id="MiniGrid-Empty-5x5-v0", agent="recording", total_steps=2 * 3 * 16, n_envs=3, n_steps=16, n_minibatches=2
     )
-    ppo.train(config, tmp_path)
+    ppo.train(config, probe_env(config), tmp_path)
     # One call for the first observation after reset, then one per environment step.
     assert memory.calls == 1 + 2 * 16
     stored = torch.cat([r.memory for r in rollouts])
@@ -154,7 +155,7 @@ def test_standardized_fusion_learns_its_statistics_between_updates_saves_and_res
         built.append(CNNAgent(shape, n_actions, memory_dim, cnn_features=32, critic_hidden=32, fusion=config.fusion))
         return built[-1]
 
-    register_for_the_test(AgentSpec("recording", "test agent", build, lambda c, s, d: RecordingMemory()))
+    register_for_the_test(AgentSpec("recording", "test agent", build, lambda c, probe, d: RecordingMemory()))
     rollouts, counts_at_update = [], []
     real_collect, real_update = ppo.Collector.collect, ppo.ppo_update
 
@@ -177,7 +178,7 @@ def test_standardized_fusion_learns_its_statistics_between_updates_saves_and_res
         n_minibatches=2,
         fusion="standardized",
     )
-    ppo.train(config, tmp_path)
+    ppo.train(config, probe_env(config), tmp_path)
     # Each rollout's update saw the statistics of the rollouts before it, not its own.
     assert counts_at_update == [0.0, 48.0]
     agent, seen = built[0], torch.cat([r.memory for r in rollouts]).reshape(-1, 2).double()
@@ -188,7 +189,8 @@ def test_standardized_fusion_learns_its_statistics_between_updates_saves_and_res
     for name in ("memory_mean", "memory_var", "memory_count"):
         torch.testing.assert_close(saved[name], getattr(agent, name))
     # Resumed, the run starts from the saved statistics (its first update sees 96 rows) and goes on folding.
-    ppo.train(dataclasses.replace(config, total_steps=3 * 3 * 16), tmp_path, resume=True)
+    longer = dataclasses.replace(config, total_steps=3 * 3 * 16)
+    ppo.train(longer, probe_env(longer), tmp_path, resume=True)
     resumed, seen = built[1], torch.cat([r.memory for r in rollouts]).reshape(-1, 2).double()
     assert counts_at_update == [0.0, 48.0, 96.0] and float(resumed.memory_count) == 144
     torch.testing.assert_close(resumed.memory_mean.double(), seen.mean(0))

@@ -28,7 +28,7 @@ from shelm.agents import resolve_config
 from shelm.agents.policy import Actor, build_policy
 from shelm.agents.trxl import TrXLAgent
 from shelm.cli import main
-from shelm.envs import make_vec_env, success_rule
+from shelm.envs import make_vec_env, probe_env, success_rule
 from shelm.rollout import RewardNormalizer, Rollout, window_minibatches
 from shelm.runs import load_run_config, read_metrics
 
@@ -142,7 +142,7 @@ def test_the_trainers_rollouts_are_reproduced_by_its_update():
     config, _ = resolve_config("MiniGrid-MemoryS7-v0", "trxl", overrides)
     torch.manual_seed(0)
     envs = make_vec_env(config.env_id, config.n_envs, env_kwargs=config.gym_kwargs)
-    policy = build_policy(config, envs.single_observation_space.shape, int(envs.single_action_space.n))
+    policy = build_policy(config, probe_env(config))
     actor = Actor(policy, config.n_envs, torch.Generator().manual_seed(0))
     loop = EnvLoop(envs, actor, EpisodeTracker(config.n_envs, None, success_rule(config.env_id)))
     collector = ppo.Collector(loop, config, RewardNormalizer(config.n_envs, config.gamma, config.reward_clip))
@@ -336,7 +336,7 @@ def test_the_memory_estimate_counts_the_window():
     sizes = []
     for window in (8, 64):
         config, _ = resolve_config("MiniGrid-MemoryS7-v0", "trxl", {"trxl_memory_length": window})
-        policy = build_policy(config, (56, 56, 3), 7)
+        policy = build_policy(config, probe_env(config))
         sizes.append(ppo.memory_estimate(config, (56, 56, 3), policy))
     assert sizes[1]["agent windows"] > 4 * sizes[0]["agent windows"] > 0
     assert sizes[0]["rollout"] == sizes[1]["rollout"] > config.n_steps * config.n_envs * 4 * config.trxl_dim * 2

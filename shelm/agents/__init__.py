@@ -1,9 +1,9 @@
 """The agents: each a trainable part (`Agent`) plus, for the HELM family, a frozen memory module.
 
 `AGENTS` is the registry (a `shelm.registry.Registry`: a name once, `replace=True` to replace it). Each
-`AgentSpec` says how to build the agent and its memory and what the agent can do (whether it has a language-model
-memory, what its words are, which analyses apply, how it is labelled), so that no other module needs to know agents
-by name. `resolve_config` turns a request (env, agent, overrides)
+`AgentSpec` says how to build the agent and its memory, what the agent can do (whether it has a language-model
+memory, what its words are, how it is labelled) and which trainer trains it, so that no other module needs to know
+agents by name. `resolve_config` turns a request (env, agent, overrides)
 into the run's full config: defaults, the papers' preset, the overrides, then each 'auto' setting resolved.
 """
 
@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import torch
 
@@ -21,14 +21,15 @@ from shelm.agents.cnn import CNNAgent
 from shelm.agents.lstm import LSTMAgent
 from shelm.agents.trxl import TrXLAgent
 from shelm.config import DEFAULT_FUSION, NO_INSTRUCTION, TrainConfig, parse_value
-from shelm.envs import minigrid as minigrid_suite
-from shelm.envs import pair_preset, task_preset
-from shelm.errors import ShelmError
+from shelm.envs import info_keys, pair_preset, task_preset
+from shelm.info_keys import SYMBOLIC_VIEW
 from shelm.memory import FrozenMemory
 from shelm.precision import pick_device, resolve_dtype
+from shelm.probe import EnvProbe
 from shelm.registry import Registry
 
-# The analyses of `shelm analyze` that read a language-model memory, and the one every agent supports.
+# The analyses of `shelm analyze` that read a language-model memory, and the one every policy supports (which of
+# them a run can have is its trainer's to say: `shelm.trainers`).
 LM_ANALYSES = ("distances", "tokens", "attention")
 ANY_AGENT_ANALYSES = ("robustness",)
 
@@ -41,20 +42,19 @@ def _nothing_to_resolve(config: TrainConfig) -> None:
     return None
 
 
-# Who trains each kind of agent, as a `shelm` message names it.
-TRAINER_NAMES = {"ppo": "shelm's PPO", "dreamer": "sheeprl's DreamerV2"}
-
-
 @dataclass(frozen=True)
 class AgentSpec:
     """One agent: how to build it, and what it can do."""
 
     name: str
     summary: str
-    build: Callable[[TrainConfig, tuple[int, int, int], int, int], Agent]
-    """(config, obs_shape, n_actions, memory_dim) -> the trainable agent."""
-    build_memory: Callable[[TrainConfig, tuple[int, int, int], torch.device], FrozenMemory] | None = None
-    """(config, obs_shape, device) -> the frozen memory module; None for agents without one."""
+    build: Callable[[TrainConfig, tuple[int, int, int], int, int], Agent] | None = None
+    """(config, obs_shape, n_actions, memory_dim) -> the trainable part of the PPO policy; None for an agent whose
+    trainer builds its own networks (DreamerV2)."""
+    build_memory: Callable[[TrainConfig, EnvProbe, torch.device], FrozenMemory] | None = None
+    """(config, the run's env probe, device) -> the frozen memory module; None for agents without one. What the
+    memory needs of the environment (its frames' shape, what its info carries, frames to calibrate on) it reads
+    from the probe."""
     has_language_model: bool = False
     """Whether its memory is a frozen language model (its window, inputs and attention can be analysed)."""
     words: Callable[[TrainConfig], str] | None = None
@@ -73,17 +73,11 @@ class AgentSpec:
     """The agent whose paper presets this one trains with (a control trains as the method it stands in for)."""
     own_settings: str | None = None
     """The prefix of the settings only this agent reads (e.g. 'trxl_'); every other agent ignores them."""
-    trainer: Literal["ppo", "dreamer"] = "ppo"
-    """What trains it: 'ppo', shelm's PPO trainer (`shelm.ppo`, whose policy `build` makes), or 'dreamer', sheeprl's
-    DreamerV2 on shelm's environments (`shelm.dreamer`). Resuming, `shelm inspect` and `shelm analyze` read or
-    continue shelm's PPO policy and checkpoints, so they apply to 'ppo' agents only (`refuse_unless_ppo`)."""
-
-    @property
-    def analyses(self) -> tuple[str, ...]:
-        """The `shelm analyze` analyses that apply to this agent."""
-        if self.trainer != "ppo":
-            return ()
-        return (LM_ANALYSES if self.has_language_model else ()) + ANY_AGENT_ANALYSES
+    trainer: str = "ppo"
+    """The name of what trains it in the trainer registry (`shelm.trainers.TRAINERS`): 'ppo', shelm's PPO trainer
+    (`shelm.ppo`, whose policy `build` makes), or 'dreamer', sheeprl's DreamerV2 on shelm's environments
+    (`shelm.dreamer`). What a run of the agent can do besides training (resuming, playing, `shelm inspect`, which
+    analyses apply) is that trainer object's to say."""
 
     @property
     def ignored_settings(self) -> tuple[str, ...]:
@@ -95,19 +89,6 @@ class AgentSpec:
             f.name for f in dataclasses.fields(TrainConfig) if any(f.name.startswith(prefix) for prefix in others)
         )
         return owned_elsewhere if self.build_memory is not None else ("fusion", *owned_elsewhere)
-
-    @property
-    def resumable(self) -> bool:
-        """Whether an interrupted run continues from its checkpoint (else it is trained again from the start)."""
-        return self.trainer == "ppo"
-
-    def refuse_unless_ppo(self, feature: str, instead: str) -> None:
-        """One line refusing `feature` (e.g. '--resume') for an agent shelm's PPO does not train, naming `instead`."""
-        if self.trainer != "ppo":
-            raise ShelmError(
-                f"{feature} works on shelm's PPO agents; {self.name} is trained by {TRAINER_NAMES[self.trainer]}, "
-                f"whose runs {instead}"
-            )
 
     def label(self, config: TrainConfig) -> str:
         """The agent plus what tells its variants apart, e.g. 'shelm (symbolic oracle, lm_layers=2)'."""
@@ -122,28 +103,28 @@ class AgentSpec:
         return f"{name} ({', '.join(details)})" if details else name
 
 
-def _helm_memory(config: TrainConfig, obs_shape: tuple[int, int, int], device: torch.device) -> FrozenMemory:
+def _helm_memory(config: TrainConfig, probe: EnvProbe, device: torch.device) -> FrozenMemory:
     from shelm.memory.helm import build_helm_memory  # imports transformers only when a HELM agent is built
 
-    return build_helm_memory(config, obs_shape, device)
+    return build_helm_memory(config, probe, device)
 
 
-def _helmv2_memory(config: TrainConfig, obs_shape: tuple[int, int, int], device: torch.device) -> FrozenMemory:
+def _helmv2_memory(config: TrainConfig, probe: EnvProbe, device: torch.device) -> FrozenMemory:
     from shelm.memory.helmv2 import build_helmv2_memory
 
-    return build_helmv2_memory(config, obs_shape, device)
+    return build_helmv2_memory(config, probe, device)
 
 
-def _shelm_memory(config: TrainConfig, obs_shape: tuple[int, int, int], device: torch.device) -> FrozenMemory:
+def _shelm_memory(config: TrainConfig, probe: EnvProbe, device: torch.device) -> FrozenMemory:
     from shelm.memory.shelm import build_shelm_memory
 
-    return build_shelm_memory(config, obs_shape, device)
+    return build_shelm_memory(config, probe, device)
 
 
-def _oracle_memory(config: TrainConfig, obs_shape: tuple[int, int, int], device: torch.device) -> FrozenMemory:
+def _oracle_memory(config: TrainConfig, probe: EnvProbe, device: torch.device) -> FrozenMemory:
     from shelm.memory.oracle import build_oracle_memory
 
-    return build_oracle_memory(config, obs_shape, device)
+    return build_oracle_memory(config, probe, device)
 
 
 def _cnn_with_memory(config: TrainConfig, shape: tuple[int, int, int], n_actions: int, memory_dim: int) -> Agent:
@@ -153,20 +134,8 @@ def _cnn_with_memory(config: TrainConfig, shape: tuple[int, int, int], n_actions
     )
 
 
-def no_ppo_policy(name: str, trainer: str) -> Callable[[TrainConfig, tuple[int, int, int], int, int], Agent]:
-    """The `build` of agent `name`, which `trainer` trains: anything that asks it for a PPO policy gets one line."""
-
-    def refuse(config: TrainConfig, shape: tuple[int, int, int], n_actions: int, memory_dim: int) -> Agent:
-        raise ShelmError(
-            f"agent '{name}' is trained by {TRAINER_NAMES[trainer]} and has no shelm PPO policy; "
-            "`shelm train` and `shelm eval` run it"
-        )
-
-    return refuse
-
-
 def _shelm_retriever(config: TrainConfig) -> None:
-    on_grid_world = minigrid_suite.handles(config.env_id)
+    on_grid_world = SYMBOLIC_VIEW in info_keys(config.env_id)  # the symbolic retriever's input, every step
     if config.retriever == "auto":  # the symbolic oracle where the env has a symbolic view, else words from pixels
         config.retriever = "symbolic" if on_grid_world else "regions"
     if config.retriever == "regions" and config.region_grid == "auto":  # a grid world's cells are its objects' regions
@@ -273,7 +242,6 @@ BUILT_IN_AGENTS: tuple[AgentSpec, ...] = (
         "dreamerv2",
         "DreamerV2: the SHELM paper's model-based baseline, sheeprl's implementation trained on shelm's envs "
         "(world model + imagined actor-critic; the dreamer extra); --set dreamer_size=sheeprl for its full size",
-        no_ppo_policy("dreamerv2", "dreamer"),
         details=lambda config: [] if config.dreamer_size == "small" else [f"dreamer_size={config.dreamer_size}"],
         own_settings="dreamer_",
         trainer="dreamer",

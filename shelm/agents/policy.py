@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from torch.distributions import Categorical
@@ -20,8 +20,10 @@ from shelm.agents import get_agent_spec, language_model_agents
 from shelm.agents.base import Agent
 from shelm.config import NO_INSTRUCTION, TrainConfig
 from shelm.errors import ShelmError
-from shelm.memory import FrozenMemory
+from shelm.memory import FrozenMemory, ReadableMemory
+from shelm.memory.base import LanguageModelMemory
 from shelm.precision import autocast, pick_device, resolve_dtype
+from shelm.probe import EnvProbe
 
 
 @dataclass
@@ -33,6 +35,11 @@ class Policy:
     device: torch.device
     precision: str
     """The agent's compute, 'float32' or 'bfloat16' (the config's, with 'auto' resolved for `device`)."""
+    language_model: LanguageModelMemory | None = None
+    """The memory as a language model (its LM inputs, window and attention, which the analyses read), where the
+    agent's spec says it has one (`has_language_model`); else None."""
+    readable: ReadableMemory | None = None
+    """The memory as words (`shelm inspect`), where the agent's spec names its words (`words`); else None."""
 
     @property
     def memory_dim(self) -> int:
@@ -55,19 +62,63 @@ class Policy:
         return logits.float(), values.float(), state.float()
 
 
-def build_policy(config: TrainConfig, obs_shape: tuple[int, int, int], n_actions: int) -> Policy:
-    """The agent of `config` and its frozen memory, built from the agent registry."""
+def build_policy(config: TrainConfig, probe: EnvProbe) -> Policy:
+    """The agent of `config` and its frozen memory, built from the agent registry for the env `probe` looked at.
+
+    An `instruction` is refused in one line where the agent has no language memory to read it into, or where the
+    environment gives no text under that key; so is a memory that lacks what its agent's spec says it offers."""
     spec = get_agent_spec(config.agent)
-    if config.instruction != NO_INSTRUCTION and not spec.has_language_model:
+    if config.instruction != NO_INSTRUCTION:
+        check_instruction(config, probe, spec.has_language_model)
+    if spec.build is None:
+        raise ShelmError(f"agent '{config.agent}' builds no shelm PPO policy; `shelm train` and `shelm eval` run it")
+    device = pick_device(config.device)
+    memory = spec.build_memory(config, probe, device) if spec.build_memory else None
+    memory_dim = 0 if memory is None else memory.output_dim
+    agent = spec.build(config, probe.obs_shape, probe.n_actions, memory_dim).to(device)
+    return Policy(
+        agent=agent,
+        memory=memory,
+        device=device,
+        precision=resolve_dtype(config.precision, device),
+        language_model=_offered(config.agent, memory, LanguageModelMemory, spec.has_language_model),
+        readable=_offered(config.agent, memory, ReadableMemory, spec.words is not None),
+    )
+
+
+CapabilityT = TypeVar("CapabilityT")
+
+
+def _offered(
+    agent: str, memory: FrozenMemory | None, capability: type[CapabilityT], declared: bool
+) -> CapabilityT | None:
+    """`memory` as `capability` where the agent's spec declares it; a memory that does not offer what its spec
+    declares is refused in one line (an agent registered with a spec its memory does not fit)."""
+    if not declared:
+        return None
+    if not isinstance(memory, capability):
+        raise ShelmError(
+            f"agent '{agent}': its spec says its memory is a {capability.__name__}, but {type(memory).__name__} does "
+            f"not offer what one does ({capability.__module__}.{capability.__name__}); fix the agent's registration"
+        )
+    return memory
+
+
+def check_instruction(config: TrainConfig, probe: EnvProbe, has_language_model: bool) -> None:
+    """Refuse, in one line, an `instruction` that no memory of this agent can read: an agent without a language
+    memory, or a key under which the environment gives no text (its probe's first reset)."""
+    if not has_language_model:
         raise ShelmError(
             f"--set instruction={config.instruction}: agent '{config.agent}' has no language memory to read it into; "
             f"use an agent with one ({', '.join(language_model_agents())}) or instruction={NO_INSTRUCTION}"
         )
-    device = pick_device(config.device)
-    memory = spec.build_memory(config, obs_shape, device) if spec.build_memory else None
-    memory_dim = 0 if memory is None else memory.output_dim
-    agent = spec.build(config, obs_shape, n_actions, memory_dim).to(device)
-    return Policy(agent=agent, memory=memory, device=device, precision=resolve_dtype(config.precision, device))
+    if config.instruction not in probe.text_keys:
+        texts = probe.text_keys
+        found = f"its texts are under {', '.join(texts)}" if texts else "it gives no text"
+        raise ShelmError(
+            f"--set instruction={config.instruction}: env '{config.env_id}' gives no text under that key ({found}); "
+            f"use one of those, or instruction={NO_INSTRUCTION}"
+        )
 
 
 def sample_actions(logits: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, Categorical]:

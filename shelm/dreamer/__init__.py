@@ -12,20 +12,28 @@ so a sweep or a test can train DreamerV2 beside PPO agents.
 RUN_DIR/
   config.json, metrics.jsonl   as for every run: the rows carry PPO's keys where they apply, and sheeprl's losses
   sheeprl.yaml                 the resolved sheeprl config that ran (every DreamerV2 setting, named)
-  sheeprl/                     sheeprl's TensorBoard events, with shelm/KEY scalars beside sheeprl's own
+  sheeprl/                     sheeprl's TensorBoard events, with shelm/KEY scalars beside sheeprl's own (a resumed
+                               run adds a version), and while training sheeprl's last checkpoint
   dreamer.log                  sheeprl's warnings and errors (and its prints, when quiet)
   checkpoints/latest/          world_model.safetensors, actor.safetensors, trainer.json
 ```
-sheeprl saves a pickled checkpoint; the worker converts its world model and actor to safetensors when training ends
-and deletes it, so nothing in a run needs unpickling. `load_player` rebuilds sheeprl's DreamerV2 player from that
-checkpoint, and its `DreamerActor`s play on shelm's `EnvLoop` (evaluation), seeing each frame preprocessed exactly as
-sheeprl preprocessed it in training.
+Every `dreamer_checkpoint_every` steps, and at the end, sheeprl saves its checkpoint (the models, the optimizers,
+its step counters) and the worker writes the world model and the actor beside it as safetensors into
+checkpoints/latest, with trainer.json (the step, the recent episodes behind the logged statistics, and the name of
+sheeprl's checkpoint). A killed run continues from there through sheeprl's own resume support (`train(resume=True)`):
+sheeprl's checkpoint, which holds only tensors and numbers, is first read back with `weights_only=True`, then
+handed to sheeprl. sheeprl does not keep the replay buffer (`buffer.checkpoint=False`), so a resumed run refills it
+by playing its policy for `dreamer_learning_starts` steps before it trains again. When training ends, sheeprl's
+pickled checkpoints are deleted, so nothing in a finished run needs unpickling. `load_player` rebuilds sheeprl's
+DreamerV2 player from checkpoints/latest, and its `DreamerActor`s play on shelm's `EnvLoop` (evaluation), seeing each
+frame preprocessed exactly as sheeprl preprocessed it in training.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Mapping
@@ -38,13 +46,15 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 
+from shelm.agents import AgentSpec
 from shelm.agents.policy import Decision
 from shelm.config import TrainConfig
-from shelm.envs import make_env, obs_preprocessing
+from shelm.envs import make_run_env
 from shelm.errors import ShelmError, first_line
 from shelm.files import write_atomic
+from shelm.probe import EnvProbe
 from shelm.progress import TrainingProgress
-from shelm.runs import checkpoint_path, load_run_config, read_metrics
+from shelm.runs import checkpoint_path, load_run_config, read_metrics, remove_partial_writes
 
 INSTALL_HINT = 'pip install -e ".[dreamer]"'
 CHECKPOINT_FORMAT = "shelm-dreamer-checkpoint"
@@ -83,9 +93,12 @@ def hydra_overrides(config: TrainConfig, run_dir: Path) -> list[str]:
     The env is built by `shelm.dreamer.worker.sheeprl_env` (shelm's `make_env`, its episodes scored by shelm's
     success rule); its one image goes under the `rgb` key, which sheeprl resizes to 64x64 as DreamerV2 expects.
     The steps are rounded up to a multiple of n_envs so that the run reaches total_steps. Continue flags are
-    learned (the episodes of shelm's envs end). sheeprl's buffer checkpoint, videos, end-of-run test episode and
-    model registry are off: shelm evaluates and keeps the weights itself."""
+    learned (the episodes of shelm's envs end). sheeprl checkpoints every `dreamer_checkpoint_every` steps and at the
+    end through `shelm.dreamer.worker.ShelmCheckpointCallback`, which keeps only the last and writes shelm's
+    checkpoint beside it. sheeprl's buffer checkpoint, videos, end-of-run test episode and model registry are off:
+    shelm evaluates and keeps the weights itself."""
     steps = -(-config.total_steps // config.n_envs) * config.n_envs
+    callback = "{_target_:shelm.dreamer.worker.ShelmCheckpointCallback,keep_last:1}"
     accelerator = "cpu" if config.device == "cpu" or not torch.cuda.is_available() else "cuda"
     overrides = [
         "exp=dreamer_v2",
@@ -113,8 +126,10 @@ def hydra_overrides(config: TrainConfig, run_dir: Path) -> list[str]:
         f"buffer.size={min(config.dreamer_buffer_size, steps)}",
         "buffer.checkpoint=False",
         "buffer.memmap=False",
-        f"checkpoint.every={steps}",
+        f"checkpoint.every={config.dreamer_checkpoint_every}",
         "checkpoint.save_last=True",
+        "checkpoint.keep_last=1",
+        f"fabric.callbacks=[{callback}]",
         f"fabric.accelerator={accelerator}",
         "fabric.devices=1",
         "model_manager.disabled=True",
@@ -152,9 +167,9 @@ def sheeprl_config(config: TrainConfig, run_dir: Path) -> dict[str, Any]:
     return resolved
 
 
-def check_buildable(config: TrainConfig) -> None:
-    """Refuse, before a run writes anything, what would fail: no sheeprl, an env shelm cannot build, a setting
-    sheeprl refuses, a batch of sequences the replay buffer could never hold."""
+def check_buildable(config: TrainConfig, probe: EnvProbe) -> None:
+    """Refuse, before a run writes anything, what would fail: no sheeprl, an env shelm cannot build (its `probe`
+    was built), a setting sheeprl refuses, a batch of sequences the replay buffer could never hold."""
     require_sheeprl()
     if config.env_kwargs:
         raise ShelmError(
@@ -166,9 +181,6 @@ def check_buildable(config: TrainConfig) -> None:
             "--set obs_grayscale / obs_frame_stack: sheeprl's DreamerV2 prepares its frames itself (64x64 RGB, one "
             "frame); drop them for agent dreamerv2"
         )
-    make_env(
-        config.env_id, config.minigrid_tile_size, obs_key=config.obs_key, preprocess=obs_preprocessing(config)
-    ).close()
     if config.dreamer_sequence_length > min(config.dreamer_buffer_size, config.total_steps):
         raise ShelmError(
             f"--set dreamer_sequence_length={config.dreamer_sequence_length} is longer than the replay buffer "
@@ -180,18 +192,20 @@ def check_buildable(config: TrainConfig) -> None:
 def train(
     config: TrainConfig, run_dir: Path, resume: bool = False, progress: TrainingProgress | None = None
 ) -> dict[str, Any]:
-    """Train DreamerV2 into `run_dir` (which holds config.json) in a child process; return the last metrics row."""
+    """Train DreamerV2 into `run_dir` (which holds config.json) in a child process; return the last metrics row.
+    With `resume`, the child continues from the run's latest checkpoint (from the start where it has none yet),
+    with the sheeprl config the run started with."""
     if resume:
-        raise ShelmError(
-            "--resume works on shelm's PPO agents; dreamerv2 runs (sheeprl's DreamerV2) start afresh: train a new run"
-        )
-    resolved = sheeprl_config(config, run_dir)
-    from omegaconf import OmegaConf
+        remove_partial_writes(run_dir)
+    if not (resume and (run_dir / SHEEPRL_CONFIG).is_file()):
+        resolved = sheeprl_config(config, run_dir)
+        from omegaconf import OmegaConf
 
-    write_atomic(run_dir / SHEEPRL_CONFIG, OmegaConf.to_yaml(OmegaConf.create(resolved)).encode())
+        write_atomic(run_dir / SHEEPRL_CONFIG, OmegaConf.to_yaml(OmegaConf.create(resolved)).encode())
     quiet = progress is None or progress.quiet
-    command = [sys.executable, "-m", "shelm.dreamer", str(run_dir), *(["--quiet"] if quiet else [])]
-    with (run_dir / LOG).open("w") as log:  # sheeprl's own prints and warnings; shelm's progress when not quiet
+    command = [sys.executable, "-m", "shelm.dreamer", str(run_dir), "--parent", str(os.getpid())]
+    command += [*(["--quiet"] if quiet else []), *(["--resume"] if resume else [])]
+    with (run_dir / LOG).open("a" if resume else "w") as log:  # sheeprl's prints and warnings; progress unless quiet
         code = subprocess.run(command, stdout=log if quiet else None, stderr=log, check=False).returncode
     if code == 2:  # the worker's one-line error
         lines = (run_dir / LOG).read_text().strip().splitlines()
@@ -323,9 +337,7 @@ def load_player(run_dir: Path, checkpoint: str = "latest") -> tuple[TrainConfig,
     from sheeprl.utils.utils import dotdict
 
     cfg = dotdict(OmegaConf.to_container(OmegaConf.load(run_dir / SHEEPRL_CONFIG), resolve=True))
-    env = make_env(
-        config.env_id, config.minigrid_tile_size, obs_key=config.obs_key, preprocess=obs_preprocessing(config)
-    )
+    env = make_run_env(config)
     n_actions = int(env.action_space.n)
     env.close()
     channels = 1 if cfg.env.grayscale else 3
@@ -339,3 +351,36 @@ def load_player(run_dir: Path, checkpoint: str = "latest") -> tuple[TrainConfig,
         raise _refuse(path, f"does not fit its sheeprl.yaml ({first_line(exc)})") from None
     player.eval()
     return config, DreamerPlayer(player, fabric, cfg), info
+
+
+class DreamerTrainer:
+    """sheeprl's DreamerV2 as a trainer (`shelm.trainers`): it trains in a child process, continues a killed run from
+    its last checkpoint through sheeprl's resume support, and plays its runs through `DreamerActor`; its runs hold no
+    shelm `Policy`, so `shelm inspect` and the analyses do not apply."""
+
+    label = "sheeprl's DreamerV2"
+    reads_policy = False
+    takes_env_factory = False  # the child process builds its env from the id
+
+    def check(self, config: TrainConfig, probe: EnvProbe) -> None:
+        check_buildable(config, probe)
+
+    def train(
+        self, config: TrainConfig, probe: EnvProbe, run_dir: Path, progress: TrainingProgress | None = None
+    ) -> dict[str, Any]:
+        return train(config, run_dir, resume=False, progress=progress)
+
+    def resume(
+        self, config: TrainConfig, probe: EnvProbe, run_dir: Path, progress: TrainingProgress | None = None
+    ) -> dict[str, Any]:
+        return train(config, run_dir, resume=True, progress=progress)
+
+    def load_actors(self, run_dir: Path, checkpoint: str = "latest") -> tuple[TrainConfig, Any, dict[str, Any]]:
+        config, player, state = load_player(run_dir, checkpoint)
+        return config, player.actor, state
+
+    def analyses(self, spec: AgentSpec) -> tuple[str, ...]:
+        return ()
+
+
+DREAMER = DreamerTrainer()

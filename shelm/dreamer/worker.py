@@ -1,22 +1,29 @@
-"""What runs in the child process that trains DreamerV2 (`python -m shelm.dreamer RUN_DIR [--quiet]`).
+"""What runs in the child process that trains DreamerV2 (`python -m shelm.dreamer RUN_DIR [--quiet] [--resume]
+[--parent PID]`).
 
 It runs sheeprl on RUN_DIR/sheeprl.yaml (written by `shelm.dreamer.train`) and bridges sheeprl to a shelm run:
 - `sheeprl_env`, the env factory sheeprl instantiates, builds shelm's env and scores each finished episode with
   shelm's success rule into this process's `SESSION` (sheeprl steps its envs in this process: `sync_env`);
 - `ShelmTensorBoardLogger`, sheeprl's logger, keeps sheeprl's TensorBoard events and turns each of sheeprl's log
   windows into one metrics.jsonl row with PPO's keys (and `shelm/KEY` scalars beside sheeprl's);
-- at the end, sheeprl's pickled checkpoint (loaded with weights_only=True) becomes checkpoints/latest/ as
-  safetensors and JSON, and is deleted.
-A `ShelmError` ends the process with status 2 and its one line on stderr, which the parent repeats.
+- `ShelmCheckpointCallback`, sheeprl's checkpoint callback, keeps sheeprl's last checkpoint (to resume from) and
+  writes checkpoints/latest/ beside it: the world model and the actor as safetensors, and trainer.json;
+- with `--resume`, sheeprl continues from the checkpoint that checkpoints/latest names (read back with
+  `weights_only=True` before sheeprl loads it), and the metrics rows after it are dropped;
+- at the end, sheeprl's pickled checkpoints are deleted.
+A `ShelmError` ends the process with status 2 and its one line on stderr, which the parent repeats. The process
+dies with the one that started it (`--parent`), so that a killed trainer leaves nothing training in its run
+directory.
 """
 
 from __future__ import annotations
 
 import argparse
+import ctypes
 import json
 import math
 import os
-import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -29,8 +36,10 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import torch
+from lightning.fabric import Fabric
 from lightning.fabric.loggers import TensorBoardLogger
 from safetensors.torch import save_file
+from sheeprl.utils.callback import CheckpointCallback
 
 from shelm.acting import summarize
 from shelm.config import TrainConfig, parse_obs_resize
@@ -39,7 +48,7 @@ from shelm.envs import ObsPreprocessing, make_env, success_rule
 from shelm.envs.registry import SuccessRule
 from shelm.errors import ShelmError
 from shelm.progress import TrainingProgress
-from shelm.runs import append_metrics, load_run_config
+from shelm.runs import append_metrics, checkpoint_path, load_run_config, swap_in, truncate_metrics
 
 # sheeprl's metrics of a log window (the others, per episode, come at any step) and their names in a metrics row.
 WINDOW_PREFIXES = ("Loss/", "State/", "Grads/", "Params/", "Time/")
@@ -53,19 +62,32 @@ def row_key(name: str) -> str:
 
 @dataclass
 class Session:
-    """What this process trains, and the episodes finished since it started."""
+    """What this process trains, and the episodes finished in the run (since its start, also before a resume)."""
 
     config: TrainConfig
     run_dir: Path
     progress: TrainingProgress
     recent: deque[tuple[float, int, bool]] = field(default_factory=deque)
     episodes: int = 0
+    start_step: int = 0
+    """The step the run continues from (0 for a new run)."""
+    elapsed_before: float = 0.0
+    """Seconds the run trained before this process continued it."""
     started: float = field(default_factory=time.perf_counter)
     loggers: list[ShelmTensorBoardLogger] = field(default_factory=list)
 
     def record(self, episode_return: float, length: int, success: bool) -> None:
         self.recent.append((episode_return, length, success))
         self.episodes += 1
+
+    def elapsed(self) -> float:
+        """Seconds the run has trained, in this process and before it."""
+        return self.elapsed_before + time.perf_counter() - self.started
+
+    def flush_rows(self) -> None:
+        """Write every logger's pending metrics row."""
+        for logger in self.loggers:
+            logger.flush_row()
 
 
 SESSION: Session | None = None
@@ -113,7 +135,7 @@ class ShelmTensorBoardLogger(TensorBoardLogger):
         self.pending: dict[str, float] = {}
         self.pending_step: int | None = None
         self.closed: tuple[float, dict[str, float | None], int] = (0.0, {}, 0)
-        self.last_step, self.last_time = 0, time.perf_counter()
+        self.last_step, self.last_time = (SESSION.start_step if SESSION else 0), time.perf_counter()
         if SESSION is not None:
             SESSION.loggers.append(self)
 
@@ -141,7 +163,7 @@ class ShelmTensorBoardLogger(TensorBoardLogger):
             **episodes,
             "episodes": count,
             **self.pending,
-            "time_total": closed - SESSION.started,
+            "time_total": SESSION.elapsed_before + closed - SESSION.started,
         }
         append_metrics(SESSION.run_dir, row)
         for key, value in row.items():
@@ -152,15 +174,31 @@ class ShelmTensorBoardLogger(TensorBoardLogger):
         self.last_step, self.last_time = step, closed
 
 
-def convert_checkpoint(run_dir: Path, config: TrainConfig, elapsed: float) -> Path:
-    """sheeprl's last checkpoint -> checkpoints/latest/ (safetensors + trainer.json); sheeprl's files are deleted."""
-    found = sorted(
-        (run_dir / "sheeprl").rglob("ckpt_*.ckpt"), key=lambda p: int(p.name.removeprefix("ckpt_").split("_")[0])
-    )
-    if not found:
-        raise RuntimeError(f"sheeprl wrote no checkpoint under {run_dir / 'sheeprl'}")
-    state = torch.load(found[-1], map_location="cpu", weights_only=True)
-    step = int(found[-1].name.removeprefix("ckpt_").split("_")[0])
+class ShelmCheckpointCallback(CheckpointCallback):
+    """sheeprl's checkpoint callback (keeping its last `keep_last` checkpoints), which then writes checkpoints/latest/
+    of the shelm run from the same state: the rows logged so far first, so that the metrics up to the checkpoint's
+    step are whole when a killed run resumes from it."""
+
+    def on_checkpoint_coupled(
+        self, fabric: Fabric, ckpt_path: str, state: dict[str, Any], replay_buffer: Any = None
+    ) -> None:
+        if SESSION is not None:
+            SESSION.flush_rows()
+        super().on_checkpoint_coupled(fabric, ckpt_path, state, replay_buffer)
+        if SESSION is not None and fabric.is_global_zero:
+            write_checkpoint(SESSION, Path(ckpt_path), state)
+
+
+def sheeprl_step(ckpt_path: Path) -> int:
+    """The policy step of sheeprl's checkpoint `ckpt_STEP_RANK.ckpt`."""
+    return int(ckpt_path.name.removeprefix("ckpt_").split("_")[0])
+
+
+def write_checkpoint(session: Session, ckpt_path: Path, state: dict[str, Any]) -> Path:
+    """checkpoints/latest/ (the world model and the actor as safetensors, trainer.json) from sheeprl's checkpoint
+    state, swapped in whole; then every older sheeprl checkpoint of the run (a resumed one's) is deleted."""
+    config, run_dir = session.config, session.run_dir
+    step = sheeprl_step(ckpt_path)
     root = run_dir / "checkpoints"
     root.mkdir(exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=root, prefix=".latest."))
@@ -174,20 +212,57 @@ def convert_checkpoint(run_dir: Path, config: TrainConfig, elapsed: float) -> Pa
         "agent": config.agent,
         "global_step": step,
         "gradient_steps": int(state["per_rank_gradient_steps"]),
-        "elapsed_s": elapsed,
+        "elapsed_s": session.elapsed(),
         "sheeprl": metadata.version("sheeprl"),
+        "sheeprl_checkpoint": str(ckpt_path.resolve().relative_to(run_dir.resolve())),
+        "episodes": {"recent": list(session.recent)[-config.stats_window :], "total": session.episodes},
     }
     (staging / "trainer.json").write_text(json.dumps(info, indent=2) + "\n")
     staging.chmod(0o755)
-    os.rename(staging, root / "latest")
-    for file in found:
-        file.unlink()
-    shutil.rmtree(found[-1].parent, ignore_errors=True)
+    swap_in(staging, root / "latest")
+    for older in (run_dir / "sheeprl").rglob("ckpt_*.ckpt"):
+        if older.resolve() != ckpt_path.resolve():
+            older.unlink()
     return root / "latest"
 
 
-def run(run_dir: Path, quiet: bool) -> None:
-    """Train the run's DreamerV2 with sheeprl, then convert its checkpoint."""
+@dataclass(frozen=True)
+class ResumePoint:
+    """Where a killed run continues: sheeprl's checkpoint, and what the run's latest checkpoint kept of its own."""
+
+    sheeprl_checkpoint: Path
+    step: int
+    elapsed_s: float
+    recent: list[tuple[float, int, bool]]
+    """The episodes behind the logged statistics (return, length, success), oldest first."""
+    episodes: int
+    """The episodes finished before it."""
+
+
+def resume_point(run_dir: Path) -> ResumePoint | None:
+    """Where the run in `run_dir` continues from: its latest checkpoint and the sheeprl checkpoint it was written
+    from; None where it has no checkpoint yet (it starts from the beginning)."""
+    latest = checkpoint_path(run_dir, "latest")
+    if latest is None:
+        return None
+    info = json.loads((latest / "trainer.json").read_text())
+    ckpt = run_dir / str(info.get("sheeprl_checkpoint", ""))
+    if "sheeprl_checkpoint" not in info or not ckpt.is_file():
+        raise ShelmError(
+            f"checkpoint '{latest}' keeps no sheeprl training state to continue from; train a new run (--force)"
+        )
+    try:  # only tensors and numbers: then sheeprl's own loading, which unpickles in full, reads nothing else
+        torch.load(ckpt, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises several kinds on a file that is not a weights-only checkpoint
+        raise ShelmError(f"'{ckpt}' is not a sheeprl checkpoint of tensors ({type(exc).__name__}); retrain") from None
+    episodes = info["episodes"]
+    recent = [(float(r), int(n), bool(s)) for r, n, s in episodes["recent"]]
+    return ResumePoint(ckpt, int(info["global_step"]), float(info["elapsed_s"]), recent, int(episodes["total"]))
+
+
+def run(run_dir: Path, quiet: bool, resume: bool) -> None:
+    """Train the run's DreamerV2 with sheeprl (continuing it from its latest checkpoint with `resume`), then delete
+    sheeprl's pickled checkpoints."""
     global SESSION
     from omegaconf import OmegaConf
     from sheeprl.cli import check_configs, run_algorithm
@@ -196,22 +271,46 @@ def run(run_dir: Path, quiet: bool) -> None:
     config = load_run_config(run_dir)
     cfg = dotdict(OmegaConf.to_container(OmegaConf.load(run_dir / SHEEPRL_CONFIG), resolve=True))
     check_configs(cfg)
-    progress = TrainingProgress(config.total_steps, 0, quiet=quiet)
-    SESSION = Session(config, run_dir, progress)
-    with progress:
+    point = resume_point(run_dir) if resume else None
+    if resume:
+        # sheeprl writes under the run directory as this process names it, wherever the run started from.
+        cfg.log_root = str(run_dir)
+        truncate_metrics(run_dir, 0 if point is None else point.step)
+    if point is not None:
+        cfg.checkpoint.resume_from = str(point.sheeprl_checkpoint)
+    start = 0 if point is None else point.step
+    SESSION = Session(config, run_dir, TrainingProgress(config.total_steps, start, quiet=quiet), start_step=start)
+    if point is not None:
+        SESSION.recent.extend(point.recent)
+        SESSION.episodes, SESSION.elapsed_before = point.episodes, point.elapsed_s
+    with SESSION.progress:
         run_algorithm(cfg)
-        for logger in SESSION.loggers:
-            logger.flush_row()
-    convert_checkpoint(run_dir, config, time.perf_counter() - SESSION.started)
+        SESSION.flush_rows()
+    for ckpt in (run_dir / "sheeprl").rglob("ckpt_*.ckpt"):
+        ckpt.unlink()
+
+
+def _dies_with(parent: int) -> None:
+    """The kernel kills this process when the process `parent` that started it dies (Linux); if it has died already,
+    while this one was starting, this one ends now."""
+    if sys.platform.startswith("linux"):
+        PR_SET_PDEATHSIG = 1
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != parent:
+            sys.exit(1)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m shelm.dreamer")
     parser.add_argument("run_dir", type=Path)
     parser.add_argument("--quiet", action="store_true")
+    parser.add_argument("--resume", action="store_true")
+    parser.add_argument("--parent", type=int, help="the process that started this one, which it dies with")
     args = parser.parse_args(argv)
+    if args.parent is not None:
+        _dies_with(args.parent)
     try:
-        run(args.run_dir, args.quiet)
+        run(args.run_dir, args.quiet, args.resume)
     except ShelmError as exc:
         print(f"shelm: error: {exc}", file=sys.stderr)
         return 2

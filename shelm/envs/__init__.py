@@ -40,6 +40,7 @@ from shelm.envs.registry import (
 )
 from shelm.envs.wrappers import FrameFromDict, ObsPreprocessing, TextsIntoInfo, text_entries
 from shelm.errors import ShelmError
+from shelm.probe import RANDOM_PLAY_LANES, RANDOM_PLAY_STEPS, EnvProbe
 
 __all__ = [
     "DEFAULT_PREPROCESSING",
@@ -51,15 +52,18 @@ __all__ = [
     "flag_or_positive_return",
     "get_suite",
     "gym_make",
+    "info_keys",
     "list_envs",
     "make_env",
+    "make_run_env",
+    "make_run_vec_env",
     "make_vec_env",
     "obs_preprocessing",
     "pair_preset",
     "paper_presets",
+    "probe_env",
     "register_suite",
     "registered_suites",
-    "reset_info",
     "same_frames",
     "success_rule",
     "suite_of",
@@ -116,6 +120,12 @@ def pair_preset(env_id: str, agent: str) -> dict[str, Any] | None:
 def task_preset(env_id: str) -> dict[str, Any]:
     """The papers' settings of a task that hold for every agent (empty for most tasks)."""
     return dict(get_suite(env_id).task_presets.get(env_id, {}))
+
+
+def info_keys(env_id: str) -> tuple[str, ...]:
+    """The keys every env of `env_id`'s suite carries in its info at every reset and step (`Suite.info_keys`), known
+    before any env is built: e.g. MiniGrid's symbolic view, which decides where SHELM's retriever can be symbolic."""
+    return get_suite(env_id).info_keys
 
 
 def success_rule(env_id: str) -> SuccessRule:
@@ -201,27 +211,22 @@ def make_env(
     return env
 
 
-def same_frames(
-    env_id: str,
-    tile_size: int,
-    obs_key: str,
-    env_kwargs: Mapping[str, Any] | None,
-    first: ObsPreprocessing,
-    second: ObsPreprocessing,
-) -> bool:
-    """Whether two preprocessings give `env_id`'s agent the same frames: e.g. `obs_resize` 'auto' and 'none' on
-    every built-in suite, so that a sweep continues the trials it saved before the setting existed ('none')."""
-    if first == second:
+def same_frames(first: TrainConfig, second: TrainConfig) -> bool:
+    """Whether two configs of one env give its agent the same frames, their observation preprocessing told apart
+    only where it changes them: e.g. `obs_resize` 'auto' and 'none' on every built-in suite, so that a sweep
+    continues the trials it saved before the setting existed ('none')."""
+    preprocessing = obs_preprocessing(first), obs_preprocessing(second)
+    if preprocessing[0] == preprocessing[1]:
         return True
-    env = _made_env(env_id, tile_size, None, obs_key, env_kwargs)
+    env = _made_env(first.env_id, first.minigrid_tile_size, None, first.obs_key, first.gym_kwargs)
     height, width = env.observation_space.shape[:2]
     env.close()
-    sized_by_setting = get_suite(env_id).frames_sized_by is not None
+    sized_by_setting = get_suite(first.env_id).frames_sized_by is not None
 
     def prepared(preprocess: ObsPreprocessing) -> tuple[Any, ...]:
         return preprocess.size_for(height, width, sized_by_setting), preprocess.grayscale, preprocess.frame_stack
 
-    return prepared(first) == prepared(second)
+    return prepared(preprocessing[0]) == prepared(preprocessing[1])
 
 
 def episode_step_limit(env: gym.Env) -> int | None:
@@ -266,23 +271,6 @@ def _made_env(
     return env
 
 
-def reset_info(
-    env_id: str,
-    tile_size: int = 8,
-    obs_key: str = "auto",
-    seed: int = 0,
-    env_kwargs: Mapping[str, Any] | None = None,
-    preprocess: ObsPreprocessing = DEFAULT_PREPROCESSING,
-) -> dict[str, Any]:
-    """The info of one env's first reset: what the env gives besides its frames, for a memory to check that the
-    keys it reads are there before a run starts."""
-    env = make_env(env_id, tile_size, obs_key=obs_key, env_kwargs=env_kwargs, preprocess=preprocess)
-    try:
-        return dict(env.reset(seed=seed)[1])
-    finally:
-        env.close()
-
-
 def make_vec_env(
     env_id: str,
     n_envs: int,
@@ -314,3 +302,68 @@ def make_vec_env(
     if vectorization == "async":
         return gym.vector.AsyncVectorEnv(thunks, autoreset_mode=mode, context=suite.async_context)
     return gym.vector.SyncVectorEnv(thunks, autoreset_mode=mode)
+
+
+def make_run_env(config: TrainConfig, render_mode: str | None = None, max_episode_steps: int | None = None) -> gym.Env:
+    """One env of a run, as its training, evaluation and inspection build it: `make_env` with the run's env id, tile
+    size, image key, constructor keywords and observation preprocessing."""
+    return make_env(
+        config.env_id,
+        config.minigrid_tile_size,
+        render_mode,
+        config.obs_key,
+        config.gym_kwargs,
+        obs_preprocessing(config),
+        max_episode_steps,
+    )
+
+
+def make_run_vec_env(
+    config: TrainConfig,
+    n_envs: int,
+    vectorization: str = "sync",
+    render_mode: str | None = None,
+    max_episode_steps: int | None = None,
+) -> gym.vector.VectorEnv:
+    """`n_envs` envs of a run in one vector env (`make_vec_env`), each built as `make_run_env` builds one."""
+    return make_vec_env(
+        config.env_id,
+        n_envs,
+        vectorization,
+        config.minigrid_tile_size,
+        render_mode,
+        config.obs_key,
+        config.gym_kwargs,
+        obs_preprocessing(config),
+        max_episode_steps,
+    )
+
+
+def probe_env(config: TrainConfig) -> EnvProbe:
+    """The run's env built once (`make_run_env`), reset with the run's seed and played at random, as an `EnvProbe`.
+
+    The random play shows what a synchronous vector env of `RANDOM_PLAY_LANES` copies would show, reset with the
+    run's seed (copy i with seed + i) and stepped `RANDOM_PLAY_STEPS - 1` times with actions drawn, one batch per
+    step, from numpy's generator seeded with the run's seed: the one env plays each copy's lane in turn, and is reset
+    (unseeded) where an episode ends, as such a vector env resets its copies. So the frames are those a vector env
+    would have given, from a single env."""
+    env = make_run_env(config)
+    try:
+        obs, info = env.reset(seed=config.seed)
+        rng = np.random.default_rng(config.seed)
+        actions = [rng.integers(env.action_space.n, size=RANDOM_PLAY_LANES) for _ in range(RANDOM_PLAY_STEPS - 1)]
+        frames = []
+        for lane in range(RANDOM_PLAY_LANES):
+            if lane:
+                obs, _ = env.reset(seed=config.seed + lane)
+            frames.append(np.array(obs, copy=True))
+            for batch in actions:
+                obs, _, terminated, truncated, _ = env.step(batch[lane])
+                if terminated or truncated:
+                    obs, _ = env.reset()
+                frames.append(np.array(obs, copy=True))
+    finally:
+        env.close()
+    return EnvProbe(
+        config.env_id, env.observation_space, env.action_space, dict(info), np.unique(np.stack(frames), axis=0)
+    )

@@ -21,6 +21,7 @@ import numpy as np
 from shelm.envs.registry import Suite, gym_make
 from shelm.envs.registry import paper_row as _row
 from shelm.envs.wrappers import TextsIntoInfo
+from shelm.info_keys import MEMORY_CUE, MISSION, SYMBOLIC_VIEW
 
 PREFIXES = ("MiniGrid-", "BabyAI-")
 
@@ -34,11 +35,6 @@ def env_ids() -> list[str]:
 
     return sorted(k for k in gym.registry if handles(k))
 
-
-SYMBOLIC_VIEW = "symbolic_view"
-MEMORY_CUE = "memory_cue"
-# The task in words ("go to the red ball"), which every MiniGrid and BabyAI env observes; shelm puts it in the info.
-MISSION = "mission"
 
 # MiniGrid draws its agent in the middle of the view's bottom row, facing up (direction index 3).
 POV_AGENT_DIR = 3
@@ -250,4 +246,5 @@ SUITE = Suite(
     install_hint="core dependency",
     presets=PRESETS,
     frames_sized_by="minigrid_tile_size",
+    info_keys=(SYMBOLIC_VIEW, MISSION),
 )

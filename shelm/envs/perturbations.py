@@ -19,8 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from shelm.envs.minigrid import SYMBOLIC_VIEW
 from shelm.errors import ShelmError
+from shelm.info_keys import SYMBOLIC_VIEW
 
 KINDS = {"noise": (0.0, float("inf")), "drop": (0.0, 1.0), "occlude": (0.0, 1.0)}
 USAGE = "use KIND=LEVEL pairs separated by commas, KIND one of noise (std >= 0), drop (0..1), occlude (0..1)"

@@ -132,6 +132,9 @@ class Suite:
     frames_sized_by: str | None = None
     """The setting that sizes this suite's frames, if one does (MiniGrid's `minigrid_tile_size`): `obs_resize=auto`
     leaves such frames at the size the user chose."""
+    info_keys: tuple[str, ...] = ()
+    """The `shelm.info_keys` every one of its envs carries in its info at every reset and step (MiniGrid's symbolic
+    view and mission), which settings can be resolved by before an env is built."""
 
 
 SUITES: Registry[Suite] = Registry("suite", listed_by="`shelm envs --suites`")

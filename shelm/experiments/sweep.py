@@ -5,10 +5,13 @@ OUT/
   sweep.json                      every invocation's spec and command
   ENV__AGENT__sSEED/              a `shelm train` run directory (config.json, metrics.jsonl, checkpoints/)
 ```
-Trials run in a bounded local process pool by default, or as Ray tasks (`ray_address`). Starting a sweep again
-skips finished trials and resumes interrupted ones from their latest checkpoint, so a killed sweep loses at most
-`checkpoint_every` iterations per running trial. A trial directory whose config differs from what the sweep asks
-for is refused before anything runs: a sweep never mixes settings inside one folder.
+Trials run in a bounded local process pool by default, or as Ray tasks (`ray_address`). Starting a sweep again skips
+finished trials and resumes interrupted ones from their latest checkpoint, so a killed sweep loses at most
+`checkpoint_every` iterations per running trial (DreamerV2: `dreamer_checkpoint_every` steps). A trial directory whose
+config differs from what the sweep asks for is refused before anything runs: a sweep never mixes settings inside one
+folder. Each trial is planned in the sweep's process (`shelm.trainers.plan_run`), where the first seed of each (env,
+agent) is checked, and started or resumed from its resolved config in a worker (`plan_config`); its config.json records
+the sweep's own command line.
 """
 
 from __future__ import annotations
@@ -19,7 +22,6 @@ import json
 import multiprocessing
 import os
 import re
-import shlex
 import signal
 import socket
 import sys
@@ -33,8 +35,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from shelm.agents import get_agent_spec, resolve_config
+from shelm.agents import get_agent_spec
 from shelm.config import EXECUTION_SETTINGS, TrainConfig, parse_overrides
+from shelm.envs import same_frames
 from shelm.errors import ShelmError
 from shelm.files import write_json_atomic
 from shelm.memory import release_models
@@ -66,6 +69,7 @@ class Trial:
     config: dict[str, Any] = field(compare=False, repr=False)
     preset_applied: dict[str, Any] = field(compare=False, repr=False)
     command: str = field(compare=False, repr=False)
+    """The command line of the sweep that started it (its config.json records it)."""
 
     @property
     def name(self) -> str:
@@ -135,9 +139,10 @@ def agent_settings(settings: tuple[str, ...], agent: str) -> list[str]:
     return mine
 
 
-def plan(spec: SweepSpec) -> list[Trial]:
-    """The trials of `spec`, validated: agents, envs, settings and every existing trial directory."""
-    from shelm.trainers import check_buildable
+def plan(spec: SweepSpec, command: str) -> list[Trial]:
+    """The trials of `spec`, validated: agents, envs, settings and every existing trial directory. `command` is the
+    sweep's command line, which each trial's config.json records."""
+    from shelm.trainers import plan_run
 
     if not spec.seeds or min(spec.seeds) < 1:
         raise ShelmError(f"--seeds {list(spec.seeds)}: a sweep needs at least 1 seed, numbered from 1")
@@ -165,14 +170,12 @@ def plan(spec: SweepSpec) -> list[Trial]:
             if spec.steps is not None:
                 overrides["total_steps"] = spec.steps
             for seed in spec.seeds:
-                config, applied = resolve_config(env_id, agent, {**overrides, "seed": seed})
+                trial_plan = plan_run(env_id, agent, {**overrides, "seed": seed})
                 if seed == spec.seeds[0]:  # a bad env id, model path or memory setting fails here, before any write
-                    check_buildable(config)
+                    trial_plan.check()
+                config, applied = trial_plan.config, trial_plan.preset_applied
                 run_dir = spec.out / trial_dir_name(env_id, agent, seed)
-                argv = ["shelm", "train", "--env", env_id, "--agent", agent, "--seed", str(seed)]
-                argv += ["--steps", str(config.total_steps), "--run-dir", str(run_dir)]
-                argv += [arg for setting in settings for arg in ("--set", setting)]
-                trials.append(Trial(env_id, agent, seed, run_dir, config.to_dict(), applied, shlex.join(argv)))
+                trials.append(Trial(env_id, agent, seed, run_dir, config.to_dict(), applied, command))
     for trial in trials:
         _check_existing(trial)
     return trials
@@ -190,7 +193,7 @@ def _check_existing(trial: Trial) -> None:
     recorded = load_run_config(trial.run_dir).to_dict()
     free = {*EXECUTION_SETTINGS, *get_agent_spec(trial.agent).ignored_settings}
     differ = sorted(k for k in trial.config if recorded.get(k) != trial.config[k] and k not in free)
-    if "obs_resize" in differ and _same_frames(TrainConfig.from_dict(recorded), TrainConfig.from_dict(trial.config)):
+    if "obs_resize" in differ and same_frames(TrainConfig.from_dict(recorded), TrainConfig.from_dict(trial.config)):
         differ.remove("obs_resize")  # e.g. a trial saved before obs_resize existed ('none'), which 'auto' equals
     if differ:
         key = differ[0]
@@ -198,20 +201,6 @@ def _check_existing(trial: Trial) -> None:
             f"'{trial.run_dir}' was trained with {key}={recorded.get(key)!r}, this sweep asks {key}="
             f"{trial.config[key]!r}; use another --out, or the settings that folder was made with"
         )
-
-
-def _same_frames(first: TrainConfig, second: TrainConfig) -> bool:
-    """Whether the two configs' observation preprocessing gives their (same) env's agent the same frames."""
-    from shelm.envs import obs_preprocessing, same_frames
-
-    return same_frames(
-        first.env_id,
-        first.minigrid_tile_size,
-        first.obs_key,
-        first.gym_kwargs,
-        obs_preprocessing(first),
-        obs_preprocessing(second),
-    )
 
 
 def trial_state(trial: Trial) -> tuple[str, int]:
@@ -242,22 +231,20 @@ def _trial_lock(run_dir: Path) -> Iterator[None]:
 
 def run_trial(trial: Trial) -> TrialResult:
     """Train one trial to its step budget (starting or resuming); never raises, failures are results."""
-    from shelm.runs import create_run_dir, save_run_config
-    from shelm.trainers import train
+    from shelm.trainers import plan_config
 
     started = time.monotonic()
     try:
         state, step = trial_state(trial)
         if state == "finished":
             return TrialResult(trial.name, "skipped", step, step)
-        config = TrainConfig.from_dict(trial.config)
-        if state == "resume" and not get_agent_spec(config.agent).resumable:
-            state = "restart"  # an interrupted run its trainer cannot continue is trained again from the start
-        if state in ("new", "restart"):
-            create_run_dir(trial.run_dir, force=state == "restart")
-            save_run_config(trial.run_dir, config, trial.preset_applied, command=trial.command)
+        trial_plan = plan_config(TrainConfig.from_dict(trial.config), trial.preset_applied)
+        trial.run_dir.mkdir(parents=True, exist_ok=True)
         with _trial_lock(trial.run_dir):
-            row = train(config, trial.run_dir, resume=state == "resume")
+            if state == "resume":
+                row = trial_plan.resume(trial.run_dir)
+            else:
+                _, row = trial_plan.start(trial.run_dir, command=trial.command)
         final = {k: row.get(k) for k in ("return_mean", "success_rate")}
         return TrialResult(trial.name, "finished", row["global_step"], step, time.monotonic() - started, final)
     except Exception as exc:  # a failed trial must not stop the others
@@ -361,7 +348,7 @@ def run_sweep(spec: SweepSpec, command: str, echo: Callable[[str], None] = print
     """Plan, record and run the sweep; returns one result per trial (skipped ones included)."""
     if spec.ray_address is not None:
         check_ray_address(spec.ray_address)
-    trials = plan(spec)
+    trials = plan(spec, command)
     release_models()
     spec.out.mkdir(parents=True, exist_ok=True)
     _record(spec, trials, command)

@@ -16,18 +16,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from shelm.agents import AGENTS, get_agent_spec
 from shelm.config import TrainConfig
 from shelm.errors import ShelmError
 from shelm.files import write_json_atomic
 from shelm.inspect import ANALYSES, attention, distances, robustness, tokens
 from shelm.inspect.figures import Analysis
 from shelm.runs import load_run_config
+from shelm.trainers import agents_with_analysis, analyses_of
 
 
 @dataclass(frozen=True)
 class AnalysisSpec:
-    """How to run one analysis; which agents it applies to is each agent's to say (`AgentSpec.analyses`)."""
+    """How to run one analysis; which agents it applies to is each agent's trainer's to say
+    (`shelm.trainers.analyses_of`)."""
 
     run: Callable[[Analysis], dict[str, Any]]
     default_episodes: int
@@ -46,8 +47,8 @@ def check_applies(what: str, config: TrainConfig, run_dir: Path) -> AnalysisSpec
     applies to."""
     if what not in SPECS:
         raise ShelmError(f"--what {what}: unknown analysis; choose one of {', '.join(ANALYSES)}")
-    if what not in get_agent_spec(config.agent).analyses:
-        agents = [name for name, spec in AGENTS.items() if what in spec.analyses]
+    if what not in analyses_of(config.agent):
+        agents = agents_with_analysis(what)
         raise ShelmError(
             f"--what {what} needs an agent with a language-model memory ({', '.join(agents)}); "
             f"{run_dir} is a {config.agent} run"
@@ -72,7 +73,8 @@ def analyze(
     import matplotlib
 
     matplotlib.use("Agg")
-    from shelm.evaluate import load_policy, step_cap
+    from shelm.evaluate import step_cap
+    from shelm.ppo import load_policy
 
     spec = check_applies(what, load_run_config(run_dir), run_dir)
     if episodes is not None and episodes < 1:

@@ -20,7 +20,6 @@ import torch
 from shelm.errors import ShelmError
 from shelm.inspect.figures import Analysis, save_figure
 from shelm.inspect.trace import Step
-from shelm.memory.base import LanguageModelMemoryBase
 
 EVENT_OBJECTS = ("door", "key", "ball", "box", "goal")
 
@@ -70,8 +69,8 @@ def attention_to_events(maps: torch.Tensor, events: list[tuple[int, str]], windo
 def run(analysis: Analysis) -> dict[str, Any]:
     import matplotlib.pyplot as plt
 
-    memory = analysis.policy.memory
-    if not isinstance(memory, LanguageModelMemoryBase):
+    memory = analysis.policy.language_model
+    if memory is None:
         raise ShelmError(f"--what attention needs a language-model memory; {analysis.run_dir} has none")
     trace = analysis.rollout()
     episode = max(trace.episodes, key=lambda e: len(e.steps))  # the longest: the most memory to look at

@@ -19,7 +19,6 @@ from scipy.stats import spearmanr
 from shelm.errors import ShelmError
 from shelm.inspect.figures import Analysis, save_figure
 from shelm.inspect.trace import distinct_steps
-from shelm.memory.base import LanguageModelMemoryBase
 from shelm.memory.helm import HELMMemory
 
 BETAS = (1.0, 10.0, 100.0, 1000.0)
@@ -48,8 +47,8 @@ def rank_correlation(a: torch.Tensor, b: torch.Tensor) -> float:
 def run(analysis: Analysis) -> dict[str, Any]:
     import matplotlib.pyplot as plt
 
-    memory = analysis.policy.memory
-    if not isinstance(memory, LanguageModelMemoryBase):
+    memory = analysis.policy.language_model
+    if memory is None:
         raise ShelmError(f"--what distances needs a language-model memory; {analysis.run_dir} has none")
     trace = analysis.rollout()
     steps = [step for _, step in distinct_steps(trace, MAX_OBSERVATIONS)]

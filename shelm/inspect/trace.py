@@ -21,11 +21,11 @@ from shelm.acting import EnvLoop, EpisodeTracker
 from shelm.agents import get_agent_spec
 from shelm.agents.policy import Actor, Policy
 from shelm.config import TrainConfig
-from shelm.envs import make_vec_env, obs_preprocessing, success_rule
-from shelm.envs.minigrid import SYMBOLIC_VIEW
-from shelm.evaluate import EVAL_SEED_OFFSET, load_policy, reached_cap
-from shelm.memory.base import LanguageModelMemoryBase
+from shelm.envs import make_run_vec_env, success_rule
+from shelm.evaluate import EVAL_SEED_OFFSET, reached_cap
+from shelm.info_keys import SYMBOLIC_VIEW
 from shelm.memory.retrieval import FrameRegion
+from shelm.ppo import load_policy
 from shelm.precision import autocast
 from shelm.progress import PlayProgress
 
@@ -128,19 +128,9 @@ def record_policy(
     """`record` for a policy already loaded (the analyses reuse its memory after the rollout); `progress` is told
     every step."""
     seed = config.seed + EVAL_SEED_OFFSET if seed is None else seed
-    envs = make_vec_env(
-        config.env_id,
-        1,
-        "sync",
-        config.minigrid_tile_size,
-        render_mode="rgb_array",
-        obs_key=config.obs_key,
-        env_kwargs=config.gym_kwargs,
-        preprocess=obs_preprocessing(config),
-        max_episode_steps=max_episode_steps,
-    )
+    envs = make_run_vec_env(config, 1, "sync", render_mode="rgb_array", max_episode_steps=max_episode_steps)
     names = action_names(envs.envs[0], int(envs.single_action_space.n))
-    memory = policy.memory
+    language_model, readable = policy.language_model, policy.readable
     sampler = torch.Generator(device=policy.device).manual_seed(seed)
     actor = Actor(policy, 1, sampler, greedy=not sampled)
     loop = EnvLoop(envs, actor, EpisodeTracker(1, None, success_rule(config.env_id)))
@@ -152,17 +142,14 @@ def record_policy(
             frame = envs.envs[0].render()
             symbolic = actor.infos.get(SYMBOLIC_VIEW)
             lm_inputs, regions = None, None
-            if isinstance(memory, LanguageModelMemoryBase) and memory.last_inputs is not None:
-                lm_inputs = memory.last_inputs[0].float().cpu().numpy()  # as fed to the LM for this observation
-            elif memory is not None:
-                with torch.no_grad():  # as fed: a memory outside the family maps observations without state
-                    lm_inputs = memory.lm_inputs(actor.obs, actor.infos)[0].float().cpu().numpy()
-            words = memory.last_words()[0] if memory is not None else []
-            if isinstance(memory, LanguageModelMemoryBase):
-                located = memory.last_word_regions(actor.obs)
+            words = readable.last_words()[0] if readable is not None else []
+            if language_model is not None:
+                if language_model.last_inputs is not None:  # as fed to the LM for this observation
+                    lm_inputs = language_model.last_inputs[0].float().cpu().numpy()
+                located = language_model.last_word_regions(actor.obs)
                 regions = None if located is None else located[0]
-            if not current.steps and isinstance(memory, LanguageModelMemoryBase):
-                current.instruction = memory.instructions[0]  # the memory took it in when it observed this start
+                if not current.steps:  # the memory took the instruction in when it observed this start
+                    current.instruction = language_model.instructions[0]
             with torch.no_grad(), autocast(policy.device, policy.precision):  # as the step about to be taken sees it
                 attention = policy.agent.window_attention(actor.obs, actor.memory_out, actor.state, actor.episode_start)
             step = loop.step()
@@ -178,7 +165,7 @@ def record_policy(
                     obs=obs,
                     symbolic=None if symbolic is None else np.asarray(symbolic[0]),
                     lm_inputs=lm_inputs,
-                    memory_out=step.memory_out[0].float().cpu().numpy() if memory is not None else None,
+                    memory_out=step.memory_out[0].float().cpu().numpy() if policy.memory is not None else None,
                     word_regions=regions,
                     attention=None if attention is None else attention[0].float().cpu().numpy(),
                 )
@@ -201,7 +188,7 @@ def record_policy(
         env_id=config.env_id,
         agent=config.agent,
         retriever=None if words_are is None else words_are(config),
-        window_steps=memory.window_steps if memory is not None else 0,
+        window_steps=policy.memory.window_steps if policy.memory is not None else 0,
         global_step=global_step,
         mode="sampled" if sampled else "greedy",
         episodes=recorded,

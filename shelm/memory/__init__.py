@@ -1,19 +1,28 @@
 """The frozen side of an agent: modules that turn each observation into a vector without being trained.
 
-The HELM family's language-model memories (shelm.memory.base) and the oracle control implement `FrozenMemory`.
-The trainer calls `step` exactly once per environment step during the rollout, under `torch.no_grad()`, and
-stores its output in the rollout buffer; the PPO update reads the stored vectors and never calls the memory again.
+Every memory implements `FrozenMemory`: the HELM family's language-model memories (shelm.memory.base) and the
+oracle control. The trainer calls `step` exactly once per environment step during the rollout, under
+`torch.no_grad()`, and stores its output in the rollout buffer; the PPO update reads the stored vectors and never
+calls the memory again. What only some memories can do is a capability of its own, asked for where it is used: a
+memory that says in words what its last step took in is a `ReadableMemory` (`shelm inspect` shows the words); a
+language-model memory is a `shelm.memory.base.LanguageModelMemory` (its inputs, window and attention, which the
+analyses read). An agent's spec declares both (`AgentSpec.words`, `AgentSpec.has_language_model`).
+
+A memory is built from the run's config and its `EnvProbe` (`shelm.probe`): what the environment gives is read
+from the probe, so no memory builds an environment of its own.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 
 
 class FrozenMemory(Protocol):
+    """What every memory offers the trainer, the checkpoints and the memory pre-flight."""
+
     output_dim: int
     """Width M of the vector returned per environment."""
 
@@ -38,18 +47,6 @@ class FrozenMemory(Protocol):
         """
         ...
 
-    def lm_inputs(self, obs: torch.Tensor, info: Mapping[str, Any] | None = None) -> torch.Tensor:
-        """[N, k, d]: the k LM input vectors `step` feeds for obs (what the frozen mapping makes of it), for the
-        analyses, which compare them across observations and replay them through the LM. `last_words` then
-        describes this call."""
-        ...
-
-    def last_words(self) -> list[list[tuple[str, float]]]:
-        """Per environment, what the last `step` put into the LM's memory, as text with a score: SHELM's
-        retrieved words, or for HELM and HELMv2 the vocabulary token nearest to their input vector. For
-        inspection only; the training loop never decodes text."""
-        ...
-
     def metrics(self) -> dict[str, float]:
         """Counters since the last call (e.g. the retrieval cache's hit rate), logged with every iteration."""
         ...
@@ -64,6 +61,17 @@ class FrozenMemory(Protocol):
         ...
 
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None: ...
+
+
+@runtime_checkable
+class ReadableMemory(FrozenMemory, Protocol):
+    """A memory that can say in words what its last `step` took in (the agent's spec names them: `words`)."""
+
+    def last_words(self) -> list[list[tuple[str, float]]]:
+        """Per environment, what the last `step` put into the memory, as text with a score: SHELM's retrieved words,
+        HELM's and HELMv2's vocabulary token nearest to their input vector, the oracle's cue. For inspection only;
+        the training loop never decodes text."""
+        ...
 
 
 def release_models() -> None:

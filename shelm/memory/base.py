@@ -1,12 +1,13 @@
 """The HELM family's memory: a frozen mapping turns each observation into k LM input vectors, and a frozen language
 model remembers them.
 
-HELM, HELMv2 and SHELM differ only in that mapping (FrozenHopfield; affinely mapped image features; retrieved
-words). `LanguageModelMemoryBase` is everything else, as the `FrozenMemory` the trainer sees: the LM step over
-each environment's window, the memo cache of the mapping, the metrics, the identity a checkpoint records, and what
-the analyses read (embeddings, attention). A memory of the family supplies its `lm_inputs`, its `last_words`, its
-`own_identity` and, where it draws tensors at construction, `state_dict`/`load_state_dict`.
-`frozen_language_model` builds the LM part from a run's settings, through the backend that serves its `lm`.
+HELM, HELMv2 and SHELM differ only in that mapping (FrozenHopfield; affinely mapped image features; retrieved words).
+`LanguageModelMemoryBase` is everything else, as the `FrozenMemory` the trainer sees: the LM step over each
+environment's window, the memo cache of the mapping, the metrics, the identity a checkpoint records, and what the
+analyses read (embeddings, attention: the `LanguageModelMemory` capability). A memory of the family supplies its
+`lm_inputs`, its `last_words`, its `own_identity` and, where it draws tensors at construction,
+`state_dict`/`load_state_dict`. `frozen_language_model` builds the LM part from a run's settings, through the backend
+that serves its `lm`.
 
 The instruction: with the `instruction` setting, the text the environment gives under that key at an episode's
 start (BabyAI's mission, "go to the red ball") is tokenized with the LM's own tokenizer and its token embeddings
@@ -20,12 +21,13 @@ import functools
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import Any, ClassVar, Generic, Protocol, TypeVar, runtime_checkable
 
 import torch
 
 from shelm.config import NO_INSTRUCTION, TrainConfig
 from shelm.errors import ShelmError
+from shelm.memory import ReadableMemory
 from shelm.memory.caches import MemoCache, cached_language_model, cached_tokenizer
 from shelm.memory.lm_backend import AttentionReplay, LanguageModelStep, Prefix
 from shelm.memory.retrieval import FrameRegion
@@ -73,40 +75,52 @@ class FrozenLanguageModel:
         return identity
 
 
-def check_instruction(config: TrainConfig) -> None:
-    """Refuse, in one line, an `instruction` key under which the run's environment gives no text."""
-    from shelm.envs import obs_preprocessing, reset_info  # here: the memory layer needs the envs only for this check
-
-    info = reset_info(
-        config.env_id,
-        config.minigrid_tile_size,
-        config.obs_key,
-        config.seed,
-        config.gym_kwargs,
-        obs_preprocessing(config),
-    )
-    if not isinstance(info.get(config.instruction), str):
-        texts = sorted(key for key, value in info.items() if isinstance(value, str))
-        found = f"its texts are under {', '.join(texts)}" if texts else "it gives no text"
-        raise ShelmError(
-            f"--set instruction={config.instruction}: env '{config.env_id}' gives no text under that key ({found}); "
-            f"use one of those, or instruction={NO_INSTRUCTION}"
-        )
-
-
 def frozen_language_model(config: TrainConfig, device: torch.device, inputs_per_step: int = 1) -> FrozenLanguageModel:
     """The run's frozen LM (loaded once per process) on `device`, fed `inputs_per_step` vectors per environment
     step, its window holding `mem_len` steps after `instruction_tokens` positions for the instruction where the run
-    reads one."""
+    reads one (the agent's `build_policy` has checked that the environment gives that text)."""
     reads_instruction = config.instruction != NO_INSTRUCTION
-    if reads_instruction:
-        check_instruction(config)
     dtype = resolve_dtype(config.lm_dtype, device)
     loaded = cached_language_model(config.lm, dtype, config.lm_layers)
     compile = compile_requested(config.lm_compile, config.total_steps)
     prefix_len = config.instruction_tokens if reads_instruction else 0
     step = loaded.memory(device, config.mem_len * inputs_per_step, inputs_per_step, compile, prefix_len)
     return FrozenLanguageModel(loaded, step, config.lm, dtype, config.mem_len, config.instruction)
+
+
+@runtime_checkable
+class LanguageModelMemory(ReadableMemory, Protocol):
+    """What a language-model memory offers besides stepping: the LM inputs it makes of observations, its window, and
+    its attention replayed. `shelm inspect` and the analyses read it, for agents whose spec says
+    `has_language_model`; `LanguageModelMemoryBase` implements it."""
+
+    last_inputs: torch.Tensor | None
+    """[N, k, d]: the LM inputs the last `step` fed."""
+    instructions: list[str | None]
+    """Per environment, the instruction its current episode holds (None without one)."""
+
+    def lm_inputs(self, obs: torch.Tensor, info: Mapping[str, Any] | None = None) -> torch.Tensor:
+        """[N, k, d]: the k LM input vectors `step` feeds for obs (what the frozen mapping makes of it), which the
+        analyses compare across observations and replay through the LM; `last_words` then describes this call."""
+        ...
+
+    def last_word_regions(self, obs: torch.Tensor) -> list[list[FrameRegion | None]] | None:
+        """Per environment, the region of `obs` each word of `last_words` came from, where the memory can say."""
+        ...
+
+    @property
+    def embedding_matrix(self) -> torch.Tensor:
+        """E [V, d]: the LM's input vector for each vocabulary entry (frozen)."""
+        ...
+
+    @property
+    def positions_per_step(self) -> int:
+        """k: the LM positions each environment step adds to the window."""
+        ...
+
+    def attention(self, inputs: torch.Tensor, instruction: str | None = None) -> AttentionReplay:
+        """One episode's LM inputs [T, k, d] replayed through the LM: every layer's attention and the outputs."""
+        ...
 
 
 LastT = TypeVar("LastT")

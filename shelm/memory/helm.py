@@ -12,6 +12,7 @@ from shelm.config import TrainConfig
 from shelm.memory.base import FrozenLanguageModel, LanguageModelMemoryBase, frozen_language_model
 from shelm.memory.frozen_hopfield import FrozenHopfield
 from shelm.precision import DTYPES
+from shelm.probe import EnvProbe
 
 
 class HELMMemory(LanguageModelMemoryBase[torch.Tensor]):
@@ -58,8 +59,8 @@ class HELMMemory(LanguageModelMemoryBase[torch.Tensor]):
         return self.hopfield.inputs_at_betas(obs, betas)
 
 
-def build_helm_memory(config: TrainConfig, obs_shape: tuple[int, int, int], device: torch.device) -> HELMMemory:
+def build_helm_memory(config: TrainConfig, probe: EnvProbe, device: torch.device) -> HELMMemory:
     frozen = frozen_language_model(config, device)
     embeddings = frozen.step.embedding_matrix
-    hopfield = FrozenHopfield(embeddings, math.prod(obs_shape), config.beta, config.seed, DTYPES[frozen.dtype])
+    hopfield = FrozenHopfield(embeddings, math.prod(probe.obs_shape), config.beta, config.seed, DTYPES[frozen.dtype])
     return HELMMemory(frozen, hopfield, config.memo_size)

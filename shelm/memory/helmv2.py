@@ -7,9 +7,9 @@ standardised and given the mean and std of that dimension of the token embedding
     x = (f R - mu) / sigma * std(E) + mean(E)
 
 mu and sigma are FIXED statistics of the projected features, measured once on frames of the task gathered by
-random play (seeded by the run's seed) and saved with the run. The reference standardised with the current
-batch's statistics, which breaks with one environment and makes an observation's vector depend on the
-other environments; here one observation always maps to the same vector.
+random play (the run's `EnvProbe`, seeded by the run's seed) and saved with the run. The reference standardised
+with the current batch's statistics, which breaks with one environment and makes an observation's vector depend on
+the other environments; here one observation always maps to the same vector.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ import math
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
-import numpy as np
 import torch
 
 from shelm.config import TrainConfig
@@ -26,10 +25,8 @@ from shelm.memory.base import FrozenLanguageModel, LanguageModelMemoryBase, froz
 from shelm.memory.clip import build_clip_features
 from shelm.memory.imagenet import build_imagenet_features, check_one_frame
 from shelm.precision import autocast
+from shelm.probe import EnvProbe
 from shelm.registry import Registry
-
-CALIBRATION_ENVS = 4
-CALIBRATION_STEPS = 32
 
 
 class ImageEncoder(Protocol):
@@ -127,31 +124,6 @@ class HELMv2Memory(LanguageModelMemoryBase[torch.Tensor]):
         self.mapping.load_state_dict(state)
 
 
-def calibration_frames(config: TrainConfig) -> torch.Tensor:
-    """The distinct observations of a short random-play run of the task, seeded by the run's seed."""
-    from shelm.envs import make_vec_env, obs_preprocessing
-
-    envs = make_vec_env(
-        config.env_id,
-        CALIBRATION_ENVS,
-        "sync",
-        config.minigrid_tile_size,
-        obs_key=config.obs_key,
-        env_kwargs=config.gym_kwargs,
-        preprocess=obs_preprocessing(config),
-    )
-    rng = np.random.default_rng(config.seed)
-    try:
-        obs, _ = envs.reset(seed=config.seed)
-        frames = [obs]
-        for _ in range(CALIBRATION_STEPS - 1):
-            obs, *_ = envs.step(rng.integers(envs.single_action_space.n, size=CALIBRATION_ENVS))
-            frames.append(obs)
-    finally:
-        envs.close()
-    return torch.as_tensor(np.unique(np.concatenate(frames), axis=0))
-
-
 ImageEncoderBuilder = Callable[[TrainConfig, torch.device], ImageEncoder]
 """(config, device) -> the image encoder, refusing settings it cannot serve in one line."""
 
@@ -174,13 +146,14 @@ register_image_encoder("imagenet", build_imagenet_features)
 register_image_encoder("clip", build_clip_features)
 
 
-def build_helmv2_memory(config: TrainConfig, obs_shape: tuple[int, int, int], device: torch.device) -> HELMv2Memory:
-    check_one_frame(config, obs_shape, f"helmv2's image encoder ({config.image_encoder})")
+def build_helmv2_memory(config: TrainConfig, probe: EnvProbe, device: torch.device) -> HELMv2Memory:
+    check_one_frame(config, probe.obs_shape, f"helmv2's image encoder ({config.image_encoder})")
     frozen = frozen_language_model(config, device)
     encoder = build_image_encoder(config, device)
     mapping = AffineToEmbeddings(encoder.feature_dim, frozen.step.embedding_matrix.detach(), seed=config.seed)
     memory = HELMv2Memory(frozen, encoder, mapping, config.memo_size)
-    # Calibration frames go through the memo cache, so training starts with them cached.
-    mapping.calibrate(memory.features(calibration_frames(config)).to(device))
+    # The probe's frames of random play calibrate the mapping; they go through the memo cache, so training starts
+    # with them cached.
+    mapping.calibrate(memory.features(torch.as_tensor(probe.frames)).to(device))
     memory.memo.take_hit_rate()  # the hit rate logged with training counts training steps only
     return memory

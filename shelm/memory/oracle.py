@@ -7,7 +7,8 @@ it is what shelm's trainer and heads reach when the memory is perfect. So when a
 chance while this control learns, the failure lies in that memory, not in PPO or the heads.
 
 It is a control, not a method: the cue comes from the environment (`info["memory_cue"]`, which shelm's
-MiniGrid wrapper adds for the Memory tasks), not from the observations. Every page labels it an oracle.
+MiniGrid wrapper adds for the Memory tasks), not from the observations. Every page labels it an oracle. It is no
+language model; it says in words what it was told (`last_words`, 'cue: key'), which `shelm inspect` shows.
 """
 
 from __future__ import annotations
@@ -19,8 +20,9 @@ import numpy as np
 import torch
 
 from shelm.config import TrainConfig
-from shelm.envs.minigrid import MEMORY_CUE
 from shelm.errors import ShelmError
+from shelm.info_keys import MEMORY_CUE
+from shelm.probe import EnvProbe
 
 # MiniGrid's object types (minigrid.core.constants.OBJECT_TO_IDX): the one-hot's width.
 N_OBJECT_TYPES = 11
@@ -46,10 +48,6 @@ class OracleCueMemory:
     def step(
         self, obs: torch.Tensor, episode_start: torch.Tensor, info: Mapping[str, Any] | None = None
     ) -> torch.Tensor:
-        return self.lm_inputs(obs, info)[:, 0]
-
-    def lm_inputs(self, obs: torch.Tensor, info: Mapping[str, Any] | None = None) -> torch.Tensor:
-        """[N, 1, 11]: the cue as this memory's single input per step."""
         if info is None or MEMORY_CUE not in info:
             raise ShelmError(
                 "the oracle-memory agent needs an environment that names its cue in info['memory_cue'] "
@@ -57,8 +55,7 @@ class OracleCueMemory:
             )
         cues = torch.as_tensor(np.asarray(info[MEMORY_CUE], dtype=np.int64).reshape(-1))
         self._last = cues
-        one_hot = torch.nn.functional.one_hot(cues, N_OBJECT_TYPES).float()
-        return one_hot.unsqueeze(1).to(self.device)
+        return torch.nn.functional.one_hot(cues, N_OBJECT_TYPES).float().to(self.device)
 
     def last_words(self) -> list[list[tuple[str, float]]]:
         """The cue each environment's last step was told, as 'cue: key' with score 1."""
@@ -80,13 +77,9 @@ class OracleCueMemory:
             raise ShelmError(f"the oracle-memory agent has no frozen tensors; the checkpoint has {sorted(state)}")
 
 
-def build_oracle_memory(config: TrainConfig, obs_shape: tuple[int, int, int], device: torch.device) -> OracleCueMemory:
+def build_oracle_memory(config: TrainConfig, probe: EnvProbe, device: torch.device) -> OracleCueMemory:
     """The control, after checking that the run's environment names its cue (refused in one line otherwise)."""
-    from shelm.envs import obs_preprocessing, reset_info
-
-    if MEMORY_CUE not in reset_info(
-        config.env_id, config.minigrid_tile_size, config.obs_key, 0, config.gym_kwargs, obs_preprocessing(config)
-    ):
+    if not probe.gives(MEMORY_CUE):
         raise ShelmError(
             f"--agent oracle: '{config.env_id}' does not name its cue; the oracle-memory control runs on MiniGrid's "
             "Memory tasks (e.g. --env MiniGrid-MemoryS11-v0)"

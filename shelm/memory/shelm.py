@@ -30,6 +30,7 @@ from shelm.memory.retrieval import (
 )
 from shelm.memory.retrievers import build_retriever
 from shelm.precision import autocast
+from shelm.probe import EnvProbe
 
 
 class SHELMMemory(LanguageModelMemoryBase[tuple[torch.Tensor, torch.Tensor]]):
@@ -111,12 +112,18 @@ class SHELMMemory(LanguageModelMemoryBase[tuple[torch.Tensor, torch.Tensor]]):
         return metrics
 
 
-def build_shelm_memory(config: TrainConfig, obs_shape: tuple[int, int, int], device: torch.device) -> SHELMMemory:
+def build_shelm_memory(config: TrainConfig, probe: EnvProbe, device: torch.device) -> SHELMMemory:
+    """SHELM's memory, after checking that the environment gives what the retriever reads (refused in one line)."""
     frozen = frozen_language_model(config, device, inputs_per_step=config.topk)
     tokenizer = cached_tokenizer(config.lm)
     retriever = build_retriever(config, tokenizer, frozen.loaded.sha256, device)
     if retriever.input_key is None:  # it reads the observation's pixels
-        check_one_frame(config, obs_shape, f"shelm's retriever {retriever.name}")
+        check_one_frame(config, probe.obs_shape, f"shelm's retriever {retriever.name}")
+    elif not probe.gives(retriever.input_key):
+        raise ShelmError(
+            f"retriever={retriever.name} reads info['{retriever.input_key}'], which env '{config.env_id}' does not "
+            "give; use a retriever that reads pixels (retriever=regions, imagenet or clip)"
+        )
     if config.topk > len(retriever.vocabulary):
         raise ShelmError(
             f"topk={config.topk} exceeds the {len(retriever.vocabulary)} words of retriever={retriever.name}; "

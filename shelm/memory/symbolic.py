@@ -18,8 +18,7 @@ from typing import Any
 import torch
 
 from shelm.config import TrainConfig
-from shelm.envs import minigrid
-from shelm.errors import ShelmError
+from shelm.info_keys import SYMBOLIC_VIEW
 from shelm.memory.retrieval import phrase_tokens
 
 # MiniGrid's encoding (minigrid.core.constants): object and colour indices, door states.
@@ -54,7 +53,7 @@ def _vocabulary() -> tuple[list[str], dict[tuple[int, int, int], int], set[int]]
 
 class SymbolicRetriever:
     name = "symbolic"
-    input_key = minigrid.SYMBOLIC_VIEW
+    input_key = SYMBOLIC_VIEW
 
     def __init__(self, view_size: int = 7):
         self.vocabulary, lookup, structure = _vocabulary()
@@ -98,10 +97,6 @@ class SymbolicRetriever:
 def build_symbolic_retriever(
     config: TrainConfig, lm_tokenizer: Any, lm_sha256: str, device: torch.device
 ) -> SymbolicRetriever:
-    """SHELM's retriever=symbolic, on the environments that have MiniGrid/BabyAI's symbolic view."""
-    if not minigrid.handles(config.env_id):
-        raise ShelmError(
-            f"retriever=symbolic reads MiniGrid/BabyAI's symbolic view, which env '{config.env_id}' does not "
-            "have; use retriever=imagenet or retriever=clip"
-        )
+    """SHELM's retriever=symbolic; SHELM's memory refuses it on an environment without the symbolic view it reads
+    (its `input_key`)."""
     return SymbolicRetriever()

@@ -14,7 +14,7 @@ from shelm.cli import main
 from shelm.config import TrainConfig, parse_overrides
 from shelm.envs import RANDOM_MAZE_ID, ObsPreprocessing, make_env, make_vec_env, obs_preprocessing
 from shelm.errors import ShelmError
-from shelm.evaluate import load_policy
+from shelm.ppo import load_policy
 from shelm.runs import load_run_config
 
 PONG = "ale_py:ALE/Pong-v5"

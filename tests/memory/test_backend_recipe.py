@@ -12,6 +12,8 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
+import gymnasium as gym
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -21,8 +23,17 @@ from shelm.cli import main
 from shelm.memory.backends import backend_for, register_backend, unregister_backend
 from shelm.memory.helm import build_helm_memory
 from shelm.memory.lm_backend import AttentionReplay, Prefix, check_prefix, check_window, keep_first_blocks, replay_mask
+from shelm.probe import EnvProbe
 
 CPU = torch.device("cpu")
+# A memory reads what it needs of the environment from its probe: here, 8x8 RGB frames.
+SMALL_FRAMES = EnvProbe(
+    "toy-frames",
+    gym.spaces.Box(0, 255, (8, 8, 3), np.uint8),
+    gym.spaces.Discrete(3),
+    {},
+    np.zeros((1, 8, 8, 3), np.uint8),
+)
 PREFIX = "toy:"
 VOCABULARY = 40
 
@@ -155,7 +166,7 @@ def test_a_helm_memory_steps_and_replays_through_the_backend(toy_backend: ToyBac
     config, _ = resolve_config(
         "MiniGrid-MemoryS7-v0", "helm", {"lm": "toy:16", "mem_len": 3, "lm_layers": 2, "lm_dtype": "float32"}
     )
-    memory = build_helm_memory(config, (8, 8, 3), CPU)
+    memory = build_helm_memory(config, SMALL_FRAMES, CPU)
     assert isinstance(memory.lm, ToyStep) and len(memory.lm.model.blocks) == 2
     assert memory.identity()["lm"] == "toy:16" and memory.identity()["lm_layers"] == 2
     assert memory.output_dim == 16 and memory.window_steps == 3
@@ -177,7 +188,7 @@ def test_a_helm_memory_steps_and_replays_through_the_backend(toy_backend: ToyBac
 def test_the_episodes_instruction_reaches_the_backend_and_its_replay(toy_backend: ToyBackend) -> None:
     settings = {"lm": "toy:16", "mem_len": 2, "lm_dtype": "float32", "instruction": "mission", "instruction_tokens": 3}
     config, _ = resolve_config("MiniGrid-MemoryS7-v0", "helm", settings)
-    memory = build_helm_memory(config, (8, 8, 3), CPU)
+    memory = build_helm_memory(config, SMALL_FRAMES, CPU)
     assert memory.lm.prefix_len == 3 and memory.identity()["instruction"] == "mission"
     frames = torch.randint(0, 256, (6, 2, 8, 8, 3), generator=torch.Generator().manual_seed(1), dtype=torch.uint8)
     missions = {"mission": ["w3 w5 w7 w9", "w1"]}  # env 0's is cut to its first 3 tokens

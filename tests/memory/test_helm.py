@@ -10,7 +10,7 @@ import torch
 
 from shelm import ppo
 from shelm.cli import main
-from shelm.evaluate import load_policy
+from shelm.ppo import load_policy
 
 TINY = ["--n-envs", "4", "--set", "n_steps=16", "--set", "cnn_features=32", "--set", "critic_hidden=32"]
 

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from shelm.agents import resolve_config
-from shelm.envs import make_vec_env
-from shelm.memory.helmv2 import AffineToEmbeddings, build_helmv2_memory, calibration_frames
+from shelm.envs import make_vec_env, probe_env
+from shelm.memory.helmv2 import AffineToEmbeddings, build_helmv2_memory
 
 CPU = torch.device("cpu")
 
@@ -125,7 +125,7 @@ def config(tiny_llama_with_tokenizer_dir):
 
 @pytest.fixture(scope="module")
 def memory(config):
-    return build_helmv2_memory(config, (56, 56, 3), CPU)
+    return build_helmv2_memory(config, probe_env(config), CPU)
 
 
 @pytest.fixture(scope="module")
@@ -139,10 +139,10 @@ def frames():
 
 
 def test_calibration_frames_are_distinct_and_seeded(config):
-    first = calibration_frames(config)
-    assert first.dtype == torch.uint8 and first.shape[1:] == (56, 56, 3)
-    assert len(np.unique(first.numpy(), axis=0)) == len(first) > 1
-    assert torch.equal(calibration_frames(config), first)
+    first = probe_env(config).frames  # what the mapping is calibrated on
+    assert first.dtype == np.uint8 and first.shape[1:] == (56, 56, 3)
+    assert len(np.unique(first, axis=0)) == len(first) > 1
+    assert np.array_equal(probe_env(config).frames, first)
 
 
 def test_helmv2_memory_steps_one_and_four_envs(memory, frames):

@@ -12,7 +12,7 @@ from safetensors.torch import load_file
 
 from shelm.agents import resolve_config
 from shelm.cli import main
-from shelm.envs import minigrid
+from shelm.envs import minigrid, probe_env
 from shelm.errors import ShelmError
 from shelm.memory.caches import cached_efficientnet_lite0
 from shelm.memory.imagenet import EfficientNetLite0
@@ -218,6 +218,6 @@ def test_shelm_with_regions_checkpoints_its_counts_and_reports_its_memo(tmp_path
     assert trainer["memory"]["retriever"] == "regions" and trainer["memory"]["region_grid"] == "cells of 8 pixels"
     settings = {"lm": str(tiny_llama_with_tokenizer_dir), "retriever": "regions", "mem_len": 4}
     resolved, _ = resolve_config("MiniGrid-MemoryS7-v0", "shelm", settings)
-    memory = build_shelm_memory(resolved, (56, 56, 3), CPU)
+    memory = build_shelm_memory(resolved, probe_env(resolved), CPU)
     memory.load_state_dict(state)
     assert torch.equal(memory.retriever.frames_showing, state["retriever.frames_showing"])

@@ -8,7 +8,7 @@ import torch
 
 from shelm.agents import resolve_config
 from shelm.cli import main
-from shelm.envs import make_vec_env
+from shelm.envs import make_vec_env, probe_env
 from shelm.envs.minigrid import SYMBOLIC_VIEW
 from shelm.errors import ShelmError
 from shelm.memory.retrieval import top_k
@@ -26,9 +26,13 @@ def _config(lm_dir, env_id=ENV, **overrides):
     return config
 
 
+def _build(config):
+    return build_shelm_memory(config, probe_env(config), CPU)
+
+
 @pytest.fixture(scope="module")
 def memory(tiny_llama_with_tokenizer_dir):
-    return build_shelm_memory(_config(tiny_llama_with_tokenizer_dir, topk=2), OBS_SHAPE, CPU)
+    return _build(_config(tiny_llama_with_tokenizer_dir, topk=2))
 
 
 @pytest.fixture(scope="module")
@@ -148,21 +152,21 @@ def test_a_step_without_the_symbolic_view_is_refused(memory):
 
 def test_topk_larger_than_the_vocabulary_is_refused(tiny_llama_with_tokenizer_dir):
     with pytest.raises(ShelmError, match="topk=41") as excinfo:
-        build_shelm_memory(_config(tiny_llama_with_tokenizer_dir, topk=41), OBS_SHAPE, CPU)
+        _build(_config(tiny_llama_with_tokenizer_dir, topk=41))
     assert "40 words" in str(excinfo.value)
 
 
-def test_the_symbolic_retriever_needs_minigrid(tiny_llama_with_tokenizer_dir):
+def test_the_symbolic_retriever_needs_an_env_that_gives_the_symbolic_view(tiny_llama_with_tokenizer_dir):
     config = _config(tiny_llama_with_tokenizer_dir, env_id="shelm/RandomMaze-v0", retriever="symbolic")
     with pytest.raises(ShelmError, match="retriever=symbolic") as excinfo:
-        build_shelm_memory(config, (9, 9, 3), CPU)
-    assert "shelm/RandomMaze-v0" in str(excinfo.value)
+        _build(config)
+    assert "shelm/RandomMaze-v0" in str(excinfo.value) and SYMBOLIC_VIEW in str(excinfo.value)
 
 
 def test_shelm_with_clip_steps(tiny_llama_with_tokenizer_dir, tiny_clip_dir, tokenizer, tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     config = _config(tiny_llama_with_tokenizer_dir, retriever="clip", clip_model=str(tiny_clip_dir), topk=2)
-    memory = build_shelm_memory(config, OBS_SHAPE, CPU)
+    memory = _build(config)
     assert len(list((tmp_path / "shelm" / "clip-db").glob("*.safetensors"))) == 1
     vocabulary = memory.retriever.vocabulary
     assert {"ball", "door", "green", "key", "red"} <= set(vocabulary) and "zebra" not in vocabulary
