@@ -3,6 +3,11 @@ language models built here, saved, and loaded back through the path users take."
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +16,7 @@ import pytest
 import torch
 
 from shelm.cli import main
+from shelm.runs import read_metrics
 
 # Small networks and rollouts keep each run to a few seconds on 2 cores.
 TINY = ["--set", "cnn_features=64", "--set", "critic_hidden=64", "--set", "lstm_hidden=32", "--set", "n_steps=32"]
@@ -185,3 +191,21 @@ def tiny_clip_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = _save(CLIPModel(config), tmp_path_factory.mktemp("clip") / "tiny-clip")
     tokenizer.save_pretrained(path)
     return path
+
+
+def start_cli(argv: list[str]) -> subprocess.Popen:
+    """`shelm ARGV` in a child process (stdout dropped, stderr kept for the failure message)."""
+    command = [sys.executable, "-m", "shelm.cli", *argv]
+    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def kill_after_rows(proc: subprocess.Popen, run_dir: Path, rows: int, deadline_s: float = 120) -> None:
+    """SIGKILL `proc` once the run's metrics.jsonl has `rows` rows (mid-run: checkpoints are written every
+    iteration); fails if the child exits or makes no progress within `deadline_s` seconds."""
+    deadline = time.monotonic() + deadline_s
+    while len(read_metrics(run_dir)) < rows:
+        assert proc.poll() is None, proc.stderr.read().decode()
+        assert time.monotonic() < deadline, "training did not progress"
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()

@@ -3,15 +3,8 @@ uninterrupted run would from its checkpoint's state."""
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
-import time
-from pathlib import Path
-
 import torch
-from conftest import TINY
+from conftest import TINY, kill_after_rows, start_cli
 
 from shelm import ppo
 from shelm.agents.policy import sample_actions
@@ -23,29 +16,13 @@ BATCH = 4 * 32  # n_envs * n_steps of the run below
 STEPS = 40 * BATCH
 
 
-def _start(argv: list[str]) -> subprocess.Popen:
-    command = [sys.executable, "-m", "shelm.cli", *argv]
-    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-
-
-def _kill_after(proc: subprocess.Popen, run_dir: Path, rows: int) -> None:
-    """SIGKILL once metrics.jsonl has `rows` rows (mid-run: checkpoints are written every iteration)."""
-    deadline = time.monotonic() + 120
-    while len(read_metrics(run_dir)) < rows:
-        assert proc.poll() is None, proc.stderr.read().decode()
-        assert time.monotonic() < deadline, "training did not progress"
-        time.sleep(0.05)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-
-
 def test_sigkill_then_resume_finishes_the_budget(tmp_path):
     run_dir = tmp_path / "run"
     argv = ["train", "--env", "MiniGrid-MemoryS7-v0", "--agent", "lstm", "--steps", str(STEPS), "--n-envs", "4"]
     argv += ["--run-dir", str(run_dir), "--quiet", *TINY, "--set", "checkpoint_every=1"]
-    _kill_after(_start(argv), run_dir, rows=5)
+    kill_after_rows(start_cli(argv), run_dir, rows=5)
     # Kill the resumed process too, at another point, before letting a third one finish.
-    _kill_after(_start(["train", "--resume", str(run_dir), "--quiet"]), run_dir, rows=15)
+    kill_after_rows(start_cli(["train", "--resume", str(run_dir), "--quiet"]), run_dir, rows=15)
     assert main(["train", "--resume", str(run_dir), "--quiet"]) == 0
 
     steps = [row["global_step"] for row in read_metrics(run_dir)]

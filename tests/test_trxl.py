@@ -9,18 +9,12 @@ needs memory. Bad settings and env keywords are refused in one line; env keyword
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
-from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
 import pytest
 import torch
-from conftest import train_run
+from conftest import kill_after_rows, start_cli, train_run
 
 from shelm import ppo
 from shelm.acting import EnvLoop, EpisodeTracker
@@ -282,22 +276,6 @@ def test_bad_settings_are_one_line_exit_2(tmp_path, capsys, extra, fragment):
     assert not run.exists()
 
 
-def _start(argv: list[str]) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "shelm.cli", *argv], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-    )
-
-
-def _kill_after(proc: subprocess.Popen, run_dir: Path, rows: int) -> None:
-    deadline = time.monotonic() + 180
-    while len(read_metrics(run_dir)) < rows:
-        assert proc.poll() is None, proc.stderr.read().decode()
-        assert time.monotonic() < deadline, "training did not progress"
-        time.sleep(0.05)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-
-
 def test_sigkill_then_resume_then_eval_and_inspect_keep_the_env_keywords(tmp_path, capsys):
     """Killed with SIGKILL and resumed, a trxl run finishes its budget with continuous records; the env keywords
     are in config.json and every later env has them (episodes of at most 8 steps); eval and inspect read the run,
@@ -309,10 +287,10 @@ def test_sigkill_then_resume_then_eval_and_inspect_keep_the_env_keywords(tmp_pat
     for setting in ("trxl_dim=16", "trxl_heads=2", "trxl_memory_length=4", "checkpoint_every=1", "torch_threads=1"):
         argv += ["--set", setting]
     argv += ["--set", "trxl_reconstruction_coef=0.1"]
-    _kill_after(_start(argv), run, rows=3)
+    kill_after_rows(start_cli(argv), run, rows=3, deadline_s=180)
     assert main(["train", "--resume", str(run), "--env-kwargs", "max_steps=9"]) == 2
     assert "drop --env-kwargs" in capsys.readouterr().err
-    _kill_after(_start(["train", "--resume", str(run), "--quiet"]), run, rows=6)
+    kill_after_rows(start_cli(["train", "--resume", str(run), "--quiet"]), run, rows=6, deadline_s=180)
     assert main(["train", "--resume", str(run), "--quiet"]) == 0
 
     rows = read_metrics(run)
