@@ -209,3 +209,17 @@ def kill_after_rows(proc: subprocess.Popen, run_dir: Path, rows: int, deadline_s
         time.sleep(0.05)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
+
+
+def play_one_episode(agent: Any, seed: int) -> list[int]:
+    """The actions a loaded agent (`shelm.load`) takes, step by step with `act`, in one env of its own reset with
+    `seed`, to the end of the episode."""
+    env = agent.make_env()
+    obs, info = env.reset(seed=seed)
+    agent.reset()
+    chosen, done = [], False
+    while not done:
+        chosen.append(agent.act(obs, info))
+        obs, _, terminated, truncated, info = env.step(chosen[-1])
+        done = terminated or truncated
+    return chosen

@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 import gymnasium as gym
 import numpy as np
 import pytest
-from conftest import eval_actions, train_run
+from conftest import eval_actions, play_one_episode, train_run
 
 import shelm
 from shelm import ppo
@@ -235,14 +235,7 @@ def test_a_loaded_agent_in_a_user_loop_acts_as_shelm_eval_on_the_same_seeds(
     assert agent.seed == seed
 
     # One env, step by step with `act`: env 0 of eval's vector env (seeded seed + 0), to the end of its episode.
-    env = agent.make_env()
-    obs, info = env.reset(seed=seed)
-    agent.reset()
-    chosen, done = [], False
-    while not done:
-        chosen.append(agent.act(obs, info))
-        obs, _, terminated, truncated, info = env.step(chosen[-1])
-        done = terminated or truncated
+    chosen = play_one_episode(agent, seed)
     assert chosen == recorded["greedy"][: len(chosen), 0].tolist()
 
     # Eight envs with `predict`, greedy and sampled (the agent's draws are seeded as eval's), as long as eval played.

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import eval_actions
+from conftest import eval_actions, play_one_episode
 from safetensors.torch import load_file
 
 import shelm
@@ -178,12 +178,5 @@ def test_the_python_api_plays_the_player_in_a_user_loop_as_shelm_eval_does(
     greedy = eval_actions(dreamer_run, 1, monkeypatch)["greedy"][:, 0]  # one env, one episode
     agent = shelm.load(dreamer_run)
     assert agent.config.agent == "dreamerv2" and agent.global_step == STEPS
-    env = agent.make_env()
-    obs, info = env.reset(seed=agent.seed)  # `shelm eval`'s seed; the player's draws are seeded with it too
-    agent.reset()
-    chosen, done = [], False
-    while not done:
-        chosen.append(agent.act(obs, info))
-        obs, _, terminated, truncated, info = env.step(chosen[-1])
-        done = terminated or truncated
+    chosen = play_one_episode(agent, agent.seed)  # `shelm eval`'s seed; the player's draws are seeded with it too
     assert chosen == greedy.tolist()
