@@ -56,7 +56,7 @@ import gymnasium as gym
 import numpy as np
 import stable_baselines3
 import torch
-from sps_vs_sb3 import RolloutClock, cpu_model, load_average, markdown_table
+from sps_vs_sb3 import RolloutClock, cpu_model, interleaved_sps, load_average, markdown_table
 from stable_baselines3 import PPO
 from stable_baselines3.common.env_util import make_atari_env
 from stable_baselines3.common.vec_env import VecFrameStack
@@ -243,12 +243,7 @@ def main() -> None:
     rows = [row for row in ROWS if row.key in (args.rows or DEFAULT_ROWS)]
 
     load = [load_average()]
-    sps: dict[str, list[float]] = {row.key: [] for row in rows}
-    for repeat in range(args.repeats):
-        for row in rows:
-            durations = row.measure(args.warmup, args.iterations)
-            sps[row.key].append(BATCH * len(durations) / sum(durations))
-            print(f"[repeat {repeat + 1}/{args.repeats}] {row.label}: {sps[row.key][-1]:.0f} SPS", file=sys.stderr)
+    sps = interleaved_sps(rows, args.repeats, args.warmup, args.iterations, BATCH)
     load.append(load_average())
 
     text = report(args, rows, sps, load)

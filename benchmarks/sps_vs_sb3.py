@@ -286,6 +286,19 @@ def load_average() -> str:
     return ", ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
+def interleaved_sps(rows: list[Any], repeats: int, warmup: int, iterations: int, batch: int) -> dict[str, list[float]]:
+    """Steps per second of every row (anything with `key`, `label` and `measure(warmup, iterations)` returning the
+    measured iterations' seconds), the rows run one after the other `repeats` times, so that background load falls
+    on all alike; row key -> one figure per repeat."""
+    sps: dict[str, list[float]] = {row.key: [] for row in rows}
+    for repeat in range(repeats):
+        for row in rows:
+            durations = row.measure(warmup, iterations)
+            sps[row.key].append(batch * len(durations) / sum(durations))
+            print(f"[repeat {repeat + 1}/{repeats}] {row.label}: {sps[row.key][-1]:.0f} SPS", file=sys.stderr)
+    return sps
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--warmup", type=int, default=1, help="unmeasured PPO iterations per run (default 1)")
@@ -302,12 +315,7 @@ def main() -> None:
     rows = [row for row in ROWS if args.rows is None or row.key in args.rows]
 
     load = [load_average()]
-    sps: dict[str, list[float]] = {row.key: [] for row in rows}
-    for repeat in range(args.repeats):
-        for row in rows:
-            durations = row.measure(args.warmup, args.iterations)
-            sps[row.key].append(BATCH * len(durations) / sum(durations))
-            print(f"[repeat {repeat + 1}/{args.repeats}] {row.label}: {sps[row.key][-1]:.0f} SPS", file=sys.stderr)
+    sps = interleaved_sps(rows, args.repeats, args.warmup, args.iterations, BATCH)
     load.append(load_average())
 
     text = report(args, rows, sps, load)
