@@ -11,6 +11,12 @@
 #                                           steps: its words already lose the cue at retrieval (cue decode at chance,
 #                                           docs/memory-from-pixels.md), so a 2M curve would add cost, not evidence
 #   experiments/evidence.sh memory-s11-oracle     the oracle-memory control at 2M steps under today's fusion
+#   experiments/evidence.sh memory-s11-trxl       trxl, the trained Transformer-XL memory, at 2M steps with CleanRL
+#                                           ppo_trxl's recipe (experiments/trxl_parity.py) on shelm's MemoryS11
+#   experiments/evidence.sh lstm-s9          the lstm on MiniGrid-MemoryS9-v0 with the env and recipe of an
+#                                           independent LSTM-PPO that learns it (3x3 view, 84x84 frames, 16 envs x
+#                                           256 steps, lr 2e-4, entropy 0.001, 2,048,000 steps): does shelm's lstm
+#                                           learn where that peer does
 # A full-depth LM trial takes 3-5 hours of one core at 2M steps here, so only shelm (the papers' headline agent)
 # runs at full depth; helm and helmv2 run with lm_layers=2, which the papers' authors' code allows and an
 # independent rerun found no worse for SHELM (memory-s11-L2-standardized runs shelm at 2 blocks, to check that here).
@@ -26,7 +32,7 @@
 # Every 5 minutes, and at the end, each finished trial's config.json and metrics.jsonl are copied into
 # docs/runs/evidence/STAGE/ (experiments/publish_finished.py), so a finished trial survives a lost working tree.
 set -euo pipefail
-stage=${1:?usage: experiments/evidence.sh memory-s11|memory-s11-L2|memory-s11-L2-standardized|keycorridor|memory-s11-pixels|memory-s11-imagenet|memory-s11-oracle}
+stage=${1:?usage: experiments/evidence.sh memory-s11|memory-s11-L2|memory-s11-L2-standardized|keycorridor|memory-s11-pixels|memory-s11-imagenet|memory-s11-oracle|memory-s11-trxl|lstm-s9}
 out=${OUT_ROOT:-runs/evidence}/$stage
 case $stage in
   memory-s11) agents=oracle,cnn,lstm,shelm; sets=() ;;
@@ -36,13 +42,28 @@ case $stage in
   memory-s11-pixels) agents=shelm; sets=(lm_layers=2 retriever=regions) ;;
   memory-s11-imagenet) agents=shelm; sets=(lm_layers=2 retriever=imagenet); steps=500000 ;;
   memory-s11-oracle) agents=oracle; sets=() ;;
+  memory-s11-trxl)  # ppo_trxl's recipe as experiments/trxl_parity.py maps it, on shelm's env settings
+    agents=trxl; steps=2000000
+    sets=(preset=none n_envs=16 n_steps=256 n_epochs=3 n_minibatches=8 lr=0.000275 lr_decay=linear lr_final=1e-05
+      ent_coef=0.0001 ent_decay=linear ent_coef_final=1e-06 decay_steps=4096000 gamma=0.995 gae_lambda=0.95
+      clip_coef=0.1 clip_vloss=true norm_adv=false vf_coef=1.0 max_grad_norm=0.25 norm_reward=false trxl_layers=2
+      trxl_heads=4 trxl_dim=256 trxl_memory_length=64 trxl_positional_encoding=absolute precision=float32) ;;
+  lstm-s9)  # the LSTM peer's env (view 3x3, 28-px tiles) and recipe; its value loss is 0.25 x the squared error,
+    # which is shelm's vf_coef 0.5 x half the squared error. Left as shelm has them: its 7 actions (the peer keeps
+    # 3) and unlimited layouts (the peer draws 99 seeds)
+    agents=lstm; steps=2048000
+    sets=(env_kwargs=agent_view_size=3 minigrid_tile_size=28 preset=none n_envs=16 n_steps=256 n_epochs=4
+      n_minibatches=8 lr=0.0002 ent_coef=0.001 gamma=0.99 gae_lambda=0.95 clip_coef=0.2 clip_vloss=true
+      norm_adv=true vf_coef=0.5 max_grad_norm=0.5 norm_reward=false lstm_hidden=256) ;;
   *)
     echo "experiments/evidence.sh: unknown stage '$stage'; use memory-s11, memory-s11-L2," \
-      "memory-s11-L2-standardized, keycorridor, memory-s11-pixels, memory-s11-imagenet or memory-s11-oracle" >&2
+      "memory-s11-L2-standardized, keycorridor, memory-s11-pixels, memory-s11-imagenet, memory-s11-oracle," \
+      "memory-s11-trxl or lstm-s9" >&2
     exit 2 ;;
 esac
 env_id=MiniGrid-MemoryS11-v0
 [ "$stage" = keycorridor ] && env_id=MiniGrid-KeyCorridorS3R1-v0
+[ "$stage" = lstm-s9 ] && env_id=MiniGrid-MemoryS9-v0
 if [ -n "${AGENTS:-}" ]; then
   IFS=', ' read -r -a picked <<< "$AGENTS"
   for agent in "${picked[@]}"; do
