@@ -56,14 +56,14 @@ import gymnasium as gym
 import numpy as np
 import stable_baselines3
 import torch
-from sps_vs_sb3 import RolloutClock, cpu_model, interleaved_sps, load_average, markdown_table
+from sps_vs_sb3 import RolloutClock
 from stable_baselines3 import PPO
 from stable_baselines3.common.env_util import make_atari_env
 from stable_baselines3.common.vec_env import VecFrameStack
-from training import iteration_seconds, training_rows
+from training import bf16_units, interleaved_sps, iteration_seconds, load_average, markdown_table, training_rows
 
 from shelm.files import write_atomic
-from shelm.precision import BF16_CPU_FLAGS, cpu_flags, native_bf16
+from shelm.precision import cpu_model, native_bf16
 
 gym.register_envs(ale_py)
 GAME = "ALE/Pong-v5"
@@ -175,11 +175,6 @@ RATIOS: list[tuple[str, str, float | None]] = [
     ("shelm-helm", "shelm-cnn", 0.3),
     ("shelm-cnn", "shelm-cnn-native", None),
 ]
-
-
-def bf16_units() -> str:
-    units = sorted(set(cpu_flags()) & set(BF16_CPU_FLAGS))
-    return ", ".join(units) if units else "none (bfloat16 is emulated; shelm's 'auto' precision picks float32)"
 
 
 def report(args: argparse.Namespace, rows: list[Row], sps: dict[str, list[float]], load: list[str]) -> str:

@@ -66,7 +66,7 @@ from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from torch import nn
-from training import iteration_seconds, training_rows
+from training import interleaved_sps, iteration_seconds, load_average, markdown_table, training_rows
 
 from shelm.agents.encoders import CNNEncoder
 from shelm.envs import make_env
@@ -247,11 +247,6 @@ RATIOS = [
 ]
 
 
-def markdown_table(header: list[str], rows: list[list[str]]) -> list[str]:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    return lines + ["| " + " | ".join(cells) + " |" for cells in rows]
-
-
 def report(args: argparse.Namespace, rows: list[Row], sps: dict[str, list[float]], load: list[str]) -> str:
     median = {key: statistics.median(values) for key, values in sps.items()}
     lines = [
@@ -280,23 +275,6 @@ def report(args: argparse.Namespace, rows: list[Row], sps: dict[str, list[float]
         f"- load average (1, 5, 15 min) at start: {load[0]}; at end: {load[1]}",
     ]
     return "\n".join(lines) + "\n"
-
-
-def load_average() -> str:
-    return ", ".join(f"{x:.2f}" for x in os.getloadavg())
-
-
-def interleaved_sps(rows: list[Any], repeats: int, warmup: int, iterations: int, batch: int) -> dict[str, list[float]]:
-    """Steps per second of every row (anything with `key`, `label` and `measure(warmup, iterations)` returning the
-    measured iterations' seconds), the rows run one after the other `repeats` times, so that background load falls
-    on all alike; row key -> one figure per repeat."""
-    sps: dict[str, list[float]] = {row.key: [] for row in rows}
-    for repeat in range(repeats):
-        for row in rows:
-            durations = row.measure(warmup, iterations)
-            sps[row.key].append(batch * len(durations) / sum(durations))
-            print(f"[repeat {repeat + 1}/{repeats}] {row.label}: {sps[row.key][-1]:.0f} SPS", file=sys.stderr)
-    return sps
 
 
 def main() -> None:

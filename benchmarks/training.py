@@ -4,15 +4,21 @@ afterwards; what they measure is read from its metrics rows.
 
 Settings go over the paper preset of the (env, agent) pair, as `--set` does; `preset=none` among them starts from
 shelm's defaults instead. Only the final checkpoint is written, after the last timed iteration.
+
+The comparisons of training throughput (shelm against another library) also share here how they run their rows
+(`interleaved_sps`) and what their reports say of the machine (`load_average`, `bf16_units`, `markdown_table`).
 """
 
 from __future__ import annotations
 
+import os
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
 from shelm.config import TrainConfig
+from shelm.precision import BF16_CPU_FLAGS, cpu_flags
 from shelm.runs import read_metrics
 from shelm.trainers import plan_run
 
@@ -37,3 +43,30 @@ def training_sps(env_id: str, agent: str, settings: dict[str, Any], command: str
     config, rows = training_rows(env_id, agent, settings, command)
     seconds = iteration_seconds(config, rows, warmup)
     return len(seconds) * config.batch_size / sum(seconds)
+
+
+def interleaved_sps(rows: list[Any], repeats: int, warmup: int, iterations: int, batch: int) -> dict[str, list[float]]:
+    """Steps per second of every row (anything with `key`, `label` and `measure(warmup, iterations)` returning the
+    measured iterations' seconds), the rows run one after the other `repeats` times, so that background load falls
+    on all alike; row key -> one figure per repeat."""
+    sps: dict[str, list[float]] = {row.key: [] for row in rows}
+    for repeat in range(repeats):
+        for row in rows:
+            durations = row.measure(warmup, iterations)
+            sps[row.key].append(batch * len(durations) / sum(durations))
+            print(f"[repeat {repeat + 1}/{repeats}] {row.label}: {sps[row.key][-1]:.0f} SPS", file=sys.stderr)
+    return sps
+
+
+def load_average() -> str:
+    return ", ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def bf16_units() -> str:
+    units = sorted(set(cpu_flags()) & set(BF16_CPU_FLAGS))
+    return ", ".join(units) if units else "none (bfloat16 is emulated; shelm's 'auto' precision picks float32)"
+
+
+def markdown_table(header: list[str], rows: list[list[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    return lines + ["| " + " | ".join(cells) + " |" for cells in rows]

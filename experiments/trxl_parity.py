@@ -14,7 +14,7 @@ the peer's pins), then:
         --steps 2048000 --out runs/evidence/trxl-parity-peer
 
 It prints the shelm side at the end (`shelm_command`): a sweep of trxl with the same recipe, each setting named
-(`peer_recipe_settings` below says why each has its value):
+(`cleanrl_trxl_settings` in shelm/experiments/peer_recipes.py says why each has its value):
 
     shelm sweep --agents trxl --envs MiniGrid-MemoryS9-v0 --seeds 3 --steps 2048000 --out runs/evidence/trxl-parity \
         --set env_kwargs=agent_view_size=3,max_episode_steps=96 --set minigrid_tile_size=28 --set n_envs=16 ... \
@@ -40,24 +40,10 @@ each step attending to its previous trxl_memory_length - 1 steps but not itself)
 shelm/agents/trxl.py. The peer's value loss is the squared error times vf_coef 0.5; shelm's is half the squared
 error, so shelm's vf_coef 1.0 weighs it the same.
 
-A short timing, 4 iterations (16,384 steps) each, one torch thread each, one after the other on the same machine
-(2 cores, shared with other jobs: load average about 6 throughout, so rough):
-
-    export OMP_NUM_THREADS=1
-    python experiments/trxl_parity.py --peer-script /work/peers/cleanrl_trxl/ppo_trxl.py --seeds 1 --steps 16384 \
-        --threads 1 --out /tmp/trxl-timing/peer
-    shelm train --env MiniGrid-MemoryS9-v0 --agent trxl --steps 16384 --seed 1 --run-dir /tmp/trxl-timing/shelm \
-        --set env_kwargs=agent_view_size=3,max_episode_steps=96 --set minigrid_tile_size=28 --set preset=none \
-        --set n_envs=16 --set n_steps=256 --set n_epochs=3 --set n_minibatches=8 --set lr=0.000275 \
-        --set lr_decay=linear --set lr_final=1e-05 --set ent_coef=0.0001 --set ent_decay=linear \
-        --set ent_coef_final=1e-06 --set decay_steps=4096000 --set gamma=0.995 --set gae_lambda=0.95 \
-        --set clip_coef=0.1 --set clip_vloss=true --set norm_adv=false --set vf_coef=1.0 --set max_grad_norm=0.25 \
-        --set norm_reward=false --set trxl_layers=2 --set trxl_heads=4 --set trxl_dim=256 \
-        --set trxl_memory_length=64 --set trxl_positional_encoding=absolute --set precision=float32 \
-        --set torch_threads=1 --quiet
-
-gave per iteration (metrics `sps`, rollout and update) the peer 50, 45, 54, 54 steps/s and shelm's trxl 84, 92,
-114, 120 steps/s: about 2.1x the peer's over the last three. The peer's own printout agreed with shelm's scoring of
+Speed: benchmarks/trxl_vs_cleanrl.py times both sides in one run, on the same machine at the same thread count:
+the peer through this script in a child process and shelm's trxl with the same settings, each iteration's rollout
+and update from the metrics rows, the two rows one after the other, repeated, so that background load falls on
+both alike. In a 4-iteration run of the peer (16,384 steps, seed 1), its own printout agreed with shelm's scoring of
 its episodes (mean return 0.20, 0.18, 0.15, 0.23; mean length 73.9, 78.3, 81.9, 72.7).
 """
 
@@ -84,6 +70,7 @@ import torch
 
 from shelm.acting import EpisodeTracker
 from shelm.envs import success_rule
+from shelm.experiments.peer_recipes import CLEANRL_TRXL_ANNEAL_STEPS, cleanrl_trxl_settings
 from shelm.files import write_json_atomic
 from shelm.runs import append_metrics, read_metrics
 
@@ -101,54 +88,17 @@ PEER_RECIPE: dict[str, Any] = {
     "trxl_dim": 256,
     "trxl_memory_length": 64,
     "max_grad_norm": 0.25,
-    "anneal_steps": 4_096_000,
+    "anneal_steps": CLEANRL_TRXL_ANNEAL_STEPS,
 }
 STATS_WINDOW = 100  # episodes averaged, as shelm's stats_window and the peer's own deque
 # What the peer's scripts import that a shelm install may lack, with the peer's pins.
 PEER_IMPORTS = {"tyro": "tyro>=0.8.3,<0.9", "einops": "einops>=0.7,<0.8", "memory_gym": "memory-gym>=1.0.2,<2"}
 
 
-def peer_recipe_settings() -> dict[str, Any]:
-    """shelm's settings for the peer's recipe, each as the peer sets it (its defaults plus its docs' command)."""
-    return {
-        # the env: 3x3 views of 28-pixel tiles (84x84 frames), episodes cut at 96 steps by gymnasium's time limit
-        # (MiniGrid's own max_steps, which scales the success reward, stays the env's)
-        "env_kwargs": "agent_view_size=3,max_episode_steps=96",
-        "minigrid_tile_size": 28,
-        "preset": "none",
-        "n_envs": 16,
-        "n_steps": 256,
-        "n_epochs": 3,
-        "n_minibatches": 8,
-        # lr 2.75e-4 -> 1e-5 and entropy 1e-4 -> 1e-6 over 4,096,000 steps: half-way at the end of 2,048,000
-        "lr": 2.75e-4,
-        "lr_decay": "linear",
-        "lr_final": 1e-5,
-        "ent_coef": 1e-4,
-        "ent_decay": "linear",
-        "ent_coef_final": 1e-6,
-        "decay_steps": PEER_RECIPE["anneal_steps"],
-        "gamma": 0.995,
-        "gae_lambda": 0.95,
-        "clip_coef": 0.1,
-        "clip_vloss": True,
-        "norm_adv": False,
-        "vf_coef": 1.0,  # the peer's 0.5 x squared error = shelm's 1.0 x half the squared error
-        "max_grad_norm": 0.25,
-        "norm_reward": False,  # the peer learns from raw rewards
-        "trxl_layers": 2,
-        "trxl_heads": 4,
-        "trxl_dim": 256,
-        "trxl_memory_length": 64,
-        "trxl_positional_encoding": "absolute",
-        "precision": "float32",  # the peer computes in float32
-    }
-
-
 def shelm_command(seeds: Sequence[int], steps: int, threads: int, out: Path) -> str:
     """The sweep that trains shelm's side: trxl on the same task with the peer's recipe, seeds as given (one sweep
     per run of consecutive seeds, joined by &&)."""
-    settings = {**peer_recipe_settings(), "torch_threads": threads}
+    settings = {**cleanrl_trxl_settings(), "torch_threads": threads}
     options = []
     for key, value in settings.items():
         options += ["--set", f"{key}={str(value).lower() if isinstance(value, bool) else value}"]

@@ -176,3 +176,19 @@ def test_runs_start_in_one_place():
                 if name in starters:
                     found.append(f"{path.relative_to(REPOSITORY)}:{node.lineno} calls {name}")
     assert not found, "\n".join(found)
+
+
+def test_benchmarks_and_experiment_scripts_share_code_only_through_the_package():
+    """A script in benchmarks/ imports no script of experiments/ and the other way round (each folder's scripts
+    import their neighbours by name): what both need, such as a peer's recipe, lives in the package."""
+    folders = {
+        folder: {path.stem for path in (REPOSITORY / folder).glob("*.py")} for folder in ("benchmarks", "experiments")
+    }
+    crossing = []
+    for path in SCRIPTS:
+        others = folders["experiments" if path.parent.name == "benchmarks" else "benchmarks"]
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [alias.name for alias in node.names] if isinstance(node, ast.Import) else []
+            names += [node.module] if isinstance(node, ast.ImportFrom) and node.module and not node.level else []
+            crossing += [f"{path.relative_to(REPOSITORY)} imports {name}" for name in names if name in others]
+    assert not crossing, "\n".join(crossing)
