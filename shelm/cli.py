@@ -172,8 +172,8 @@ def _add_sweep(sub: argparse._SubParsersAction) -> None:
 def _add_report(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "report",
-        help="aggregate a sweep: IQM with bootstrap CIs, probability of improvement, rank-sum tests, plots; with "
-        "--claims, the papers' claims tested on its trials",
+        help="aggregate a sweep: IQM with bootstrap CIs, probability of improvement, rank-sum tests, the steps each "
+        "memory agent takes to reach success levels, plots; with --claims, the papers' claims tested on its trials",
     )
     p.add_argument("sweep_dirs", type=Path, nargs="+", metavar="DIR", help="a sweep folder, or several reported as one")
     p.add_argument("--out", type=Path, help="markdown file to write (default DIR/report.md of the first DIR)")

@@ -479,7 +479,7 @@ def test_the_claims_table_fills_its_marked_region_and_keeps_the_page(reported, s
         (
             'text = "A guess"\nsource = "S"\nkind = "prediction"',
             "claim 2 ('A guess'): kind = 'prediction' is unknown; give kind = \"threshold\", \"beats\", "
-            '"no_worse" or "untestable"',
+            '"no_worse", "reaches_sooner" or "untestable"',
         ),
         (
             f'text = "SHELM beats"\nsource = "S"\nkind = "beats"\nenv = "{ENV}"\n{SHELM_FULL}',

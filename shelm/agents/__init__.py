@@ -57,6 +57,9 @@ class AgentSpec:
     from the probe."""
     has_language_model: bool = False
     """Whether its memory is a frozen language model (its window, inputs and attention can be analysed)."""
+    has_trained_memory: bool = False
+    """Whether its trainable part learns a memory of the episode's past steps (a recurrent state, an attended window
+    of past steps, a recurrent world model), where the HELM family's memory (`build_memory`) is frozen."""
     words: Callable[[TrainConfig], str] | None = None
     """What the words its memory shows are (`shelm inspect`), e.g. 'symbolic' for SHELM's retriever; None when
     it shows none."""
@@ -89,6 +92,12 @@ class AgentSpec:
             f.name for f in dataclasses.fields(TrainConfig) if any(f.name.startswith(prefix) for prefix in others)
         )
         return owned_elsewhere if self.build_memory is not None else ("fusion", *owned_elsewhere)
+
+    @property
+    def has_memory(self) -> bool:
+        """Whether it remembers the episode's past steps at all: a frozen memory (the HELM family, the oracle
+        control) or one it learns (`has_trained_memory`); a Markovian agent (cnn) does not."""
+        return self.build_memory is not None or self.has_trained_memory
 
     def label(self, config: TrainConfig) -> str:
         """The agent plus what tells its variants apart, e.g. 'shelm (symbolic oracle, lm_layers=2)'."""
@@ -184,6 +193,7 @@ BUILT_IN_AGENTS: tuple[AgentSpec, ...] = (
         "Impala-PPO: the papers' recurrent baseline (CNN 16-32 -> 256 -> actor and critic LSTMs 256 -> linear "
         "heads, truncated BPTT)",
         lambda c, shape, n_actions, memory_dim: LSTMAgent(shape, n_actions, c.lstm_hidden),
+        has_trained_memory=True,
     ),
     AgentSpec(
         "trxl",
@@ -191,6 +201,7 @@ BUILT_IN_AGENTS: tuple[AgentSpec, ...] = (
         "pre-LN layers attending over the episode's last trxl_memory_length steps -> actor-critic)",
         _trxl,
         details=_trxl_details,
+        has_trained_memory=True,
         own_settings="trxl_",
     ),
     AgentSpec(
@@ -243,6 +254,7 @@ BUILT_IN_AGENTS: tuple[AgentSpec, ...] = (
         "DreamerV2: the SHELM paper's model-based baseline, sheeprl's implementation trained on shelm's envs "
         "(world model + imagined actor-critic; the dreamer extra); --set dreamer_size=sheeprl for its full size",
         details=lambda config: [] if config.dreamer_size == "small" else [f"dreamer_size={config.dreamer_size}"],
+        has_trained_memory=True,  # its world model's recurrent state
         own_settings="dreamer_",
         trainer="dreamer",
     ),

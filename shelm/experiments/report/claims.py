@@ -24,15 +24,20 @@ import numpy as np
 from shelm.agents import AGENTS
 from shelm.config import EXECUTION_SETTINGS, TrainConfig, parse_value
 from shelm.errors import ShelmError, first_line
-from shelm.experiments.report.statistics import fmt, improvement_with_ci, iqm_with_ci, rank_sum_decision
+from shelm.experiments.report.efficiency import reach, reach_text, steps_to_level
+from shelm.experiments.report.statistics import (
+    MIN_SEEDS,
+    fmt,
+    fmt_steps,
+    improvement_with_ci,
+    iqm_with_ci,
+    rank_sum_decision,
+)
 from shelm.experiments.report.trials import TrialScores
 from shelm.inspect.curves import seeds_text
 
 HOLDS, FAILS, UNTESTABLE, UNMEASURED = "holds", "does not hold", "not testable here", "not measured yet"
 UNDECIDABLE = "too few seeds to decide"
-# A threshold is a claim about a method, not a run: an IQM of one or two seeds is those runs' mean, which cannot
-# tell the method from a lucky or an unlucky seed, so a threshold is decided on this many finished seeds or more.
-THRESHOLD_MIN_SEEDS = 3
 
 # Per kind of claim: the keys it must have, then the keys it may have.
 CLAIM_KEYS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
@@ -42,19 +47,21 @@ CLAIM_KEYS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     ),
     "beats": (("text", "source", "kind", "env", "agent", "others"), ("settings",)),
     "no_worse": (("text", "source", "kind", "env", "agent", "others"), ("settings",)),
+    "reaches_sooner": (("text", "source", "kind", "env", "agent", "others", "level"), ("settings", "metric")),
     "untestable": (("text", "source", "kind", "reason"), ()),
 }
 # What each key holds and an example value, for the one-line refusals of a bad claims file.
 _KEY_VALUES = {
     "text": ("a one-line string", '"SHELM beats the LSTM on MiniGrid-MemoryS11"'),
     "source": ("a one-line string", '"SHELM paper"'),
-    "kind": ('"threshold", "beats", "no_worse" or "untestable"', '"threshold"'),
+    "kind": ('"threshold", "beats", "no_worse", "reaches_sooner" or "untestable"', '"threshold"'),
     "env": ("an env id", '"MiniGrid-MemoryS11-v0"'),
     "agent": ("an agent's name (a registered agent, or a peer library's as its runs are labelled)", '"shelm"'),
     "settings": ("a table of training settings and their values", '{retriever = "symbolic", lm_layers = 2}'),
     "metric": ("a metrics.jsonl column", '"success_rate"'),
     "at_least": ("a number", "0.9"),
     "at_most": ("a number", "0.6"),
+    "level": ("a number", "0.9"),
     "in_seeds": ("a whole number of seeds, 1 or more", "2"),
     "others": (
         "a non-empty list of tables, each an agent and its settings",
@@ -104,13 +111,14 @@ class Claim:
     at_most: float | None = None
     metric: str | None = None  # None: the report's metric
     in_seeds: int | None = None  # a threshold met by at least this many seeds, each; None: by the seeds' IQM
+    level: float | None = None  # the level a reaches_sooner claim's steps are counted to
     others: tuple[TrialSelector, ...] = ()
     reason: str = ""
 
 
 def _valid(key: str, value: Any) -> bool:
     """Whether `value` is what claim key `key` holds (see _KEY_VALUES); `kind` is checked against CLAIM_KEYS."""
-    if key in ("at_least", "at_most"):  # TOML booleans are Python ints, and are no threshold
+    if key in ("at_least", "at_most", "level"):  # TOML booleans are Python ints, and are no threshold
         return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
     if key == "in_seeds":
         return isinstance(value, int) and not isinstance(value, bool) and value >= 1
@@ -225,11 +233,13 @@ def load_claims(path: Path) -> list[Claim]:
     return [_claim(path, index, table) for index, table in enumerate(tables, start=1)]
 
 
-def _picked(claim: Claim, selector: TrialSelector, trials: list[TrialScores]) -> tuple[str | None, np.ndarray, int]:
+def _picked(
+    claim: Claim, selector: TrialSelector, trials: list[TrialScores]
+) -> tuple[str | None, list[TrialScores], int]:
     """The trials `selector` names on the claim's env: their variant's label as the page prints it (None when no
-    trial is named), their finished scores in seed order (a seed reported twice counts once, as in the table), and
-    how many of them are unfinished. Trials of more than one variant are refused in one line naming the settings
-    they differ in."""
+    trial is named), the finished ones in seed order (a seed reported twice counts once, as in the table), and how
+    many of them are unfinished. Trials of more than one variant are refused in one line naming the settings they
+    differ in."""
     runs = [t for t in trials if t.env_id == claim.env and selector.matches(t)]
     labels = sorted({t.label for t in runs})
     if len(labels) > 1:
@@ -239,9 +249,12 @@ def _picked(claim: Claim, selector: TrialSelector, trials: list[TrialScores]) ->
             f"{claim.where}: '{selector}' names {len(labels)} variants on {claim.env} ({'; '.join(labels)}), which "
             f"differ in {', '.join(differ)}; add the value meant to its settings"
         )
-    finals = {t.seed: t.final for t in runs if t.finished}
-    scores = np.array([finals[seed] for seed in sorted(finals)])
-    return (labels[0] if labels else None), scores, sum(not t.finished for t in runs)
+    finished = {t.seed: t for t in runs if t.finished}
+    return (
+        (labels[0] if labels else None),
+        [finished[seed] for seed in sorted(finished)],
+        sum(not t.finished for t in runs),
+    )
 
 
 def evaluate_claims(
@@ -260,7 +273,7 @@ def evaluate_claims(
         row |= {"env": claim.env, **claim.agent.as_json(), "metric": claim_metric}
         selectors = (claim.agent, *claim.others)
         picked = [_picked(claim, selector, trials[claim_metric]) for selector in selectors]
-        missing = [(selector, n) for selector, (_, values, n) in zip(selectors, picked, strict=True) if not len(values)]
+        missing = [(selector, n) for selector, (_, runs, n) in zip(selectors, picked, strict=True) if not runs]
         if missing:
             row["missing"] = [{**selector.as_json(), "unfinished": n} for selector, n in missing]
             numbers = "; ".join(f"no finished trial of '{s}' on {claim.env} ({n} unfinished)" for s, n in missing)
@@ -273,7 +286,8 @@ def evaluate_claims(
                 )
             verdicts.append({**row, "verdict": UNMEASURED, "numbers": numbers})
             continue
-        label, values, _ = picked[0]
+        label, runs, _ = picked[0]
+        values = _finals(runs)
         row |= {"label": label, "seeds": len(values), "unfinished": sum(unfinished for *_, unfinished in picked)}
         shown = "" if claim_metric == metric else f"`{claim_metric}` "
         if claim.kind == "threshold":
@@ -294,15 +308,16 @@ def evaluate_claims(
                 numbers = f"{shown}per seed {', '.join(fmt(v) for v in values)}: {int(meets.sum())} of "
                 numbers += f"{len(values)} {needs} (IQM {fmt(point)} [{fmt(low)}, {fmt(high)}]); needs {needs} "
                 numbers += f"in {claim.in_seeds} {'seed' if claim.in_seeds == 1 else 'seeds'}"
-            if len(values) < THRESHOLD_MIN_SEEDS:
-                numbers += f" {'on' if claim.in_seeds is None else 'of'} at least {THRESHOLD_MIN_SEEDS} seeds"
+            if len(values) < MIN_SEEDS:
+                numbers += f" {'on' if claim.in_seeds is None else 'of'} at least {MIN_SEEDS} seeds"
                 verdict = UNDECIDABLE
             else:
                 verdict = HOLDS if holds else FAILS
         elif claim.kind == "no_worse":
             point, low, high = iqm_with_ci(values[:, None], reps)
             row |= {"iqm": point, "ci": [low, high], "against": []}
-            for other, (other_label, y, _) in zip(claim.others, picked[1:], strict=True):
+            for other, (other_label, other_runs, _) in zip(claim.others, picked[1:], strict=True):
+                y = _finals(other_runs)
                 other_point, other_low, other_high = iqm_with_ci(y[:, None], reps)
                 row["against"].append(
                     {
@@ -320,9 +335,14 @@ def evaluate_claims(
             numbers += "; ".join(_parity_numbers(a) for a in row["against"])
             holds = all(a["reaches"] and not a["other_higher"]["higher"] for a in row["against"])
             verdict = HOLDS if holds else FAILS
+        elif claim.kind == "reaches_sooner":
+            verdict, numbers, measured = _sooner(claim, picked, reps)
+            row |= measured
+            numbers = shown + numbers
         else:
             row["against"] = []
-            for other, (other_label, y, _) in zip(claim.others, picked[1:], strict=True):
+            for other, (other_label, other_runs, _) in zip(claim.others, picked[1:], strict=True):
+                y = _finals(other_runs)
                 point, low, high = improvement_with_ci(values[:, None], y[:, None], reps)
                 row["against"].append(
                     {
@@ -345,6 +365,50 @@ def evaluate_claims(
             numbers += f"; {row['unfinished']} unfinished left out"
         verdicts.append({**row, "verdict": verdict, "numbers": numbers})
     return verdicts
+
+
+def _finals(runs: list[TrialScores]) -> np.ndarray:
+    """The final scores of finished trials, in their order."""
+    return np.array([t.final for t in runs])
+
+
+def _sooner(
+    claim: Claim, picked: list[tuple[str | None, list[TrialScores], int]], reps: int
+) -> tuple[str, str, dict[str, Any]]:
+    """A reaches_sooner claim's verdict, its numbers in words and as data. Every side's trials are counted to the
+    level within the smallest step budget among them (steps beyond it count as never), so that a longer trial's
+    late arrival is not set against a shorter one's "never"; a seed that never reaches it ranks after every seed
+    that does (+infinity; seeds that never do tie)."""
+    level = float(claim.level or 0.0)  # load_claims makes sure a reaches_sooner claim has one
+    budget = min(t.total_steps for _, runs, _ in picked for t in runs)
+
+    def side(runs: list[TrialScores]) -> dict[str, Any]:
+        final, _, _ = iqm_with_ci(_finals(runs)[:, None], reps)
+        return {"final_iqm": final, "reach": reach([steps_to_level(t, level, budget) for t in runs], reps)}
+
+    def ranked(steps: list[int | None]) -> np.ndarray:  # sooner is higher for the rank-sum test
+        return -np.array([math.inf if s is None else s for s in steps], dtype=np.float64)
+
+    _, runs, _ = picked[0]
+    mine = side(runs)
+    against = []
+    for other, (other_label, other_runs, _) in zip(claim.others, picked[1:], strict=True):
+        theirs = side(other_runs)
+        sooner = rank_sum_decision(ranked(mine["reach"]["steps"]), ranked(theirs["reach"]["steps"]))
+        against.append({**other.as_json(), "label": other_label, **theirs, "sooner": sooner})
+    numbers = f"{level:g} within {fmt_steps(budget)} steps reached by {reach_text(mine['reach'])}, final IQM "
+    numbers += fmt(mine["final_iqm"])
+    for a in against:
+        numbers += f"; vs {a['label']}: {reach_text(a['reach'])}, final IQM {fmt(a['final_iqm'])}, sooner: p = "
+        numbers += f"{a['sooner']['p_value']:.3f}"
+    if len(runs) < MIN_SEEDS or any(a["reach"]["seeds"] < MIN_SEEDS for a in against):
+        verdict = UNDECIDABLE
+        numbers += f"; decided on at least {MIN_SEEDS} seeds on each side"
+    elif mine["reach"]["reached"] >= MIN_SEEDS and all(a["sooner"]["higher"] for a in against):
+        verdict = HOLDS
+    else:
+        verdict = FAILS
+    return verdict, numbers, {"level": level, "budget": budget, **mine, "against": against}
 
 
 def _comparison_numbers(against: dict[str, Any], seeds: int, shown: str) -> str:

@@ -9,9 +9,10 @@ from pathlib import Path
 from typing import Any
 
 from shelm.errors import ShelmError
-from shelm.experiments.report.claims import THRESHOLD_MIN_SEEDS, evaluate_claims, load_claims
+from shelm.experiments.report.claims import evaluate_claims, load_claims
+from shelm.experiments.report.efficiency import reach_text, sample_efficiency
 from shelm.experiments.report.figures import plot_curves, plot_final
-from shelm.experiments.report.statistics import ALL_ENVS, ALPHA, fmt, summarize
+from shelm.experiments.report.statistics import ALL_ENVS, ALPHA, MIN_SEEDS, fmt, summarize
 from shelm.experiments.report.trials import load_trials, planned_trials, read_trials
 from shelm.files import write_atomic, write_json_atomic
 
@@ -62,6 +63,7 @@ def markdown(summary: dict[str, Any], sweep_dirs: list[Path], metric: str) -> st
                 f"| {c['env']} | {c['memory']} | {c['baseline']} | {fmt(c['probability_of_improvement'])} "
                 f"[{fmt(c['ci'][0])}, {fmt(c['ci'][1])}] | {c['p_value']:.3f} | {_decision_words(c)} |"
             )
+    lines += _efficiency_lines(summary["sample_efficiency"], metric)
     if summary["unfinished"]:
         lines += [
             "",
@@ -70,6 +72,30 @@ def markdown(summary: dict[str, Any], sweep_dirs: list[Path], metric: str) -> st
     if summary["no_run"]:  # not started, or (in a folder of published trials) not finished
         lines += ["", "Planned, with no run here yet: " + ", ".join(summary["no_run"])]
     return "\n".join(lines) + "\n"
+
+
+def _efficiency_lines(efficiency: dict[str, Any], metric: str) -> list[str]:
+    """The sample-efficiency table (`efficiency.sample_efficiency`), after a blank line; none when no reported agent
+    remembers."""
+    if not efficiency["rows"]:
+        return []
+    levels = efficiency["levels"]
+    lines = [
+        "",
+        "Sample efficiency of the agents with a memory (frozen, trained, or the oracle control) and of peer "
+        f"libraries' trials: the environment step at which a trial's `{metric}`, averaged over a trailing window "
+        f"of {efficiency['window']:.0%} of its step budget (from the step where a whole window is trained), first "
+        f"reaches each level. Per agent, the finished seeds that reach it; where {MIN_SEEDS} or more do, the IQM of "
+        'their steps with its 95% bootstrap CI, else each seed\'s step or "never".',
+        "",
+        "| env | agent | seeds | " + " | ".join(f"reaches {level:g}" for level in levels) + " |",
+        "|---|---|---|" + "---|" * len(levels),
+    ]
+    for row in efficiency["rows"]:
+        agent = f"{row['agent']} [peer]" if row["peer"] else row["agent"]
+        cells = " | ".join(reach_text(level) for level in row["levels"])
+        lines.append(f"| {row['env']} | {agent} | {len(row['seeds'])} | {cells} |")
+    return lines
 
 
 def _decision_words(decision: dict[str, Any]) -> str:
@@ -89,13 +115,17 @@ def claims_markdown(verdicts: list[dict[str, Any]], claims_file: Path, sweep_dir
         f"The papers' claims (`{claims_file}`) tested on the finished trials of {folders}. A threshold holds when "
         f"the IQM over seeds of the trials' scores (`{metric}` unless the row names another metric) meets it, with "
         'its 95% bootstrap CI shown (or, where the row needs it "in N seeds", when N seeds\' scores each meet it); '
-        f"it is decided on {THRESHOLD_MIN_SEEDS} seeds or more, since the IQM of fewer "
+        f"it is decided on {MIN_SEEDS} seeds or more, since the IQM of fewer "
         'is one or two runs\' mean; "beats" holds when a one-sided Wilcoxon rank-sum test over seeds says the '
         f"agent scores higher than each other agent at alpha {ALPHA} (p <= {ALPHA}), with the probability of "
         "improvement and its CI shown; with too few seeds for any outcome to reach that p (2 against 3, say), a "
         'comparison not won cannot decide the claim. "No worse" (a parity check) holds when the agent\'s IQM CI '
         "reaches each other agent's (its upper end at or above the other's lower end) and the rank-sum test does "
-        "not say the other scores higher.",
+        'not say the other scores higher. "Reaches sooner" holds when the agent reaches the level (as in the '
+        f"sample-efficiency table, within the smallest step budget of the trials compared) in {MIN_SEEDS} seeds or "
+        "more and the one-sided rank-sum test says its steps to it are fewer than each other agent's at alpha "
+        f"{ALPHA}, a seed that never reaches it counting as infinitely many; it is decided on {MIN_SEEDS} seeds or "
+        "more on each side, with each side's steps to the level and final IQM shown.",
         "",
         "| claim | source | verdict | numbers |",
         "|---|---|---|---|",
@@ -173,6 +203,7 @@ def write_report(
         where = ", ".join(f"'{d}'" for d in sweep_dirs)
         raise ShelmError(f"no trial in {where} has reached its step budget yet; finish them with `shelm sweep`")
     summary = summarize(trials, reps, planned, tuple(baselines))
+    summary["sample_efficiency"] = sample_efficiency(trials, reps)
     by_metric = {metric: trials}
     for claim in claims:
         if claim.metric is not None and claim.metric not in by_metric:

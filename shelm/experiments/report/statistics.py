@@ -19,11 +19,26 @@ from shelm.experiments.report.trials import TrialScores
 # higher with probability at most ALPHA). 3 seeds against 3 can reach it (smallest p 1/20); 2 against 3 cannot.
 ALPHA = 0.05
 ALL_ENVS = "all envs"
+# A statistic over seeds is a claim about a method, not a run: an IQM of one or two seeds is those runs' mean, which
+# cannot tell the method from a lucky or an unlucky seed, so a claim is decided, and a step count aggregated, on
+# this many seeds or more.
+MIN_SEEDS = 3
 
 
 def fmt(value: float) -> str:
     """A score as the report prints it."""
     return f"{value:.3f}"
+
+
+def fmt_steps(steps: float) -> str:
+    """A count of environment steps as the report prints it, to about 3 significant digits: 512, 4.1k, 331k, 1.23M."""
+    if steps >= 999_500:
+        return f"{steps / 1e6:.3g}M"
+    if steps >= 9_950:
+        return f"{steps / 1e3:.0f}k"
+    if steps >= 999.5:
+        return f"{steps / 1e3:.1f}k"
+    return f"{steps:.0f}"
 
 
 def bootstrap_interval(score_dict: dict[str, Any], func: Any, reps: int, seed: int = 0) -> tuple[dict, dict]:

@@ -25,6 +25,8 @@ class TrialScores:
     label: str  # how the page names the agent's variant (`AgentSpec.label`), or the peer's name
     seed: int
     memory: bool  # has a frozen LM memory (a HELM-family agent) rather than being a baseline
+    remembers: bool  # has any memory of the episode's past steps, frozen or trained (`AgentSpec.has_memory`)
+    peer: bool  # a peer library's trial (experiments/lstm_parity.py), not a shelm run
     steps: np.ndarray
     values: np.ndarray
     total_steps: int
@@ -58,14 +60,26 @@ def read_trials(sweep_dir: Path, metric: str) -> list[TrialScores]:
         steps, values = metric_series(run_dir, metric)
         if not len(steps):
             continue
-        if run.agent is None:  # a peer's run: a baseline, named by the peer
-            agent, settings, memory = run.label, {}, False
+        if run.agent is None:  # a peer's run: a baseline, named by the peer; what it remembers its config cannot say
+            agent, settings, memory, remembers = run.label, {}, False, False
         else:
+            spec = get_agent_spec(run.agent)
             agent, settings = run.agent, load_run_config(run_dir).to_dict()
-            memory = _is_memory_method(get_agent_spec(run.agent))
+            memory, remembers = _is_memory_method(spec), spec.has_memory
         trials.append(
             TrialScores(
-                run_dir.name, run.env_id, agent, settings, run.label, run.seed, memory, steps, values, run.total_steps
+                name=run_dir.name,
+                env_id=run.env_id,
+                agent=agent,
+                settings=settings,
+                label=run.label,
+                seed=run.seed,
+                memory=memory,
+                remembers=remembers,
+                peer=run.agent is None,
+                steps=steps,
+                values=values,
+                total_steps=run.total_steps,
             )
         )
     return trials
