@@ -4,20 +4,29 @@
 # key", "pick up a grey object") names which count, and picking up any other ends the episode as a failure (the
 # level's strict check), so an agent that cannot read the mission is capped near the chance of picking a match.
 # Trained with the mission read into its LM memory (--set instruction=mission) and without it, 3 seeds each,
-# 250k steps, the LM cut to its first 2 blocks to fit this machine, memory and CNN joined by plain concatenation
-# (fusion=concat, the default when these trials ran). The two sweeps run side by side, one trial
-# each at a time, at low priority with one torch thread per trial; run the same command again to resume.
-# Every 5 minutes, and at the end, finished trials are copied into docs/runs/instruction/{with,without}/.
+# 250k steps, the LM cut to its first 2 blocks to fit this machine, memory and CNN joined by today's default
+# fusion (standardized). FUSION=concat reruns the first measurement, made when plain concatenation was the
+# default, into runs/instruction/{with,without} (published in docs/runs/instruction/). The two sweeps run side
+# by side, one trial each at a time, at low priority with one torch thread per trial; run the same command again
+# to resume. Every 5 minutes, and at the end, finished trials are copied into
+# docs/runs/instruction-standardized/{with,without}/.
 #   experiments/instruction.sh
-#   shelm report docs/runs/instruction/with docs/runs/instruction/without --out docs/results.md \
-#     --figures docs/figures --baseline "shelm (symbolic oracle, lm_layers=2, fusion=concat)"
+#   shelm report docs/runs/instruction-standardized/with docs/runs/instruction-standardized/without \
+#     --out docs/results.md --figures docs/figures --baseline "shelm (symbolic oracle, lm_layers=2)"
 set -euo pipefail
-out=${OUT_ROOT:-runs/instruction}
+fusion=${FUSION:-standardized}
+folder=instruction-standardized
+[ "$fusion" = concat ] && folder=instruction
+if [ "$fusion" != standardized ] && [ "$fusion" != concat ]; then
+  echo "experiments/instruction.sh: FUSION=$fusion is not one this measurement was made with; use standardized or concat" >&2
+  exit 2
+fi
+out=${OUT_ROOT:-runs}/$folder
 common=(--agents shelm --envs BabyAI-PickupDistDebug-v0 --seeds 3 --steps 250000 --workers 1 --set lm_layers=2
-  --set fusion=concat)
+  --set fusion=$fusion)
 publish() {
   for variant in with without; do
-    if [ -d "$out/$variant" ]; then python experiments/publish_finished.py "$out/$variant" "instruction/$variant"; fi
+    if [ -d "$out/$variant" ]; then python experiments/publish_finished.py "$out/$variant" "$folder/$variant"; fi
   done
 }
 (while sleep 300; do publish || true; done) &
