@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from training import training_sps
 
-from shelm.envs import make_vec_env
+from shelm.envs import EnvSettings, make_vec_env
 from shelm.files import write_atomic
 
 TASKS = {
@@ -33,7 +33,7 @@ TASKS = {
 
 
 def env_steps_per_second(env_id: str, n_envs: int, steps: int) -> tuple[float, tuple[int, ...]]:
-    envs = make_vec_env(env_id, n_envs)
+    envs = make_vec_env(EnvSettings(env_id), n_envs)
     rng = np.random.default_rng(0)
     obs, _ = envs.reset(seed=0)
     n_actions = int(envs.single_action_space.n)

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from training import iteration_seconds, training_rows
 
-from shelm.envs import make_vec_env
+from shelm.envs import EnvSettings, make_vec_env
 from shelm.files import write_atomic
 from shelm.memory.imagenet import ImageNetRetriever
 from shelm.memory.retrieval import top_k
@@ -62,7 +62,7 @@ def sps_and_hit_rate(env_id: str, agent: str, steps: int, extra: dict) -> tuple[
 
 def random_play(env_id: str, n_envs: int, steps: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Observations and symbolic views of `steps` uniformly random steps in `n_envs` envs."""
-    envs = make_vec_env(env_id, n_envs)
+    envs = make_vec_env(EnvSettings(env_id), n_envs)
     rng = np.random.default_rng(seed)
     obs, info = envs.reset(seed=seed)
     frames, views = [obs], [info["symbolic_view"]]

@@ -69,7 +69,7 @@ from torch import nn
 from training import interleaved_sps, iteration_seconds, load_average, markdown_table, training_rows
 
 from shelm.agents.encoders import CNNEncoder
-from shelm.envs import make_env
+from shelm.envs import EnvSettings, make_env
 from shelm.files import write_atomic
 from shelm.precision import cpu_model
 
@@ -159,7 +159,7 @@ def shelm_cnn_policy_kwargs(channels: tuple[int, int], features: int) -> dict[st
 def measure_sb3(
     algo: type[OnPolicyAlgorithm], policy: str, policy_kwargs: dict[str, Any], warmup: int, iterations: int
 ) -> list[float]:
-    env = make_vec_env(lambda: make_env(ENV_ID, tile_size=TILE_SIZE), n_envs=N_ENVS, seed=SEED)
+    env = make_vec_env(lambda: make_env(EnvSettings(ENV_ID, tile_size=TILE_SIZE)), n_envs=N_ENVS, seed=SEED)
     model = algo(
         policy,
         env,

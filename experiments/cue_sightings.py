@@ -25,7 +25,7 @@ import torch
 
 from shelm.acting import EnvLoop, EpisodeTracker, Transition
 from shelm.agents.policy import Actor
-from shelm.envs import make_run_vec_env, success_rule
+from shelm.envs import EnvSettings, make_vec_env, success_rule
 from shelm.envs.minigrid import sees_cue
 from shelm.evaluate import EVAL_SEED_OFFSET
 from shelm.files import write_json_atomic
@@ -38,7 +38,7 @@ def one_env_loop(run_dir: Path, greedy: bool) -> tuple[Any, Any, EnvLoop, int]:
     """The run's policy acting in one env of its task on evaluation seeds: (envs, the MiniGrid world, the loop,
     the seed to reset it with)."""
     config, policy, _ = load_policy(run_dir)
-    envs = make_run_vec_env(config, 1)
+    envs = make_vec_env(EnvSettings.from_config(config), 1)
     seed = config.seed + EVAL_SEED_OFFSET
     actor = Actor(policy, 1, torch.Generator(device=policy.device).manual_seed(seed), greedy=greedy)
     return (

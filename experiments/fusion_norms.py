@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from shelm.agents.cnn import CNNAgent
-from shelm.envs import make_run_vec_env
+from shelm.envs import EnvSettings, make_vec_env
 from shelm.files import write_json_atomic
 from shelm.ppo import load_policy, ppo_actor
 from shelm.runs import checkpoint_step
@@ -31,7 +31,7 @@ def measure(run_dir: Path, steps: int, n_envs: int) -> dict[str, float | str | i
     agent = policy.agent
     if not isinstance(agent, CNNAgent) or policy.memory_dim == 0:
         raise SystemExit(f"{run_dir}: agent '{config.agent}' has no memory beside a CNN; nothing to measure")
-    envs = make_run_vec_env(config, n_envs)
+    envs = make_vec_env(EnvSettings.from_config(config), n_envs)
     obs, infos = envs.reset(seed=0)
     actor = ppo_actor(policy, n_envs, seed=0, greedy=False)
     actor.start(obs, infos)

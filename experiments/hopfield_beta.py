@@ -11,13 +11,13 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from shelm.envs import make_vec_env
+from shelm.envs import EnvSettings, make_vec_env
 from shelm.memory.frozen_hopfield import FrozenHopfield
 from shelm.memory.weights import load_language_model
 
 
 def random_frames(env_id: str, n_envs: int = 16, steps: int = 32, seed: int = 0) -> torch.Tensor:
-    envs = make_vec_env(env_id, n_envs)
+    envs = make_vec_env(EnvSettings(env_id), n_envs)
     rng = np.random.default_rng(seed)
     obs, _ = envs.reset(seed=seed)
     frames = [obs]

@@ -22,7 +22,7 @@ import torch
 from minigrid.core.constants import OBJECT_TO_IDX
 from minigrid.core.world_object import Ball, Key
 
-from shelm.envs import make_run_env
+from shelm.envs import EnvSettings, make_env
 from shelm.envs.minigrid import PartialRGBView, has_memory_cue
 from shelm.memory.oracle import N_OBJECT_TYPES, OracleCueMemory
 from shelm.ppo import load_policy
@@ -52,7 +52,7 @@ def main() -> None:
     args = parser.parse_args()
     for run_dir in args.runs:
         config, policy, _ = load_policy(run_dir)
-        env = make_run_env(config)
+        env = make_env(EnvSettings.from_config(config))
         if not isinstance(policy.memory, OracleCueMemory) or not has_memory_cue(env):
             raise SystemExit(f"{run_dir}: this probe reads oracle-memory agents on MiniGrid's Memory tasks")
         print(f"{run_dir} ({config.fusion} fusion)")

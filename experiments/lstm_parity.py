@@ -47,7 +47,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.env_util import make_vec_env
 
 from shelm.acting import EpisodeTracker
-from shelm.envs import make_env, success_rule
+from shelm.envs import EnvSettings, make_env, success_rule
 from shelm.files import write_json_atomic
 from shelm.runs import append_metrics, read_metrics
 
@@ -114,7 +114,7 @@ def train_peer(env_id: str, seed: int, steps: int, settings: dict[str, Any], out
         "command": command,
     }
     write_json_atomic(run_dir / "config.json", config)
-    envs = make_vec_env(lambda: make_env(env_id), n_envs=settings["n_envs"], seed=seed)
+    envs = make_vec_env(lambda: make_env(EnvSettings(env_id)), n_envs=settings["n_envs"], seed=seed)
     hyper = {k: v for k, v in settings.items() if k != "n_envs"}
     model = RecurrentPPO(
         "CnnLstmPolicy", envs, policy_kwargs=POLICY_KWARGS, device="cpu", seed=seed, verbose=0, **hyper

@@ -13,7 +13,7 @@ import argparse
 import numpy as np
 
 from shelm.acting import EpisodeTracker
-from shelm.envs import make_vec_env, success_rule
+from shelm.envs import EnvSettings, make_vec_env, success_rule
 
 
 def main() -> None:
@@ -24,7 +24,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=123, help="env and action seed (default 123)")
     args = parser.parse_args()
 
-    envs = make_vec_env(args.env_id, args.envs)
+    envs = make_vec_env(EnvSettings(args.env_id), args.envs)
     rng = np.random.default_rng(args.seed)
     tracker = EpisodeTracker(args.envs, args.envs * args.steps, success_rule(args.env_id))
     try:

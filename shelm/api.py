@@ -42,7 +42,7 @@ import torch
 from shelm.agents import get_agent_spec
 from shelm.agents.policy import Decision
 from shelm.config import TrainConfig, parse_value
-from shelm.envs import make_run_env, make_run_vec_env
+from shelm.envs import EnvSettings, make_env, make_vec_env
 from shelm.envs.factory import EnvFactory, check_async, factory_given, factory_id, is_factory_id, not_given
 from shelm.errors import ShelmError
 from shelm.evaluate import EVAL_SEED_OFFSET, load_actors
@@ -287,7 +287,7 @@ class TrainedAgent:
     def make_env(self, render_mode: str | None = None) -> gym.Env:
         """One env of the run, built as training and `shelm eval` build it (wrappers, frames, preprocessing)."""
         with _given(self._env):
-            return make_run_env(self.config, render_mode)
+            return make_env(EnvSettings.from_config(self.config), render_mode)
 
     def make_vec_env(self, n_envs: int, render_mode: str | None = None) -> gym.vector.VectorEnv:
         """`n_envs` envs of the run in one synchronous vector env, as `shelm eval` builds them. Finished episodes
@@ -296,7 +296,7 @@ class TrainedAgent:
         if n_envs < 1:
             raise ShelmError(f"n_envs={n_envs}: play at least 1 env")
         with _given(self._env):
-            return make_run_vec_env(self.config, n_envs, "sync", render_mode)
+            return make_vec_env(EnvSettings.from_config(self.config), n_envs, render_mode=render_mode)
 
     # --- acting ------------------------------------------------------------------------------------------
 
@@ -494,7 +494,7 @@ def load(run_dir: str | Path, checkpoint: str = "latest", *, env: Env | None = N
     factory = _factory_for(path, config, env)
     with _given(config.env_id if factory is None else factory):
         config, make_actor, state = load_actors(path, checkpoint)
-        env = make_run_env(config)
+        env = make_env(EnvSettings.from_config(config))
         spaces = env.observation_space, env.action_space
         env.close()
     return TrainedAgent(path, config, checkpoint, make_actor, int(state["global_step"]), *spaces, factory)

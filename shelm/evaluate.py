@@ -12,7 +12,7 @@ import numpy as np
 from shelm.acting import EnvLoop, EpisodeResult, EpisodeTracker, summarize
 from shelm.agents.policy import Policy
 from shelm.config import TrainConfig
-from shelm.envs import episode_step_limit, make_run_env, make_run_vec_env, success_rule
+from shelm.envs import EnvSettings, episode_step_limit, make_env, make_vec_env, success_rule
 from shelm.envs.perturbations import Perturbation, Perturber
 from shelm.errors import ShelmError
 from shelm.ppo import ppo_actor
@@ -53,7 +53,7 @@ def run_episodes(
     n_envs = min(episodes, 8)
     targets = np.array([episodes // n_envs + (i < episodes % n_envs) for i in range(n_envs)])
     render_mode = "rgb_array" if record else None
-    envs = make_run_vec_env(config, n_envs, "sync", render_mode, max_episode_steps)
+    envs = make_vec_env(EnvSettings.from_config(config, max_episode_steps), n_envs, render_mode=render_mode)
     frames: list[np.ndarray] = []
     actor = ppo_actor(policy, n_envs, seed, greedy) if isinstance(policy, Policy) else policy(n_envs, seed, greedy)
     tracker = EpisodeTracker(n_envs, None, success_rule(config.env_id))
@@ -101,7 +101,7 @@ def step_cap(max_episode_steps: int | None) -> int | None:
 def own_step_limit(config: TrainConfig) -> int | None:
     """The most steps an episode of the run's env lasts by the env's own rule, where it tells
     (`shelm.envs.episode_step_limit`): what a command without a step cap may have to play through."""
-    env = make_run_env(config)
+    env = make_env(EnvSettings.from_config(config))
     try:
         return episode_step_limit(env)
     finally:

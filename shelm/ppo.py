@@ -35,7 +35,7 @@ from shelm.agents import ANY_AGENT_ANALYSES, LM_ANALYSES, AgentSpec
 from shelm.agents.base import Agent
 from shelm.agents.policy import Actor, Policy, build_policy, generator_continuing_global
 from shelm.config import TrainConfig
-from shelm.envs import make_run_vec_env, probe_env, success_rule
+from shelm.envs import EnvSettings, make_vec_env, probe_env, success_rule
 from shelm.errors import ShelmError
 from shelm.precision import autocast
 from shelm.probe import EnvProbe
@@ -339,7 +339,7 @@ def train(
         torch.set_num_threads(config.torch_threads)
     torch.manual_seed(config.seed)
     np.random.seed(config.seed)
-    envs = make_run_vec_env(config, config.n_envs, config.vectorization)
+    envs = make_vec_env(EnvSettings.from_config(config), config.n_envs, config.vectorization)
     policy = build_policy(config, probe)
     agent = policy.agent
     optimizer = torch.optim.AdamW(

@@ -44,10 +44,10 @@ def eval_actions(run_dir: Path, episodes: int, monkeypatch: pytest.MonkeyPatch) 
     from shelm import evaluate
 
     played: list[list[np.ndarray]] = []
-    make_run_vec_env = evaluate.make_run_vec_env
+    make_vec_env = evaluate.make_vec_env
 
     def recording(*args: Any, **kwargs: Any) -> Any:
-        envs = make_run_vec_env(*args, **kwargs)
+        envs = make_vec_env(*args, **kwargs)
         actions: list[np.ndarray] = []
         step = envs.step
 
@@ -60,7 +60,7 @@ def eval_actions(run_dir: Path, episodes: int, monkeypatch: pytest.MonkeyPatch) 
         return envs
 
     with monkeypatch.context() as patch:
-        patch.setattr(evaluate, "make_run_vec_env", recording)
+        patch.setattr(evaluate, "make_vec_env", recording)
         assert main(["eval", str(run_dir), "--episodes", str(episodes), "--json"]) == 0
     greedy, sampled = played
     greedy, sampled = np.stack(greedy), np.stack(sampled)

@@ -9,7 +9,7 @@ import torch
 from shelm.acting import EnvLoop, EpisodeTracker
 from shelm.agents.policy import Actor, build_policy, sample_actions
 from shelm.config import TrainConfig
-from shelm.envs import make_vec_env, probe_env, success_rule
+from shelm.envs import EnvSettings, make_vec_env, probe_env, success_rule
 from shelm.envs.registry import flag_or_positive_return
 
 
@@ -38,7 +38,7 @@ def test_sampling_from_the_actors_generator_is_categorical_sampling():
 
 def test_loop_reads_the_memory_once_per_observation_and_scores_episodes_like_the_env():
     config = TrainConfig(env_id="MiniGrid-MemoryS7-v0", agent="oracle", n_envs=3, cnn_features=32, critic_hidden=32)
-    envs = make_vec_env(config.env_id, config.n_envs)
+    envs = make_vec_env(EnvSettings.from_config(config), config.n_envs)
     policy = build_policy(config, probe_env(config))
     reads = []
     read = policy.read_memory

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from shelm.cli import main
-from shelm.envs import make_env
+from shelm.envs import EnvSettings, make_env
 
 
 def _total_memory() -> int:
@@ -23,7 +23,7 @@ def _total_memory() -> int:
 
 def _ten_times_the_machine() -> list[str]:
     """n_steps for a rollout of 16 envs of MiniGrid frames that alone is ten times this machine's memory."""
-    frame = math.prod(make_env("MiniGrid-Empty-5x5-v0").observation_space.shape)
+    frame = math.prod(make_env(EnvSettings("MiniGrid-Empty-5x5-v0")).observation_space.shape)
     return ["--set", f"n_steps={math.ceil(10 * _total_memory() / (16 * frame))}"]
 
 

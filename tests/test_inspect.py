@@ -16,7 +16,7 @@ import pytest
 from conftest import train_run
 
 from shelm.cli import main
-from shelm.envs import make_vec_env
+from shelm.envs import EnvSettings, make_vec_env
 
 
 def _chromium() -> str:
@@ -194,7 +194,7 @@ def test_the_page_shows_the_region_of_the_frame_each_word_came_from(
     rendered = probe_dom(Path(summary["page"]), tmp_path, f"{{text: document.body.innerText, rows: {REGION_PROBE}}}")
     assert "the part of the frame the classifier saw when it chose the word" in rendered["text"]
 
-    envs = make_vec_env("BabyAI-GoToObjS4-v0", 1, "sync", 8, obs_key="auto")
+    envs = make_vec_env(EnvSettings("BabyAI-GoToObjS4-v0"), 1)
     first_obs = envs.reset(seed=3)[0][0]
     envs.close()
     rows, first = rendered["rows"], summary["episodes"][0]["first_steps"]

@@ -14,7 +14,7 @@ from shelm.acting import EnvLoop, EpisodeTracker
 from shelm.agents.policy import Actor, Policy, build_policy
 from shelm.cli import main
 from shelm.config import TrainConfig
-from shelm.envs import make_vec_env, probe_env, success_rule
+from shelm.envs import EnvSettings, make_vec_env, probe_env, success_rule
 from shelm.ppo import Collector, ppo_update
 from shelm.rollout import RewardNormalizer, Rollout
 
@@ -37,7 +37,7 @@ def _tiny_config(agent: str, agent_precision: str) -> TrainConfig:
 def _collect(config: TrainConfig) -> tuple[Policy, Rollout]:
     """A real rollout of the config's agent, collected by the trainer's Collector."""
     torch.manual_seed(config.seed)
-    envs = make_vec_env(config.env_id, config.n_envs)
+    envs = make_vec_env(EnvSettings.from_config(config), config.n_envs)
     try:
         policy = build_policy(config, probe_env(config))
         actor = Actor(policy, config.n_envs, torch.Generator().manual_seed(config.seed))
@@ -111,7 +111,7 @@ def test_bfloat16_update_matches_float32_within_bfloat16_rounding(agent):
 
 def test_acting_in_bfloat16_returns_float32():
     config = _tiny_config("lstm", "bfloat16")
-    envs = make_vec_env(config.env_id, 2)
+    envs = make_vec_env(EnvSettings.from_config(config), 2)
     obs, _ = envs.reset(seed=0)
     envs.close()
     policy = build_policy(config, probe_env(config))

@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 from conftest import TINY, train_run
 
-from shelm import envs
+from shelm import envs, ppo
 from shelm.agents import resolve_config
 from shelm.cli import main
-from shelm.envs import make_vec_env, probe_env
+from shelm.envs import EnvSettings, make_vec_env, probe_env
 from shelm.info_keys import MISSION
 from shelm.probe import RANDOM_PLAY_LANES, RANDOM_PLAY_STEPS
 from shelm.runs import read_metrics
@@ -32,16 +32,16 @@ def test_a_helmv2_run_reading_its_instruction_makes_one_env_before_its_vector_en
     made_before_vector: list[int] = []
     make_env, make_vec = envs.make_env, envs.make_vec_env
 
-    def counting_make_env(env_id: str, *args: Any, **kwargs: Any) -> gym.Env:
-        made.append(env_id)
-        return make_env(env_id, *args, **kwargs)
+    def counting_make_env(settings: EnvSettings, *args: Any, **kwargs: Any) -> gym.Env:
+        made.append(settings.env_id)
+        return make_env(settings, *args, **kwargs)
 
     def vector_env(*args: Any, **kwargs: Any) -> gym.vector.VectorEnv:
         made_before_vector.append(len(made))
         return make_vec(*args, **kwargs)
 
-    monkeypatch.setattr(envs, "make_env", counting_make_env)
-    monkeypatch.setattr(envs, "make_vec_env", vector_env)
+    monkeypatch.setattr(envs, "make_env", counting_make_env)  # the probe's, and every env of a vector env
+    monkeypatch.setattr(ppo, "make_vec_env", vector_env)  # the trainer's
     lm = ["--set", f"lm={tiny_llama_with_tokenizer_dir}", "--set", "mem_len=4", "--set", "image_encoder=imagenet"]
     run = train_run(tmp_path / "run", INSTRUCTED, "helmv2", 128, *lm, "--set", f"instruction={MISSION}")
     assert made_before_vector[0] == 1 and made[0] == INSTRUCTED
@@ -54,7 +54,7 @@ def test_the_probes_random_play_shows_the_frames_a_vector_env_of_its_lanes_would
     """One env replays each copy's lane; the frames are those of the vector env of as many copies, stepped with one
     batch of actions per step from the run's seed (what HELMv2 was calibrated on before the probe existed)."""
     config, _ = resolve_config("MiniGrid-Empty-5x5-v0", "cnn", {"seed": 7})
-    vector = make_vec_env(config.env_id, RANDOM_PLAY_LANES)
+    vector = make_vec_env(EnvSettings.from_config(config), RANDOM_PLAY_LANES)
     rng = np.random.default_rng(config.seed)
     try:
         obs, _ = vector.reset(seed=config.seed)

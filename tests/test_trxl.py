@@ -22,7 +22,7 @@ from shelm.agents import resolve_config
 from shelm.agents.policy import Actor, build_policy
 from shelm.agents.trxl import TrXLAgent
 from shelm.cli import main
-from shelm.envs import make_vec_env, probe_env, success_rule
+from shelm.envs import EnvSettings, make_vec_env, probe_env, success_rule
 from shelm.rollout import RewardNormalizer, Rollout, window_minibatches
 from shelm.runs import load_run_config, read_metrics
 
@@ -135,7 +135,7 @@ def test_the_trainers_rollouts_are_reproduced_by_its_update():
     overrides |= {"trxl_memory_length": 4, "env_kwargs": "max_steps=6"}
     config, _ = resolve_config("MiniGrid-MemoryS7-v0", "trxl", overrides)
     torch.manual_seed(0)
-    envs = make_vec_env(config.env_id, config.n_envs, env_kwargs=config.gym_kwargs)
+    envs = make_vec_env(EnvSettings.from_config(config), config.n_envs)
     policy = build_policy(config, probe_env(config))
     actor = Actor(policy, config.n_envs, torch.Generator().manual_seed(0))
     loop = EnvLoop(envs, actor, EpisodeTracker(config.n_envs, None, success_rule(config.env_id)))

@@ -49,7 +49,7 @@ from safetensors.torch import load_file
 from shelm.agents import AgentSpec
 from shelm.agents.policy import Decision
 from shelm.config import TrainConfig
-from shelm.envs import make_run_env
+from shelm.envs import EnvSettings, make_env
 from shelm.errors import ShelmError, first_line
 from shelm.files import write_atomic
 from shelm.probe import EnvProbe
@@ -337,7 +337,7 @@ def load_player(run_dir: Path, checkpoint: str = "latest") -> tuple[TrainConfig,
     from sheeprl.utils.utils import dotdict
 
     cfg = dotdict(OmegaConf.to_container(OmegaConf.load(run_dir / SHEEPRL_CONFIG), resolve=True))
-    env = make_run_env(config)
+    env = make_env(EnvSettings.from_config(config))
     n_actions = int(env.action_space.n)
     env.close()
     channels = 1 if cfg.env.grayscale else 3

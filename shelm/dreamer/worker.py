@@ -44,7 +44,7 @@ from sheeprl.utils.callback import CheckpointCallback
 from shelm.acting import summarize
 from shelm.config import TrainConfig, parse_obs_resize
 from shelm.dreamer import CHECKPOINT_FORMAT, CHECKPOINT_VERSION, SHEEPRL_CONFIG
-from shelm.envs import ObsPreprocessing, make_env, success_rule
+from shelm.envs import EnvSettings, ObsPreprocessing, make_env, success_rule
 from shelm.envs.registry import SuccessRule
 from shelm.errors import ShelmError
 from shelm.progress import TrainingProgress
@@ -122,8 +122,8 @@ def sheeprl_env(
     """The env factory sheeprl instantiates (`env.wrapper`): shelm's env, its frames resized as the run's
     `obs_resize` says ('none' where a run's sheeprl config predates the setting), its episodes scored into
     `SESSION`."""
-    preprocess = ObsPreprocessing(parse_obs_resize(obs_resize))
-    return EpisodeRecorder(make_env(id, tile_size, obs_key=obs_key, preprocess=preprocess), success_rule(id))
+    settings = EnvSettings(id, tile_size, obs_key, preprocess=ObsPreprocessing(parse_obs_resize(obs_resize)))
+    return EpisodeRecorder(make_env(settings), success_rule(id))
 
 
 class ShelmTensorBoardLogger(TensorBoardLogger):

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import gymnasium as gym
@@ -45,6 +46,7 @@ from shelm.probe import RANDOM_PLAY_LANES, RANDOM_PLAY_STEPS, EnvProbe
 __all__ = [
     "DEFAULT_PREPROCESSING",
     "RANDOM_MAZE_ID",
+    "EnvSettings",
     "ObsPreprocessing",
     "SuccessRule",
     "Suite",
@@ -55,10 +57,7 @@ __all__ = [
     "info_keys",
     "list_envs",
     "make_env",
-    "make_run_env",
-    "make_run_vec_env",
     "make_vec_env",
-    "obs_preprocessing",
     "pair_preset",
     "paper_presets",
     "probe_env",
@@ -86,9 +85,46 @@ register_suite(unavailable.DMLAB)
 register_suite(factory.SUITE)
 
 
-def obs_preprocessing(config: TrainConfig) -> ObsPreprocessing:
-    """A run's `obs_resize`, `obs_grayscale` and `obs_frame_stack` settings, as the environment builders take them."""
-    return ObsPreprocessing(parse_obs_resize(config.obs_resize), config.obs_grayscale, config.obs_frame_stack)
+@dataclass(frozen=True)
+class EnvSettings:
+    """How `make_env` and `make_vec_env` build an env: its id, and the settings of a run that decide what its agent
+    sees. `EnvSettings.from_config` reads them from a run's config, so that training, evaluation, inspection and the
+    API build the same env; `EnvSettings(env_id)` gives a new run's defaults. How an env renders (`render_mode`) is
+    no part of them: each call that records asks for it."""
+
+    env_id: str
+    """The env: a registered id, `module:EnvId` or `factory:MODULE.QUALNAME` (the suite that claims it builds it)."""
+    tile_size: int = 8
+    """Pixels per MiniGrid cell of the RGB partial view (the `minigrid_tile_size` setting; 8 -> 56x56x3); the other
+    suites ignore it."""
+    obs_key: str = "auto"
+    """For an env that observes a Dict: the key of the image the agent sees; 'auto' takes the only uint8 HxWxC entry
+    (`image_entry`). Other than 'auto' on an env without a Dict observation, it is refused."""
+    env_kwargs: Mapping[str, Any] = field(default_factory=dict)
+    """Keyword arguments of the env's constructor, passed through `gymnasium.make` (the config's `gym_kwargs`); a
+    suite that builds its envs without constructor keywords refuses any."""
+    preprocess: ObsPreprocessing = DEFAULT_PREPROCESSING
+    """How the frames are prepared (the `obs_resize`, `obs_grayscale` and `obs_frame_stack` settings); by default a
+    new run's: large frames resized to 64x64, every built-in suite's kept as they are."""
+    max_episode_steps: int | None = None
+    """Episodes that last this many steps end there as truncated (gymnasium's TimeLimit), where playing should not
+    wait for the env's own end (evaluation's and inspection's step cap, no setting of a run); None: the env's own
+    limit."""
+
+    @classmethod
+    def from_config(cls, config: TrainConfig, max_episode_steps: int | None = None) -> EnvSettings:
+        """The envs of the run of `config`, as its training, evaluation and inspection build them, their episodes
+        capped at `max_episode_steps` where given."""
+        return cls(
+            env_id=config.env_id,
+            tile_size=config.minigrid_tile_size,
+            obs_key=config.obs_key,
+            env_kwargs=config.gym_kwargs,
+            preprocess=ObsPreprocessing(
+                parse_obs_resize(config.obs_resize), config.obs_grayscale, config.obs_frame_stack
+            ),
+            max_episode_steps=max_episode_steps,
+        )
 
 
 def suite_of(env_id: str) -> str:
@@ -179,35 +215,24 @@ def _takes_env_kwargs(suite: Suite, env_id: str, env_kwargs: Mapping[str, Any] |
     return {"env_kwargs": dict(env_kwargs)}
 
 
-def make_env(
-    env_id: str,
-    tile_size: int = 8,
-    render_mode: str | None = None,
-    obs_key: str = "auto",
-    env_kwargs: Mapping[str, Any] | None = None,
-    preprocess: ObsPreprocessing = DEFAULT_PREPROCESSING,
-    max_episode_steps: int | None = None,
-) -> gym.Env:
-    """One environment of any suite, with its spaces checked. A Dict observation is reduced to its image entry
-    (`image_entry`), its text entries copied into the info (`TextsIntoInfo`, where an instruction is read from);
-    `obs_key` other than 'auto' on an env without a Dict observation is refused. `env_kwargs` (the config's
-    `gym_kwargs`) go to the env's constructor through `gymnasium.make`. The frames are then prepared as
-    `preprocess` says (`obs_preprocessing(config)`; by default a new run's: large frames resized to 64x64,
-    every built-in suite's kept as they are). `max_episode_steps` ends an episode that lasts that long as
-    truncated (gymnasium's TimeLimit), where playing should not wait for the env's own end."""
-    env = _made_env(env_id, tile_size, render_mode, obs_key, env_kwargs)
-    sized_by_setting = get_suite(env_id).frames_sized_by is not None
+def make_env(settings: EnvSettings, render_mode: str | None = None) -> gym.Env:
+    """One environment of any suite, built as `settings` say, with its spaces checked. A Dict observation is reduced
+    to its image entry (`EnvSettings.obs_key`), its text entries copied into the info (`TextsIntoInfo`, where an
+    instruction is read from). The frames are then prepared as `EnvSettings.preprocess` says, and episodes capped at
+    `EnvSettings.max_episode_steps` where given. `render_mode` (e.g. 'rgb_array', to record) goes to the env."""
+    env = _made_env(settings, render_mode)
+    sized_by_setting = get_suite(settings.env_id).frames_sized_by is not None
     try:
-        if preprocess.changes(env.observation_space, sized_by_setting):
-            env = preprocess.apply(env, sized_by_setting)
+        if settings.preprocess.changes(env.observation_space, sized_by_setting):
+            env = settings.preprocess.apply(env, sized_by_setting)
     except (ValueError, TypeError) as exc:  # gymnasium's wrappers refuse frames they cannot prepare
         env.close()
         raise ShelmError(
-            f"env '{env_id}': its frames {env.observation_space.shape} cannot be preprocessed ({exc}); set "
+            f"env '{settings.env_id}': its frames {env.observation_space.shape} cannot be preprocessed ({exc}); set "
             "obs_resize=none, obs_grayscale=false and obs_frame_stack=1"
         ) from None
-    if max_episode_steps is not None:
-        env = gym.wrappers.TimeLimit(env, max_episode_steps)
+    if settings.max_episode_steps is not None:
+        env = gym.wrappers.TimeLimit(env, settings.max_episode_steps)
     return env
 
 
@@ -215,10 +240,11 @@ def same_frames(first: TrainConfig, second: TrainConfig) -> bool:
     """Whether two configs of one env give its agent the same frames, their observation preprocessing told apart
     only where it changes them: e.g. `obs_resize` 'auto' and 'none' on every built-in suite, so that a sweep
     continues the trials it saved before the setting existed ('none')."""
-    preprocessing = obs_preprocessing(first), obs_preprocessing(second)
+    settings = EnvSettings.from_config(first)
+    preprocessing = settings.preprocess, EnvSettings.from_config(second).preprocess
     if preprocessing[0] == preprocessing[1]:
         return True
-    env = _made_env(first.env_id, first.minigrid_tile_size, None, first.obs_key, first.gym_kwargs)
+    env = _made_env(settings, None)
     height, width = env.observation_space.shape[:2]
     env.close()
     sized_by_setting = get_suite(first.env_id).frames_sized_by is not None
@@ -248,12 +274,12 @@ def episode_step_limit(env: gym.Env) -> int | None:
     return min(limits) if limits else None
 
 
-def _made_env(
-    env_id: str, tile_size: int, render_mode: str | None, obs_key: str, env_kwargs: Mapping[str, Any] | None
-) -> gym.Env:
-    """`make_env` before preprocessing: the env as its suite makes it, reduced to its frames and checked."""
+def _made_env(settings: EnvSettings, render_mode: str | None) -> gym.Env:
+    """`make_env` before preprocessing and its step cap: the env as its suite makes it, reduced to its frames and
+    checked."""
+    env_id, obs_key = settings.env_id, settings.obs_key
     suite = get_suite(env_id)
-    env = suite.make(env_id, tile_size, render_mode, **_takes_env_kwargs(suite, env_id, env_kwargs))
+    env = suite.make(env_id, settings.tile_size, render_mode, **_takes_env_kwargs(suite, env_id, settings.env_kwargs))
     if isinstance(env.observation_space, gym.spaces.Dict):
         try:
             key = image_entry(env_id, env.observation_space, obs_key)
@@ -272,82 +298,37 @@ def _made_env(
 
 
 def make_vec_env(
-    env_id: str,
-    n_envs: int,
-    vectorization: str = "sync",
-    tile_size: int = 8,
-    render_mode: str | None = None,
-    obs_key: str = "auto",
-    env_kwargs: Mapping[str, Any] | None = None,
-    preprocess: ObsPreprocessing = DEFAULT_PREPROCESSING,
-    max_episode_steps: int | None = None,
+    settings: EnvSettings, n_envs: int, vectorization: str = "sync", render_mode: str | None = None
 ) -> gym.vector.VectorEnv:
-    """`n_envs` copies of `env_id` (see `make_env`); seed them with `reset(seed=s)` (copy i gets s + i; Procgen
-    draws its games' seeds from s). A suite that batches natively does so unless a copy must be wrapped: to record
-    (a `render_mode`), to prepare its frames other than it makes them, or to cap its episodes."""
-    suite = get_suite(env_id)
-    _takes_env_kwargs(suite, env_id, env_kwargs)
-    if suite.make_vec is not None and render_mode is None and max_episode_steps is None:
-        native = suite.make_vec(env_id, n_envs)  # its own batching; recording needs per-copy renders
-        if not preprocess.changes(native.single_observation_space, suite.frames_sized_by is not None):
+    """`n_envs` copies of the env `settings` describe (see `make_env`), stepped in this process ('sync') or in
+    subprocesses ('async'); seed them with `reset(seed=s)` (copy i gets s + i; Procgen draws its games' seeds from
+    s). A suite that batches natively does so unless a copy must be wrapped: to record (a `render_mode`), to prepare
+    its frames other than it makes them, or to cap its episodes."""
+    suite = get_suite(settings.env_id)
+    _takes_env_kwargs(suite, settings.env_id, settings.env_kwargs)
+    if suite.make_vec is not None and render_mode is None and settings.max_episode_steps is None:
+        native = suite.make_vec(settings.env_id, n_envs)  # its own batching; recording needs per-copy renders
+        if not settings.preprocess.changes(native.single_observation_space, suite.frames_sized_by is not None):
             return native
         native.close()
-    # Fail fast, here, in one line.
-    make_env(env_id, tile_size, obs_key=obs_key, env_kwargs=env_kwargs, preprocess=preprocess).close()
-    thunks: list[Callable[[], gym.Env]] = [
-        lambda: make_env(env_id, tile_size, render_mode, obs_key, env_kwargs, preprocess, max_episode_steps)
-        for _ in range(n_envs)
-    ]
+    make_env(settings).close()  # Fail fast, here, in one line.
+    thunks: list[Callable[[], gym.Env]] = [lambda: make_env(settings, render_mode) for _ in range(n_envs)]
     mode = gym.vector.AutoresetMode.SAME_STEP
     if vectorization == "async":
         return gym.vector.AsyncVectorEnv(thunks, autoreset_mode=mode, context=suite.async_context)
     return gym.vector.SyncVectorEnv(thunks, autoreset_mode=mode)
 
 
-def make_run_env(config: TrainConfig, render_mode: str | None = None, max_episode_steps: int | None = None) -> gym.Env:
-    """One env of a run, as its training, evaluation and inspection build it: `make_env` with the run's env id, tile
-    size, image key, constructor keywords and observation preprocessing."""
-    return make_env(
-        config.env_id,
-        config.minigrid_tile_size,
-        render_mode,
-        config.obs_key,
-        config.gym_kwargs,
-        obs_preprocessing(config),
-        max_episode_steps,
-    )
-
-
-def make_run_vec_env(
-    config: TrainConfig,
-    n_envs: int,
-    vectorization: str = "sync",
-    render_mode: str | None = None,
-    max_episode_steps: int | None = None,
-) -> gym.vector.VectorEnv:
-    """`n_envs` envs of a run in one vector env (`make_vec_env`), each built as `make_run_env` builds one."""
-    return make_vec_env(
-        config.env_id,
-        n_envs,
-        vectorization,
-        config.minigrid_tile_size,
-        render_mode,
-        config.obs_key,
-        config.gym_kwargs,
-        obs_preprocessing(config),
-        max_episode_steps,
-    )
-
-
 def probe_env(config: TrainConfig) -> EnvProbe:
-    """The run's env built once (`make_run_env`), reset with the run's seed and played at random, as an `EnvProbe`.
+    """The run's env built once (`EnvSettings.from_config`), reset with the run's seed and played at random, as an
+    `EnvProbe`.
 
     The random play shows what a synchronous vector env of `RANDOM_PLAY_LANES` copies would show, reset with the
     run's seed (copy i with seed + i) and stepped `RANDOM_PLAY_STEPS - 1` times with actions drawn, one batch per
     step, from numpy's generator seeded with the run's seed: the one env plays each copy's lane in turn, and is reset
     (unseeded) where an episode ends, as such a vector env resets its copies. So the frames are those a vector env
     would have given, from a single env."""
-    env = make_run_env(config)
+    env = make_env(EnvSettings.from_config(config))
     try:
         obs, info = env.reset(seed=config.seed)
         rng = np.random.default_rng(config.seed)

@@ -21,7 +21,7 @@ AUTO_SIZE = (64, 64)
 @dataclass(frozen=True)
 class ObsPreprocessing:
     """How an env's frames are prepared before the agent and its memory see them: resized, then reduced to grey, then
-    stacked (the `obs_resize`, `obs_grayscale` and `obs_frame_stack` settings, `shelm.envs.obs_preprocessing`).
+    stacked (the `obs_resize`, `obs_grayscale` and `obs_frame_stack` settings, `shelm.envs.EnvSettings.preprocess`).
     Each step uses gymnasium's own wrapper (ResizeObservation, GrayscaleObservation with keep_dim,
     FrameStackObservation), so that frames are what a gymnasium user would get from them; the stack is then laid
     along the channels, which keeps every observation a uint8 HxWxC image."""

@@ -44,7 +44,7 @@ import torch
 
 from shelm.agents import resolve_config
 from shelm.config import TrainConfig, parse_overrides
-from shelm.envs import make_run_env
+from shelm.envs import EnvSettings, make_env
 from shelm.envs.minigrid import MEMORY_CUE, SYMBOLIC_VIEW, cue_cell, handles, sees_cue
 from shelm.errors import ShelmError
 from shelm.memory.caches import MemoCache, cached_tokenizer
@@ -204,7 +204,7 @@ def check(
         overrides["seed"] = seed
     configs = {name: resolve_config(env_id, "shelm", {**overrides, "retriever": name})[0] for name in names}
     first = next(iter(configs.values()))
-    env = make_run_env(first)  # an unknown id is refused here
+    env = make_env(EnvSettings.from_config(first))  # an unknown id is refused here
     try:
         info = dict(env.reset(seed=first.seed)[1])
         shape = tuple(env.observation_space.shape)
@@ -239,7 +239,7 @@ def build(config: TrainConfig, setup: Setup) -> Retriever:
 
 def play(setup: Setup, input_keys: Collection[str | None]) -> list[Frame]:
     """The frames a uniformly random policy acts on, in play order (episode e is reset with seed + e)."""
-    env = make_run_env(next(iter(setup.configs.values())))
+    env = make_env(EnvSettings.from_config(next(iter(setup.configs.values()))))
     world = env.unwrapped
     rng = np.random.default_rng(setup.seed)
     frames: list[Frame] = []

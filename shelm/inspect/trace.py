@@ -21,7 +21,7 @@ from shelm.acting import EnvLoop, EpisodeTracker
 from shelm.agents import get_agent_spec
 from shelm.agents.policy import Actor, Policy
 from shelm.config import TrainConfig
-from shelm.envs import make_run_vec_env, success_rule
+from shelm.envs import EnvSettings, make_vec_env, success_rule
 from shelm.evaluate import EVAL_SEED_OFFSET, reached_cap
 from shelm.info_keys import SYMBOLIC_VIEW
 from shelm.memory.retrieval import FrameRegion
@@ -128,7 +128,7 @@ def record_policy(
     """`record` for a policy already loaded (the analyses reuse its memory after the rollout); `progress` is told
     every step."""
     seed = config.seed + EVAL_SEED_OFFSET if seed is None else seed
-    envs = make_run_vec_env(config, 1, "sync", render_mode="rgb_array", max_episode_steps=max_episode_steps)
+    envs = make_vec_env(EnvSettings.from_config(config, max_episode_steps), 1, render_mode="rgb_array")
     names = action_names(envs.envs[0], int(envs.single_action_space.n))
     language_model, readable = policy.language_model, policy.readable
     sampler = torch.Generator(device=policy.device).manual_seed(seed)

@@ -9,7 +9,7 @@ import gymnasium as gym
 import pytest
 from gymnasium.utils.env_checker import check_env
 
-from shelm.envs import make_env
+from shelm.envs import EnvSettings, make_env
 
 ENVS = [
     "MiniGrid-MemoryS7-v0",  # minigrid: PartialRGBView(SymbolicViewInfo(MemoryCueInfo(...)))
@@ -31,7 +31,7 @@ def in_a_scratch_folder(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("env_id", ENVS)
 def test_the_wrapped_env_passes_gymnasiums_check(env_id):
-    env = make_env(env_id)
+    env = make_env(EnvSettings(env_id))
     try:
         with warnings.catch_warnings():
             # gymnasium recommends checking the unwrapped env too; shelm's wrapped env is what agents see.

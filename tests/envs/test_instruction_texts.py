@@ -14,7 +14,7 @@ import pytest
 from gymnasium.utils.env_checker import check_env
 
 from shelm.cli import main
-from shelm.envs import make_env, make_vec_env
+from shelm.envs import EnvSettings, make_env, make_vec_env
 
 ENV_ID = "shelm-test/Told-v0"
 TASKS = ("go left", "go right")
@@ -49,7 +49,7 @@ def registered() -> Iterator[None]:
 
 
 def test_the_text_goes_to_the_info_and_the_image_to_the_agent():
-    env = make_env(ENV_ID)
+    env = make_env(EnvSettings(ENV_ID))
     with warnings.catch_warnings():
         warnings.filterwarnings("error")  # the observations are within their spaces, and so on
         warnings.filterwarnings("ignore", message=".*is different from the unwrapped version.*")
@@ -58,7 +58,7 @@ def test_the_text_goes_to_the_info_and_the_image_to_the_agent():
     assert obs.shape == (8, 8, 3) and info["task"] in TASKS
     *_, info = env.step(0)
     assert info["task"] in TASKS
-    envs = make_vec_env(ENV_ID, 3)
+    envs = make_vec_env(EnvSettings(ENV_ID), 3)
     _, info = envs.reset(seed=0)
     assert info["task"].shape == (3,) and set(info["task"]) <= set(TASKS)
     envs.close()

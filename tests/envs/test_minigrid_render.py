@@ -14,7 +14,7 @@ import pytest
 from minigrid.core.actions import Actions
 from minigrid.wrappers import ImgObsWrapper, RGBImgPartialObsWrapper
 
-from shelm.envs import make_env
+from shelm.envs import EnvSettings, make_env
 from shelm.envs.minigrid import SYMBOLIC_VIEW, PartialRGBView, SymbolicViewInfo, make
 
 # Symbolic-view codes of the events the policy must provoke where the env allows them.
@@ -129,7 +129,7 @@ def test_large_tiles_match():
 def test_observation_space_is_unchanged(tile_size: int):
     for env_id in ("MiniGrid-MemoryS11-v0", "BabyAI-GoToLocal-v0"):
         assert (
-            make_env(env_id, tile_size=tile_size).observation_space
+            make_env(EnvSettings(env_id, tile_size=tile_size)).observation_space
             == minigrid_view(env_id, tile_size).observation_space
         )
     kwargs = {"agent_view_size": 5}

@@ -10,7 +10,7 @@ import pytest
 
 from shelm import ppo
 from shelm.cli import main
-from shelm.envs import ObsPreprocessing, make_env
+from shelm.envs import EnvSettings, ObsPreprocessing, make_env
 from shelm.runs import load_run_config, read_metrics
 
 PONG = "ale_py:ALE/Pong-v5"
@@ -53,9 +53,10 @@ def test_a_plugin_env_trains_resumes_evaluates_and_is_inspected(tmp_path, capsys
     summary = json.loads(capsys.readouterr().out)
     assert summary["episodes"][0]["length"] >= 1 and (run / "inspect" / "inspect.html").is_file()
     assert json.loads((run / "config.json").read_text())["config"]["obs_key"] == "auto"
-    native = make_env(env_id, preprocess=ObsPreprocessing(resize=None))
+    native = make_env(EnvSettings(env_id, preprocess=ObsPreprocessing(resize=None)))
     assert list(native.observation_space.shape) == frame  # the frame, not the Dict
-    assert make_env(env_id).observation_space.shape == (64, 64, 3)  # obs_resize=auto: larger than 96 pixels
+    # obs_resize=auto: larger than 96 pixels
+    assert make_env(EnvSettings(env_id)).observation_space.shape == (64, 64, 3)
 
 
 @pytest.mark.parametrize(

@@ -12,7 +12,7 @@ import pytest
 
 from shelm.cli import main
 from shelm.config import TrainConfig, parse_overrides
-from shelm.envs import RANDOM_MAZE_ID, ObsPreprocessing, make_env, make_vec_env, obs_preprocessing
+from shelm.envs import RANDOM_MAZE_ID, EnvSettings, ObsPreprocessing, make_env, make_vec_env
 from shelm.errors import ShelmError
 from shelm.ppo import load_policy
 from shelm.runs import load_run_config
@@ -49,7 +49,7 @@ def _play(env, steps: int, seed: int = 3) -> list[np.ndarray]:
 
 @pytest.mark.parametrize("env_id", ONE_PER_SUITE)
 def test_the_default_keeps_every_builtin_suites_frames_bit_identical(env_id: str) -> None:
-    default, native = make_env(env_id), make_env(env_id, preprocess=NATIVE)
+    default, native = make_env(EnvSettings(env_id)), make_env(EnvSettings(env_id, preprocess=NATIVE))
     assert default.observation_space == native.observation_space
     for new, old in zip(_play(default, 12), _play(native, 12), strict=True):
         assert new.dtype == old.dtype == np.uint8
@@ -57,7 +57,8 @@ def test_the_default_keeps_every_builtin_suites_frames_bit_identical(env_id: str
 
 
 def test_the_default_keeps_procgens_native_batching_and_its_frames() -> None:
-    default, native = make_vec_env("procgen/maze-memory", 2), make_vec_env("procgen/maze-memory", 2, preprocess=NATIVE)
+    default = make_vec_env(EnvSettings("procgen/maze-memory"), 2)
+    native = make_vec_env(EnvSettings("procgen/maze-memory", preprocess=NATIVE), 2)
     assert type(default) is type(native) and type(default).__name__ == "ProcgenVecEnv"
     np.testing.assert_array_equal(default.reset(seed=5)[0], native.reset(seed=5)[0])
     for _ in range(5):
@@ -67,16 +68,16 @@ def test_the_default_keeps_procgens_native_batching_and_its_frames() -> None:
 
 
 def test_auto_resizes_large_frames_to_64x64_and_keeps_a_chosen_minigrid_tile_size() -> None:
-    assert make_env(PONG).observation_space.shape == (64, 64, 3)
-    assert make_env(PONG, preprocess=NATIVE).observation_space.shape == (210, 160, 3)
-    assert make_env(PONG, preprocess=ObsPreprocessing((32, 48))).observation_space.shape == (32, 48, 3)
+    assert make_env(EnvSettings(PONG)).observation_space.shape == (64, 64, 3)
+    assert make_env(EnvSettings(PONG, preprocess=NATIVE)).observation_space.shape == (210, 160, 3)
+    assert make_env(EnvSettings(PONG, preprocess=ObsPreprocessing((32, 48)))).observation_space.shape == (32, 48, 3)
     # 16-pixel cells make 112x112 views, larger than 96: the tile size is the user's choice, so 'auto' keeps it.
-    assert make_env("MiniGrid-MemoryS7-v0", tile_size=16).observation_space.shape == (112, 112, 3)
+    assert make_env(EnvSettings("MiniGrid-MemoryS7-v0", tile_size=16)).observation_space.shape == (112, 112, 3)
 
 
 def test_grey_frames_stack_along_the_channels_oldest_first() -> None:
-    grey = make_env(PONG, preprocess=ObsPreprocessing(grayscale=True))
-    stacked = make_env(PONG, preprocess=ObsPreprocessing(grayscale=True, frame_stack=4))
+    grey = make_env(EnvSettings(PONG, preprocess=ObsPreprocessing(grayscale=True)))
+    stacked = make_env(EnvSettings(PONG, preprocess=ObsPreprocessing(grayscale=True, frame_stack=4)))
     assert grey.observation_space.shape == (64, 64, 1)
     assert stacked.observation_space.shape == (64, 64, 4)
     frames, stacks = _play(grey, 6), _play(stacked, 6)
@@ -90,17 +91,33 @@ def test_grey_frames_stack_along_the_channels_oldest_first() -> None:
 def test_settings_are_checked_and_recorded_and_old_runs_keep_native_frames() -> None:
     config = TrainConfig(env_id=PONG, **parse_overrides(["obs_resize=64x48", "obs_grayscale=true"]))
     config.validate()
-    assert obs_preprocessing(config) == ObsPreprocessing((64, 48), True, 1)
+    assert EnvSettings.from_config(config).preprocess == ObsPreprocessing((64, 48), True, 1)
     saved = config.to_dict()
     assert (saved["obs_resize"], saved["obs_grayscale"], saved["obs_frame_stack"]) == ("64x48", True, 1)
-    assert obs_preprocessing(TrainConfig.from_dict(saved)) == obs_preprocessing(config)
-    assert obs_preprocessing(TrainConfig()) == ObsPreprocessing("auto", False, 1)
+    assert EnvSettings.from_config(TrainConfig.from_dict(saved)) == EnvSettings.from_config(config)
+    assert EnvSettings.from_config(TrainConfig()).preprocess == ObsPreprocessing("auto", False, 1)
     before = {key: value for key, value in saved.items() if not key.startswith("obs_") or key == "obs_key"}
-    assert obs_preprocessing(TrainConfig.from_dict(before)) == NATIVE
+    assert EnvSettings.from_config(TrainConfig.from_dict(before)).preprocess == NATIVE
     bad_settings = [("obs_resize=84", "HEIGHTxWIDTH"), ("obs_resize=4x84", "6 to 1024"), ("obs_frame_stack=0", ">= 1")]
     for bad, says in bad_settings:
         with pytest.raises(ShelmError, match=says):
             TrainConfig(**parse_overrides([bad])).validate()
+
+
+def test_a_runs_env_settings_are_read_from_every_env_setting_of_its_config() -> None:
+    overrides = ["minigrid_tile_size=16", "obs_key=image", "env_kwargs=max_steps=8,agent_view_size=5"]
+    overrides += ["obs_resize=none", "obs_frame_stack=3"]
+    config = TrainConfig(env_id="MiniGrid-MemoryS7-v0", **parse_overrides(overrides))
+    settings = EnvSettings.from_config(config, max_episode_steps=40)
+    assert settings == EnvSettings(
+        "MiniGrid-MemoryS7-v0",
+        tile_size=16,
+        obs_key="image",
+        env_kwargs={"max_steps": 8, "agent_view_size": 5},
+        preprocess=ObsPreprocessing(None, False, 3),
+        max_episode_steps=40,
+    )
+    assert EnvSettings.from_config(TrainConfig(env_id=PONG)) == EnvSettings(PONG)  # a new run's are the defaults
 
 
 def test_a_bad_preprocessing_setting_exits_2_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
@@ -123,7 +140,7 @@ def test_eval_and_resume_use_the_recorded_preprocessing(tmp_path: Path, capsys: 
     recorded = json.loads((run / "config.json").read_text())["config"]
     assert (recorded["obs_resize"], recorded["obs_grayscale"], recorded["obs_frame_stack"]) == ("40x32", True, 2)
     config, policy, _ = load_policy(run)  # the checkpoint's CNN only loads into a network built for 40x32x2 frames
-    assert obs_preprocessing(config) == ObsPreprocessing((40, 32), True, 2)
+    assert EnvSettings.from_config(config).preprocess == ObsPreprocessing((40, 32), True, 2)
     assert policy.agent.encoder.convs[0].in_channels == 2
     assert main(["eval", str(run), "--episodes", "1", "--max-episode-steps", "5", "--json", "--quiet"]) == 0
     report = json.loads(capsys.readouterr().out)
@@ -138,7 +155,7 @@ def test_eval_and_resume_use_the_recorded_preprocessing(tmp_path: Path, capsys: 
     del data["config"]["obs_resize"], data["config"]["obs_grayscale"], data["config"]["obs_frame_stack"]
     (run / "config.json").write_text(json.dumps(data))
     old = load_run_config(run)
-    assert make_env(old.env_id, preprocess=obs_preprocessing(old)).observation_space.shape == (210, 160, 3)
+    assert make_env(EnvSettings.from_config(old)).observation_space.shape == (210, 160, 3)
 
 
 def test_a_sweep_continues_trials_saved_before_the_settings_existed(

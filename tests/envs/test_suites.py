@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from shelm.cli import main
-from shelm.envs import make_env, make_vec_env, suites
+from shelm.envs import EnvSettings, make_env, make_vec_env, suites
 from shelm.envs import procgen as procgen_suite
 from shelm.errors import ShelmError
 
@@ -88,14 +88,14 @@ def test_every_agent_trains_and_evaluates_on_each_suite(
 )
 def test_procgen_refuses_bad_game_and_mode_pairs_before_procgen_can_abort(env_id, message):
     with pytest.raises(ShelmError, match=message):
-        make_vec_env(env_id, 2)
+        make_vec_env(EnvSettings(env_id), 2)
     with pytest.raises(ShelmError, match=message):
-        make_env(env_id)
+        make_env(EnvSettings(env_id))
 
 
 def test_procgen_memory_games_are_batched_natively_and_seeded():
     for game in procgen_suite.MEMORY_GAMES:
-        envs = make_vec_env(f"procgen/{game}-memory", 3)
+        envs = make_vec_env(EnvSettings(f"procgen/{game}-memory"), 3)
         assert isinstance(envs, procgen_suite.ProcgenVecEnv)
         obs, _ = envs.reset(seed=5)
         assert obs.shape == (3, 64, 64, 3) and obs.dtype == np.uint8
@@ -103,7 +103,7 @@ def test_procgen_memory_games_are_batched_natively_and_seeded():
         envs.close()
 
     def rollout(seed: int) -> np.ndarray:
-        envs = make_vec_env("procgen/maze-memory", 2)
+        envs = make_vec_env(EnvSettings("procgen/maze-memory"), 2)
         frames = [envs.reset(seed=seed)[0]]
         for t in range(20):
             frames.append(envs.step(np.array([t % 15, (3 * t) % 15]))[0])
@@ -115,7 +115,7 @@ def test_procgen_memory_games_are_batched_natively_and_seeded():
 
 
 def test_procgen_reports_episode_ends_and_level_completion():
-    envs = make_vec_env("procgen/maze-memory", 8)
+    envs = make_vec_env(EnvSettings("procgen/maze-memory"), 8)
     envs.reset(seed=0)
     rng = np.random.default_rng(0)
     ended = successes = 0
@@ -134,7 +134,7 @@ def test_procgen_reports_episode_ends_and_level_completion():
 
 
 def test_procgen_records_with_one_renderable_game_per_copy():
-    envs = make_vec_env("procgen/heist-memory", 2, render_mode="rgb_array")
+    envs = make_vec_env(EnvSettings("procgen/heist-memory"), 2, render_mode="rgb_array")
     obs, _ = envs.reset(seed=1)
     assert np.array_equal(envs.envs[0].render(), obs[0])
     envs.close()
@@ -145,7 +145,7 @@ def test_procgen_records_with_one_renderable_game_per_copy():
 
 def test_miniworld_frames_are_60x80_and_sign_keeps_only_the_image():
     for env_id in ("MiniWorld-Hallway-v0", "MiniWorld-Sign-v0"):
-        env = make_env(env_id)
+        env = make_env(EnvSettings(env_id))
         obs, _ = env.reset(seed=0)
         assert obs.shape == (60, 80, 3) and obs.dtype == np.uint8 and obs.std() > 0
         assert env.observation_space.shape == (60, 80, 3)
@@ -153,8 +153,8 @@ def test_miniworld_frames_are_60x80_and_sign_keeps_only_the_image():
 
 
 def test_miniworld_async_vectorization_spawns_and_matches_sync():
-    sync = make_vec_env("MiniWorld-Hallway-v0", 2, "sync")
-    spawned = make_vec_env("MiniWorld-Hallway-v0", 2, "async")
+    sync = make_vec_env(EnvSettings("MiniWorld-Hallway-v0"), 2, "sync")
+    spawned = make_vec_env(EnvSettings("MiniWorld-Hallway-v0"), 2, "async")
     assert {type(p).__name__ for p in spawned.processes} == {"SpawnProcess"}
     a, _ = sync.reset(seed=3)
     b, _ = spawned.reset(seed=3)
@@ -170,20 +170,20 @@ def test_miniworld_async_vectorization_spawns_and_matches_sync():
 
 
 def test_memory_gym_actions_flatten_and_frames_stay_images():
-    env = make_env("MysteryPath-v0")
+    env = make_env(EnvSettings("MysteryPath-v0"))
     assert env.action_space == gym.spaces.Discrete(9) and env.observation_space.shape == (84, 84, 3)
     flat = env.unwrapped.action_space  # the game's own MultiDiscrete([3, 3])
     assert [tuple(env.get_wrapper_attr("action")(i)) for i in (0, 4, 8)] == [(0, 0), (1, 1), (2, 2)]
     assert list(flat.nvec) == [3, 3]
     env.close()
-    env = make_env("MortarMayhemB-Grid-v0")
+    env = make_env(EnvSettings("MortarMayhemB-Grid-v0"))
     obs, _ = env.reset(seed=0)
     assert env.action_space == gym.spaces.Discrete(4) and obs.shape == (84, 84, 3) and obs.dtype == np.uint8
     env.close()
 
 
 def test_memory_gym_episode_end_carries_is_success():
-    env = make_env("MortarMayhem-Grid-v0")
+    env = make_env(EnvSettings("MortarMayhem-Grid-v0"))
     env.reset(seed=0)
     for _ in range(200):
         _, _, terminated, truncated, info = env.step(0)

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from shelm.agents import resolve_config
-from shelm.envs import make_vec_env, probe_env
+from shelm.envs import EnvSettings, make_vec_env, probe_env
 from shelm.memory.helmv2 import AffineToEmbeddings, build_helmv2_memory
 
 CPU = torch.device("cpu")
@@ -130,7 +130,7 @@ def memory(config):
 
 @pytest.fixture(scope="module")
 def frames():
-    envs = make_vec_env("MiniGrid-Empty-5x5-v0", 4)
+    envs = make_vec_env(EnvSettings("MiniGrid-Empty-5x5-v0"), 4)
     try:
         obs, _ = envs.reset(seed=0)
     finally:

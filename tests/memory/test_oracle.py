@@ -10,7 +10,7 @@ import torch
 from conftest import train_run
 
 from shelm.cli import main
-from shelm.envs import make_env
+from shelm.envs import EnvSettings, make_env
 from shelm.envs.minigrid import MEMORY_CUE
 from shelm.memory.oracle import N_OBJECT_TYPES, OracleCueMemory
 from shelm.runs import read_metrics
@@ -19,7 +19,7 @@ KEY, BALL = 5, 6
 
 
 def test_the_cue_is_the_start_room_object_and_holds_for_the_whole_episode():
-    env = make_env("MiniGrid-MemoryS7-v0")
+    env = make_env(EnvSettings("MiniGrid-MemoryS7-v0"))
     seen = set()
     for seed in range(12):
         _, info = env.reset(seed=seed)
@@ -35,7 +35,7 @@ def test_the_cue_is_the_start_room_object_and_holds_for_the_whole_episode():
 
 
 def test_oracle_memory_is_the_one_hot_of_each_envs_cue_across_autoresets():
-    envs = gym.vector.SyncVectorEnv([lambda: make_env("MiniGrid-MemoryS7-v0") for _ in range(3)])
+    envs = gym.vector.SyncVectorEnv([lambda: make_env(EnvSettings("MiniGrid-MemoryS7-v0")) for _ in range(3)])
     memory = OracleCueMemory(torch.device("cpu"))
     memory.reset(3)
     obs, info = envs.reset(seed=4)

@@ -8,7 +8,7 @@ import torch
 
 from shelm.agents import resolve_config
 from shelm.cli import main
-from shelm.envs import make_vec_env, probe_env
+from shelm.envs import EnvSettings, make_vec_env, probe_env
 from shelm.envs.minigrid import SYMBOLIC_VIEW
 from shelm.errors import ShelmError
 from shelm.memory.retrieval import top_k
@@ -87,7 +87,7 @@ def test_item_vectors_are_the_lm_embeddings_of_the_words(memory, tokenizer):
 
 
 def test_steps_feed_the_retrieved_words_vectors(memory, fed):
-    envs = make_vec_env(ENV, 2)
+    envs = make_vec_env(EnvSettings(ENV), 2)
     retriever = SymbolicRetriever()
     rng = np.random.default_rng(0)
     try:
@@ -115,7 +115,7 @@ def test_steps_feed_the_retrieved_words_vectors(memory, fed):
 
 
 def test_the_first_view_of_memory_s7_is_read_as_its_objects(memory):
-    envs = make_vec_env(ENV, 2)
+    envs = make_vec_env(EnvSettings(ENV), 2)
     try:
         obs, info = envs.reset(seed=0)
     finally:
@@ -173,7 +173,7 @@ def test_shelm_with_clip_steps(tiny_llama_with_tokenizer_dir, tiny_clip_dir, tok
     embeddings = memory.lm.embedding_matrix.detach()
     for i, word in enumerate(vocabulary):
         assert torch.equal(memory.vectors[i], embeddings[tokenizer.convert_tokens_to_ids("Ġ" + word)])
-    envs = make_vec_env(ENV, 2)
+    envs = make_vec_env(EnvSettings(ENV), 2)
     try:
         obs, info = envs.reset(seed=0)
         memory.reset(2)

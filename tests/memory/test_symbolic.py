@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from shelm.envs import make_env, make_vec_env
+from shelm.envs import EnvSettings, make_env, make_vec_env
 from shelm.envs.minigrid import SYMBOLIC_VIEW
 from shelm.memory.retrieval import top_k
 from shelm.memory.symbolic import SymbolicRetriever
@@ -43,7 +43,7 @@ def _words(retriever, views: torch.Tensor, k: int) -> list[list[tuple[str, float
 
 
 def test_symbolic_view_is_in_the_reset_and_step_info():
-    envs = make_vec_env("MiniGrid-MemoryS7-v0", 2)
+    envs = make_vec_env(EnvSettings("MiniGrid-MemoryS7-v0"), 2)
     try:
         _, info = envs.reset(seed=3)
         assert info[SYMBOLIC_VIEW].shape == (2, 7, 7, 3) and info[SYMBOLIC_VIEW].dtype == np.uint8
@@ -56,7 +56,7 @@ def test_symbolic_view_is_in_the_reset_and_step_info():
 
 
 def test_the_cell_in_front_of_the_agent_is_just_above_it_in_the_view():
-    env = make_env("MiniGrid-MemoryS7-v0")
+    env = make_env(EnvSettings("MiniGrid-MemoryS7-v0"))
     try:
         for seed in range(3):
             _, info = env.reset(seed=seed)
@@ -71,7 +71,7 @@ def test_the_cell_in_front_of_the_agent_is_just_above_it_in_the_view():
 
 
 def test_after_an_episode_ends_the_info_holds_the_new_episodes_view():
-    envs = make_vec_env("MiniGrid-Empty-5x5-v0", 1)
+    envs = make_vec_env(EnvSettings("MiniGrid-Empty-5x5-v0"), 1)
     try:
         envs.reset(seed=0)
         # Empty-5x5: the agent starts at (1, 1) facing right and the goal is at (3, 3).
@@ -82,7 +82,7 @@ def test_after_an_episode_ends_the_info_holds_the_new_episodes_view():
         assert terminated[0] and reward[0] > 0
     finally:
         envs.close()
-    fresh = make_env("MiniGrid-Empty-5x5-v0")
+    fresh = make_env(EnvSettings("MiniGrid-Empty-5x5-v0"))
     try:
         fresh_obs, fresh_info = fresh.reset(seed=123)  # the layout does not depend on the seed
     finally:
@@ -95,7 +95,7 @@ def test_after_an_episode_ends_the_info_holds_the_new_episodes_view():
 
 
 def test_a_real_view_names_the_objects_in_it(retriever):
-    env = make_env("MiniGrid-MemoryS7-v0")
+    env = make_env(EnvSettings("MiniGrid-MemoryS7-v0"))
     try:
         _, info = env.reset(seed=0)
     finally:
