@@ -59,14 +59,18 @@ def interleaved_sps(rows: list[Any], repeats: int, warmup: int, iterations: int,
 
 
 def load_average() -> str:
+    """The machine's 1, 5 and 15-minute load averages, as a benchmark report prints them beside its figures."""
     return ", ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 def bf16_units() -> str:
+    """The CPU's bfloat16 instruction sets (AMX, AVX-512 BF16), or a note that bfloat16 is emulated here; every
+    benchmark prints it, since the machine's CPU changes what bfloat16 costs."""
     units = sorted(set(cpu_flags()) & set(BF16_CPU_FLAGS))
     return ", ".join(units) if units else "none (bfloat16 is emulated; shelm's 'auto' precision picks float32)"
 
 
 def markdown_table(header: list[str], rows: list[list[str]]) -> list[str]:
+    """A markdown table's lines: the header, its rule, then one line per row of cells."""
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     return lines + ["| " + " | ".join(cells) + " |" for cells in rows]

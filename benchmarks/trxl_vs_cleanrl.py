@@ -85,6 +85,8 @@ def measure_peer(peer_script: Path, threads: int, warmup: int, iterations: int) 
 
 
 def measure_shelm(threads: int, warmup: int, iterations: int) -> list[float]:
+    """Seconds of each measured PPO iteration of shelm's trxl with the peer's recipe, trained in this process
+    through the run plan, after `warmup` unmeasured iterations."""
     settings = {
         **SETTINGS,
         "seed": SEED,
@@ -98,12 +100,15 @@ def measure_shelm(threads: int, warmup: int, iterations: int) -> list[float]:
 
 @dataclass(frozen=True)
 class Row:
+    """One row of the comparison: its key in the results, its label in the table, and what times its iterations."""
+
     key: str
     label: str
     measure: Measure
 
 
 def rows_for(peer_script: Path, threads: int) -> list[Row]:
+    """The two rows, peer first, both at `threads` torch threads."""
     return [
         Row("peer", "CleanRL ppo_trxl.py (peer)", partial(measure_peer, peer_script, threads)),
         Row("shelm", "shelm trxl", partial(measure_shelm, threads)),
@@ -111,6 +116,8 @@ def rows_for(peer_script: Path, threads: int) -> list[Row]:
 
 
 def report(args: argparse.Namespace, rows: list[Row], sps: dict[str, list[float]], load: list[str]) -> str:
+    """The markdown report: both rows' SPS per repeat and median, the ratio against its target, the command, the
+    torch and peer versions, the CPU with its bfloat16 units and the load average around the run."""
     median = {key: statistics.median(values) for key, values in sps.items()}
     ratio = median["shelm"] / median["peer"]
     verdict = "met" if ratio >= TARGET else "not met"
@@ -143,6 +150,7 @@ def report(args: argparse.Namespace, rows: list[Row], sps: dict[str, list[float]
 
 
 def refuse(message: str) -> NoReturn:
+    """Bad input: one line on stderr naming it, and exit code 2."""
     print(f"trxl_vs_cleanrl.py: {message}", file=sys.stderr)
     sys.exit(2)
 

@@ -46,12 +46,14 @@ case $stage in
   memory-s11-pixels) agents=shelm; sets=(lm_layers=2 retriever=regions) ;;
   memory-s11-imagenet) agents=shelm; sets=(lm_layers=2 retriever=imagenet); steps=500000 ;;
   memory-s11-oracle) agents=oracle; sets=() ;;
-  memory-s11-trxl)  # ppo_trxl's recipe as experiments/trxl_parity.py maps it, on shelm's env settings
+  memory-s11-trxl)  # ppo_trxl's recipe (shelm/experiments/peer_recipes.py) on shelm's MemoryS11: its env keys left out
     agents=trxl; steps=2000000
-    sets=(preset=none n_envs=16 n_steps=256 n_epochs=3 n_minibatches=8 lr=0.000275 lr_decay=linear lr_final=1e-05
-      ent_coef=0.0001 ent_decay=linear ent_coef_final=1e-06 decay_steps=4096000 gamma=0.995 gae_lambda=0.95
-      clip_coef=0.1 clip_vloss=true norm_adv=false vf_coef=1.0 max_grad_norm=0.25 norm_reward=false trxl_layers=2
-      trxl_heads=4 trxl_dim=256 trxl_memory_length=64 trxl_positional_encoding=absolute precision=float32) ;;
+    recipe=$(python -c '
+from shelm.experiments.peer_recipes import cleanrl_trxl_settings
+for key, value in cleanrl_trxl_settings().items():
+    if key not in ("env_kwargs", "minigrid_tile_size"):
+        print(f"{key}={str(value).lower() if isinstance(value, bool) else value}")')
+    mapfile -t sets <<< "$recipe" ;;
   lstm-s9)  # the LSTM peer's env (view 3x3, 28-px tiles) and recipe; its value loss is 0.25 x the squared error,
     # which is shelm's vf_coef 0.5 x half the squared error. Left as shelm has them: its 7 actions (the peer keeps
     # 3) and unlimited layouts (the peer draws 99 seeds)

@@ -7,12 +7,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from shelm.agents import get_agent_spec, resolve_config
 from shelm.cli import main
 from shelm.experiments.report import markers
+from shelm.experiments.report.efficiency import steps_to_level
 from shelm.experiments.report.statistics import fmt_steps
+from shelm.experiments.report.trials import TrialScores
 from shelm.runs import append_metrics, save_run_config
 
 ENV = "MiniGrid-MemoryS11-v0"
@@ -70,6 +73,36 @@ def _view_row(page: str, agent: str) -> str:
     view = page.split("Sample efficiency of the agents")[1]
     (row,) = [line for line in view.splitlines() if line.startswith(f"| {ENV} | {agent} |")]
     return row
+
+
+def _trial(steps: list[int], values: list[float], total_steps: int) -> TrialScores:
+    """A trial of the report with the given success curve."""
+    return TrialScores(
+        name="t", env_id=ENV, agent="lstm", settings={}, label="lstm", seed=1, memory=False, remembers=True,
+        peer=False, steps=np.array(steps), values=np.array(values, dtype=np.float64), total_steps=total_steps,
+    )  # fmt: skip
+
+
+def test_a_trial_compared_within_a_smaller_budget_is_smoothed_over_that_budgets_window():
+    """Rows every 10k steps, success 1.0 from 300k on. Over its own 2M budget the window is 40k, so the mean of the
+    rows in (s - 40k, s] first reaches 0.9 at 330k; compared within 500k, its window is 10k (one row): 300k, as a
+    500k trial with the same curve would get."""
+    steps = list(range(10_000, 2_000_001, 10_000))
+    trial = _trial(steps, [float(s >= 300_000) for s in steps], 2_000_000)
+    assert steps_to_level(trial, 0.9) == 330_000
+    assert steps_to_level(trial, 0.9, budget=500_000) == 300_000
+    late = _trial(steps, [float(s >= 600_000) for s in steps], 2_000_000)
+    assert steps_to_level(late, 0.9) == 630_000 and steps_to_level(late, 0.9, budget=500_000) is None
+
+
+def test_a_trials_last_row_past_its_budget_counts_when_compared_at_that_budget():
+    """The last row overshoots the budget by part of an iteration (1,000,960 for 1M); a curve that reaches the
+    level only there reaches it, whether or not the comparison names the trial's own budget."""
+    steps = [*range(10_000, 1_000_000, 10_000), 1_000_960]
+    trial = _trial(steps, [0.0] * (len(steps) - 2) + [1.0, 1.0], 1_000_000)
+    assert steps_to_level(trial, 0.9) == 1_000_960
+    assert steps_to_level(trial, 0.9, budget=1_000_000) == 1_000_960
+    assert steps_to_level(trial, 0.9, budget=990_000) is None
 
 
 def test_steps_print_to_about_three_significant_digits():

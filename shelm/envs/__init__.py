@@ -202,7 +202,7 @@ def _is_image(space: gym.Space) -> bool:
     return isinstance(space, gym.spaces.Box) and space.dtype == np.uint8 and len(space.shape) == 3
 
 
-def _takes_env_kwargs(suite: Suite, env_id: str, env_kwargs: Mapping[str, Any] | None) -> dict[str, Any]:
+def _takes_env_kwargs(suite: Suite, env_id: str, env_kwargs: Mapping[str, Any]) -> dict[str, Any]:
     """The keyword arguments of `suite.make` that carry `env_kwargs`: none when there are none, and a one-line refusal
     when the suite builds its envs without constructor keywords."""
     if not env_kwargs:

@@ -29,17 +29,20 @@ NEVER = "never"  # how the report prints a seed that did not reach the level
 
 
 def steps_to_level(trial: TrialScores, level: float, budget: int | None = None) -> int | None:
-    """The step at which `trial` reaches `level` (see the module's docstring), or None when it never does; with
-    `budget`, a step beyond it counts as never (trials compared at the smaller of their budgets)."""
+    """The step at which `trial` reaches `level` (see the module's docstring), or None when it never does. With
+    `budget` below the trial's own (trials compared at the smallest of their budgets), the window is that share of
+    `budget`, so every side is smoothed alike, and a step beyond it counts as never; a trial's own last row, which
+    may overshoot its budget by part of an iteration, counts."""
     steps, values = trial.steps, trial.values
-    window = REACH_WINDOW * trial.total_steps
+    horizon = trial.total_steps if budget is None else min(budget, trial.total_steps)
+    window = REACH_WINDOW * horizon
     sums = np.concatenate([[0.0], np.cumsum(values)])
     first = np.searchsorted(steps, steps - window, side="right")  # each row's first row in its window
     rows = np.arange(1, len(steps) + 1)
     means = (sums[rows] - sums[first]) / (rows - first)
     reached = (steps >= window) & (means >= level - 1e-9)  # the tolerance keeps a mean of rows at the level at it
-    if budget is not None:
-        reached &= steps <= budget
+    if horizon < trial.total_steps:
+        reached &= steps <= horizon
     hits = np.flatnonzero(reached)
     return int(steps[hits[0]]) if len(hits) else None
 
