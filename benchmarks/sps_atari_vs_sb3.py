@@ -60,9 +60,14 @@ from sps_vs_sb3 import RolloutClock
 from stable_baselines3 import PPO
 from stable_baselines3.common.env_util import make_atari_env
 from stable_baselines3.common.vec_env import VecFrameStack
-from training import bf16_units, interleaved_sps, iteration_seconds, load_average, markdown_table, training_rows
+from training import (
+    bf16_units,
+    compare_and_report,
+    iteration_seconds,
+    markdown_table,
+    training_rows,
+)
 
-from shelm.files import write_atomic
 from shelm.precision import cpu_model, native_bf16
 
 gym.register_envs(ale_py)
@@ -236,16 +241,7 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     rows = [row for row in ROWS if row.key in (args.rows or DEFAULT_ROWS)]
-
-    load = [load_average()]
-    sps = interleaved_sps(rows, args.repeats, args.warmup, args.iterations, BATCH)
-    load.append(load_average())
-
-    text = report(args, rows, sps, load)
-    print(text, end="")
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(args.out, text.encode())
+    compare_and_report(rows, args, BATCH, partial(report, args, rows))
 
 
 if __name__ == "__main__":

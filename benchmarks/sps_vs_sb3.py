@@ -66,11 +66,10 @@ from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from torch import nn
-from training import interleaved_sps, iteration_seconds, load_average, markdown_table, training_rows
+from training import compare_and_report, iteration_seconds, markdown_table, training_rows
 
 from shelm.agents.encoders import CNNEncoder
 from shelm.envs import EnvSettings, make_env
-from shelm.files import write_atomic
 from shelm.precision import cpu_model
 
 ENV_ID = "MiniGrid-MemoryS11-v0"
@@ -291,16 +290,7 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     rows = [row for row in ROWS if args.rows is None or row.key in args.rows]
-
-    load = [load_average()]
-    sps = interleaved_sps(rows, args.repeats, args.warmup, args.iterations, BATCH)
-    load.append(load_average())
-
-    text = report(args, rows, sps, load)
-    print(text, end="")
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(args.out, text.encode())
+    compare_and_report(rows, args, BATCH, partial(report, args, rows))
 
 
 if __name__ == "__main__":

@@ -11,13 +11,16 @@ The comparisons of training throughput (shelm against another library) also shar
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from shelm.config import TrainConfig
+from shelm.files import write_atomic
 from shelm.precision import BF16_CPU_FLAGS, cpu_flags
 from shelm.runs import read_metrics
 from shelm.trainers import plan_run
@@ -56,6 +59,22 @@ def interleaved_sps(rows: list[Any], repeats: int, warmup: int, iterations: int,
             sps[row.key].append(batch * len(durations) / sum(durations))
             print(f"[repeat {repeat + 1}/{repeats}] {row.label}: {sps[row.key][-1]:.0f} SPS", file=sys.stderr)
     return sps
+
+
+def compare_and_report(
+    rows: list[Any], args: argparse.Namespace, batch: int, report: Callable[[dict[str, list[float]], list[str]], str]
+) -> None:
+    """A side-by-side comparison run: the rows timed interleaved (`interleaved_sps` with the command's --repeats,
+    --warmup and --iterations), the load average read before and after; `report(sps, load)` printed, and written
+    atomically to --out when the command names one."""
+    load = [load_average()]
+    sps = interleaved_sps(rows, args.repeats, args.warmup, args.iterations, batch)
+    load.append(load_average())
+    text = report(sps, load)
+    print(text, end="")
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(args.out, text.encode())
 
 
 def load_average() -> str:

@@ -50,10 +50,15 @@ from pathlib import Path
 from typing import NoReturn
 
 import torch
-from training import bf16_units, interleaved_sps, iteration_seconds, load_average, markdown_table, training_rows
+from training import (
+    bf16_units,
+    compare_and_report,
+    iteration_seconds,
+    markdown_table,
+    training_rows,
+)
 
 from shelm.experiments.peer_recipes import cleanrl_trxl_settings
-from shelm.files import write_atomic
 from shelm.precision import cpu_model
 from shelm.runs import read_metrics
 
@@ -183,16 +188,7 @@ def main(argv: list[str] | None = None) -> None:
     check(args)
     torch.set_num_threads(args.threads)
     rows = rows_for(args.peer_script.resolve(), args.threads)
-
-    load = [load_average()]
-    sps = interleaved_sps(rows, args.repeats, args.warmup, args.iterations, BATCH)
-    load.append(load_average())
-
-    text = report(args, rows, sps, load)
-    print(text, end="")
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(args.out, text.encode())
+    compare_and_report(rows, args, BATCH, partial(report, args, rows))
 
 
 if __name__ == "__main__":
