@@ -99,6 +99,15 @@ settings = {{ image_encoder = "imagenet", lm_layers = 2 }}
 at_least = 0.9
 
 [[claim]]
+text = "SHELM's return beats the CNN's"
+source = "HELM paper"
+kind = "beats"
+env = "{ENV}"
+{SHELM_FULL}
+others = [{{ agent = "cnn" }}]
+metric = "return_mean"
+
+[[claim]]
 text = "HELMv2 solves it with CLIP"
 source = "HELMv2 paper"
 kind = "untestable"
@@ -158,7 +167,7 @@ def reported(sweeps: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory
     assert main(argv) == 0
     numbers = json.loads((root / "memory-report.json").read_text())
     assert numbers["claims_file"] == str(root / "claims.toml")
-    assert [v["claim"] for v in numbers["claims"]] == list(range(1, 10))
+    assert [v["claim"] for v in numbers["claims"]] == list(range(1, 11))
     return {v["text"]: v for v in numbers["claims"]}, out.read_text()
 
 
@@ -208,6 +217,13 @@ def test_beats_holds_when_the_rank_sum_test_says_higher_against_each_other_agent
     assert cnn["probability_of_improvement"] == 1.0 and cnn["higher"]
     assert _row(page, "SHELM beats the CNN").endswith(
         "| holds | vs cnn: P(improvement) 1.000 [1.000, 1.000], p = 0.004 (5 vs 5 seeds) |"
+    )
+    returns = verdicts["SHELM's return beats the CNN's"]  # a comparison on another metric than the report's
+    (cnn_return,) = returns["against"]
+    assert returns["metric"] == "return_mean" and returns["verdict"] == "holds"
+    assert cnn_return["probability_of_improvement"] == 1.0 and cnn_return["p_value"] == pytest.approx(cnn["p_value"])
+    assert _row(page, "SHELM's return beats the CNN's").endswith(
+        "| holds | vs cnn: `return_mean` P(improvement) 1.000 [1.000, 1.000], p = 0.004 (5 vs 5 seeds) |"
     )
     both = verdicts["SHELM beats the CNN and the LSTM"]
     assert both["verdict"] == "does not hold"  # beats the CNN, not the LSTM it interleaves with
@@ -462,7 +478,7 @@ def test_the_claims_table_fills_its_marked_region_and_keeps_the_page(reported, s
     assert f"{claims_end}\n\nmiddle\n{sweep_begin}\n" in text and text.endswith(f"{sweep_end}\n{after}")
     assert "old verdicts" not in text and "old numbers" not in text
     table = text.split(claims_begin)[1].split(claims_end)[0]
-    assert table.count("\n| ") == 10 and "| SHELM beats the CNN | SHELM paper | holds |" in table
+    assert table.count("\n| ") == 11 and "| SHELM beats the CNN | SHELM paper | holds |" in table
 
     unmarked = tmp_path / "unmarked.md"  # the sweep's region but none for the claims
     unmarked.write_text(f"notes\n{sweep_begin}\n{sweep_end}\n")
@@ -617,8 +633,9 @@ def test_the_repository_claims_file_names_settings_the_agents_have():
     on that env have, so that a renamed agent, setting or value breaks this test rather than turning a claim into
     'not measured yet' for good."""
     claims = load_claims(REPOSITORY_CLAIMS)
-    assert len(tomllib.loads(REPOSITORY_CLAIMS.read_text())["claim"]) == len(claims) == 16
-    kinds = ["beats", "beats", "threshold", "no_worse", *["threshold"] * 3, "beats", "untestable", "no_worse"]
+    assert len(tomllib.loads(REPOSITORY_CLAIMS.read_text())["claim"]) == len(claims) == 17
+    kinds = ["beats", "beats", "threshold", "no_worse", *["threshold"] * 3, "beats", "beats", "untestable"]
+    kinds += ["no_worse"]  # HELM on RandomMaze (in return); HELMv2 with CLIP; the lstm parity
     kinds += ["untestable", "threshold", "beats"]  # SHELM with CLIP; SHELM with words from pixels (regions)
     kinds += ["reaches_sooner", "reaches_sooner", "no_worse"]  # SHELM (oracle; pixels) against trxl; trxl parity
     assert [c.kind for c in claims] == kinds

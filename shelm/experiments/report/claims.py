@@ -45,8 +45,8 @@ CLAIM_KEYS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
         ("text", "source", "kind", "env", "agent"),
         ("settings", "at_least", "at_most", "metric", "in_seeds"),
     ),
-    "beats": (("text", "source", "kind", "env", "agent", "others"), ("settings",)),
-    "no_worse": (("text", "source", "kind", "env", "agent", "others"), ("settings",)),
+    "beats": (("text", "source", "kind", "env", "agent", "others"), ("settings", "metric")),
+    "no_worse": (("text", "source", "kind", "env", "agent", "others"), ("settings", "metric")),
     "reaches_sooner": (("text", "source", "kind", "env", "agent", "others", "level"), ("settings", "metric")),
     "untestable": (("text", "source", "kind", "reason"), ()),
 }
