@@ -5,8 +5,9 @@ afterwards; what they measure is read from its metrics rows.
 Settings go over the paper preset of the (env, agent) pair, as `--set` does; `preset=none` among them starts from
 shelm's defaults instead. Only the final checkpoint is written, after the last timed iteration.
 
-The comparisons of training throughput (shelm against another library) also share here how they run their rows
-(`interleaved_sps`) and what their reports say of the machine (`load_average`, `bf16_units`, `markdown_table`).
+The comparisons of training throughput (shelm against another library) also share here how they run their rows and
+write their report (`compare_and_report`, over `interleaved_sps`) and what their reports say of the machine
+(`load_average`, `bf16_units`, `markdown_table`).
 """
 
 from __future__ import annotations

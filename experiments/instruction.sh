@@ -51,13 +51,14 @@ publish() {
 (while sleep 300; do publish || true; done) &
 poller=$!
 trap 'kill $poller 2>/dev/null || true' EXIT
+sweep() { nice -n 19 shelm sweep "${common[@]}" "$@"; }
 if [ -n "${SEQUENTIAL:-}" ]; then
-  nice -n 19 shelm sweep "${common[@]}" --set instruction=mission --out "$out/with$suffix"
-  nice -n 19 shelm sweep "${common[@]}" --out "$out/without$suffix"
+  sweep --set instruction=mission --out "$out/with$suffix"
+  sweep --out "$out/without$suffix"
 else
-  nice -n 19 shelm sweep "${common[@]}" --set instruction=mission --out "$out/with$suffix" &
+  sweep --set instruction=mission --out "$out/with$suffix" &
   with=$!
-  nice -n 19 shelm sweep "${common[@]}" --out "$out/without$suffix" &
+  sweep --out "$out/without$suffix" &
   without=$!
   wait $with
   wait $without
