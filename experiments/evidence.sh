@@ -17,6 +17,8 @@
 #                                           independent LSTM-PPO that learns it (3x3 view, 84x84 frames, 16 envs x
 #                                           256 steps, lr 2e-4, entropy 0.001, 2,048,000 steps): does shelm's lstm
 #                                           learn where that peer does
+#   experiments/evidence.sh lstm-s9-actions  the same with the agent given the peer's 3 actions (left, right,
+#                                           forward) of the env's 7 (env_actions=0,1,2)
 #   experiments/evidence.sh randommaze       the HELM paper's first experiment: helm, lstm, cnn and shelm with words
 #                                           from pixels (retriever=regions, auto's pick there) on shelm/RandomMaze-v0,
 #                                           2M steps; helm and shelm with the LM cut to 2 blocks (full depth takes 3-5
@@ -36,7 +38,7 @@
 # Every 5 minutes, and at the end, each finished trial's config.json and metrics.jsonl are copied into
 # docs/runs/evidence/STAGE/ (experiments/publish_finished.py), so a finished trial survives a lost working tree.
 set -euo pipefail
-stage=${1:?usage: experiments/evidence.sh memory-s11|memory-s11-L2|memory-s11-L2-standardized|keycorridor|memory-s11-pixels|memory-s11-imagenet|memory-s11-oracle|memory-s11-trxl|lstm-s9|randommaze}
+stage=${1:?usage: experiments/evidence.sh memory-s11|memory-s11-L2|memory-s11-L2-standardized|keycorridor|memory-s11-pixels|memory-s11-imagenet|memory-s11-oracle|memory-s11-trxl|lstm-s9|lstm-s9-actions|randommaze}
 out=${OUT_ROOT:-runs/evidence}/$stage
 case $stage in
   memory-s11) agents=oracle,cnn,lstm,shelm; sets=() ;;
@@ -54,23 +56,24 @@ for key, value in cleanrl_trxl_settings().items():
     if key not in ("env_kwargs", "minigrid_tile_size"):
         print(f"{key}={str(value).lower() if isinstance(value, bool) else value}")')
     mapfile -t sets <<< "$recipe" ;;
-  lstm-s9)  # the LSTM peer's env (view 3x3, 28-px tiles) and recipe; its value loss is 0.25 x the squared error,
-    # which is shelm's vf_coef 0.5 x half the squared error. Left as shelm has them: its 7 actions (the peer keeps
-    # 3) and unlimited layouts (the peer draws 99 seeds)
+  lstm-s9|lstm-s9-actions)  # the LSTM peer's env (view 3x3, 28-px tiles) and recipe; its value loss is 0.25 x the
+    # squared error, which is shelm's vf_coef 0.5 x half the squared error. lstm-s9 leaves the env's 7 actions and
+    # unlimited layouts (the peer draws 99 seeds); lstm-s9-actions gives the agent the peer's 3 (left, right, forward)
     agents=lstm; steps=2048000
     sets=(env_kwargs=agent_view_size=3 minigrid_tile_size=28 preset=none n_envs=16 n_steps=256 n_epochs=4
       n_minibatches=8 lr=0.0002 ent_coef=0.001 gamma=0.99 gae_lambda=0.95 clip_coef=0.2 clip_vloss=true
-      norm_adv=true vf_coef=0.5 max_grad_norm=0.5 norm_reward=false lstm_hidden=256) ;;
+      norm_adv=true vf_coef=0.5 max_grad_norm=0.5 norm_reward=false lstm_hidden=256)
+    [ "$stage" = lstm-s9-actions ] && sets+=(env_actions=0,1,2) ;;
   randommaze) agents=helm,lstm,cnn,shelm; sets=(helm:lm_layers=2 shelm:lm_layers=2 shelm:retriever=regions) ;;
   *)
     echo "experiments/evidence.sh: unknown stage '$stage'; use memory-s11, memory-s11-L2," \
       "memory-s11-L2-standardized, keycorridor, memory-s11-pixels, memory-s11-imagenet, memory-s11-oracle," \
-      "memory-s11-trxl, lstm-s9 or randommaze" >&2
+      "memory-s11-trxl, lstm-s9, lstm-s9-actions or randommaze" >&2
     exit 2 ;;
 esac
 env_id=MiniGrid-MemoryS11-v0
 [ "$stage" = keycorridor ] && env_id=MiniGrid-KeyCorridorS3R1-v0
-[ "$stage" = lstm-s9 ] && env_id=MiniGrid-MemoryS9-v0
+[[ $stage == lstm-s9* ]] && env_id=MiniGrid-MemoryS9-v0
 [ "$stage" = randommaze ] && env_id=shelm/RandomMaze-v0
 if [ -n "${AGENTS:-}" ]; then
   IFS=', ' read -r -a picked <<< "$AGENTS"

@@ -95,11 +95,11 @@ def train(
     """Train `agent` on `env` for `steps` environment steps into `run_dir`, as `shelm train` does; return the run.
 
     `settings` are any training settings (`shelm settings`), as Python values, e.g. `{"lm_layers": 2, "n_envs": 8}`
-    (`env_kwargs` may be a dict of the env's constructor keywords); the paper preset of the (env, agent) pair applies
-    under them. `run_dir` defaults to runs/ENV__AGENT__sSEED__TIME; an existing one is refused unless `force`.
-    `resume=RUN_DIR` continues that run from its latest checkpoint with its saved config instead (give `env` only
-    when the run's env was made by a factory, which must then be given again). `progress` prints what the command
-    prints. Bad input is refused with a `ShelmError` before anything is written.
+    (`env_kwargs` may be a dict of the env's constructor keywords, `env_actions` a list of the env's action indices);
+    the paper preset of the (env, agent) pair applies under them. `run_dir` defaults to runs/ENV__AGENT__sSEED__TIME;
+    an existing one is refused unless `force`. `resume=RUN_DIR` continues that run from its latest checkpoint with its
+    saved config instead (give `env` only when the run's env was made by a factory, which must then be given again).
+    `progress` prints what the command prints. Bad input is refused with a `ShelmError` before anything is written.
     """
     if resume is not None:
         given = [name for name, value in (("agent", agent), ("steps", steps), ("settings", settings)) if value]
@@ -188,6 +188,8 @@ def _overrides(settings: Mapping[str, Any] | None) -> dict[str, Any]:
     for key, value in (settings or {}).items():
         if key == "env_kwargs" and isinstance(value, Mapping):
             value = ",".join(f"{name}={item}" for name, item in value.items())
+        if key == "env_actions" and isinstance(value, list | tuple):
+            value = ",".join(str(action) for action in value)
         overrides[key] = _setting(key, value)
     return overrides
 

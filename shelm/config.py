@@ -85,6 +85,14 @@ class TrainConfig:
             "max_episode_steps=96 adds gymnasium's time limit); '' passes none"
         ),
     )
+    env_actions: str = field(
+        default="",
+        metadata=_doc(
+            "the env's actions the agent chooses from: comma-separated indices of its Discrete action space, in the "
+            "order the agent numbers them (e.g. '0,1,2': MiniGrid's turn left, turn right and forward, the only "
+            "actions its Memory task needs, as independent MiniGrid agents restrict them); '' gives it every action"
+        ),
+    )
     obs_resize: str = field(
         default="auto",
         metadata=_doc(
@@ -422,6 +430,7 @@ class TrainConfig:
                 f"to a multiple of trxl_heads (e.g. {self.trxl_heads * max(1, round(self.trxl_dim / self.trxl_heads))})"
             )
         parse_env_kwargs(self.env_kwargs)  # refuses a malformed env_kwargs
+        parse_env_actions(self.env_actions)  # refuses a malformed list; the env checks the range when it is built
         parse_obs_resize(self.obs_resize)  # refuses a malformed or out-of-range size
         if self.obs_frame_stack > MAX_FRAME_STACK:
             raise ShelmError(
@@ -550,6 +559,19 @@ def parse_env_kwargs(text: str) -> dict[str, Any]:
             raise ShelmError(f"--env-kwargs gives {key} twice ({text}); give each key once")
         out[key] = _env_value(value.strip())
     return out
+
+
+def parse_env_actions(text: str) -> tuple[int, ...]:
+    """`"0,1,2"` -> `(0, 1, 2)`; '' -> () (every action). A non-integer, a negative index or one given twice is
+    refused in one line."""
+    actions: list[int] = []
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        if not item.isdigit():
+            raise ShelmError(f"--set env_actions={text}: {item!r} is not an action index; give e.g. env_actions=0,1,2")
+        if int(item) in actions:
+            raise ShelmError(f"--set env_actions={text}: action {item} is given twice; give each action once")
+        actions.append(int(item))
+    return tuple(actions)
 
 
 def format_env_kwargs(items: list[str]) -> str:

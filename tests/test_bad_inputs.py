@@ -49,6 +49,10 @@ CASES = [
         "mission)",
     ),
     (["--agent", "helm", "--set", "instruction_tokens=0"], "instruction_tokens=0 must be >= 1"),
+    # actions the env does not have, or not a list of them
+    (["--set", "env_actions=0,7"], "--set env_actions=0,7: env 'MiniGrid-Empty-5x5-v0' has actions 0..6, not 7"),
+    (["--set", "env_actions=0,left"], "--set env_actions=0,left: 'left' is not an action index"),
+    (["--set", "env_actions=2,2"], "--set env_actions=2,2: action 2 is given twice"),
 ]
 
 

@@ -27,7 +27,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from shelm.config import TrainConfig, parse_obs_resize
+from shelm.config import TrainConfig, parse_env_actions, parse_obs_resize
 from shelm.envs import factory, memory_gym, minigrid, miniworld, procgen, random_maze, unavailable
 from shelm.envs.registry import (
     SuccessRule,
@@ -39,7 +39,14 @@ from shelm.envs.registry import (
     registered_suites,
     unregister_suite,
 )
-from shelm.envs.wrappers import FrameFromDict, ObsPreprocessing, TextsIntoInfo, text_entries
+from shelm.envs.wrappers import (
+    ActionSubset,
+    FrameFromDict,
+    ObsPreprocessing,
+    TextsIntoInfo,
+    env_action_indices,
+    text_entries,
+)
 from shelm.errors import ShelmError
 from shelm.probe import RANDOM_PLAY_LANES, RANDOM_PLAY_STEPS, EnvProbe
 
@@ -50,6 +57,7 @@ __all__ = [
     "ObsPreprocessing",
     "SuccessRule",
     "Suite",
+    "env_action_indices",
     "episode_step_limit",
     "flag_or_positive_return",
     "get_suite",
@@ -103,6 +111,9 @@ class EnvSettings:
     env_kwargs: Mapping[str, Any] = field(default_factory=dict)
     """Keyword arguments of the env's constructor, passed through `gymnasium.make` (the config's `gym_kwargs`); a
     suite that builds its envs without constructor keywords refuses any."""
+    actions: tuple[int, ...] = ()
+    """The env's actions the agent chooses from, by the env's index, in the agent's order (the `env_actions`
+    setting; `ActionSubset`); () gives it every action."""
     preprocess: ObsPreprocessing = DEFAULT_PREPROCESSING
     """How the frames are prepared (the `obs_resize`, `obs_grayscale` and `obs_frame_stack` settings); by default a
     new run's: large frames resized to 64x64, every built-in suite's kept as they are."""
@@ -120,6 +131,7 @@ class EnvSettings:
             tile_size=config.minigrid_tile_size,
             obs_key=config.obs_key,
             env_kwargs=config.gym_kwargs,
+            actions=parse_env_actions(config.env_actions),
             preprocess=ObsPreprocessing(
                 parse_obs_resize(config.obs_resize), config.obs_grayscale, config.obs_frame_stack
             ),
@@ -294,6 +306,17 @@ def _made_env(settings: EnvSettings, render_mode: str | None) -> gym.Env:
         env.close()
         raise ShelmError(f"--set obs_key={obs_key}: env '{env_id}' does not observe a Dict; leave obs_key=auto")
     _check_spaces(env_id, env)
+    if settings.actions:
+        n_actions = int(env.action_space.n)
+        beyond = [action for action in settings.actions if action >= n_actions]
+        if beyond:
+            env.close()
+            listed = ",".join(map(str, settings.actions))
+            raise ShelmError(
+                f"--set env_actions={listed}: env '{env_id}' has actions 0..{n_actions - 1}, not {beyond[0]}; give "
+                f"indices below {n_actions}"
+            )
+        env = ActionSubset(env, settings.actions)
     return env
 
 
@@ -303,10 +326,11 @@ def make_vec_env(
     """`n_envs` copies of the env `settings` describe (see `make_env`), stepped in this process ('sync') or in
     subprocesses ('async'); seed them with `reset(seed=s)` (copy i gets s + i; Procgen draws its games' seeds from
     s). A suite that batches natively does so unless a copy must be wrapped: to record (a `render_mode`), to prepare
-    its frames other than it makes them, or to cap its episodes."""
+    its frames other than it makes them, to cap its episodes, or to give its agent some of its actions."""
     suite = get_suite(settings.env_id)
     _takes_env_kwargs(suite, settings.env_id, settings.env_kwargs)
-    if suite.make_vec is not None and render_mode is None and settings.max_episode_steps is None:
+    natively = render_mode is None and settings.max_episode_steps is None and not settings.actions
+    if suite.make_vec is not None and natively:
         native = suite.make_vec(settings.env_id, n_envs)  # its own batching; recording needs per-copy renders
         if not settings.preprocess.changes(native.single_observation_space, suite.frames_sized_by is not None):
             return native

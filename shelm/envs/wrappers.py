@@ -76,6 +76,32 @@ class StackedOnChannels(gym.ObservationWrapper, gym.utils.RecordConstructorArgs)
         return np.ascontiguousarray(np.moveaxis(observation, 0, 2)).reshape(height, width, stack * channels)
 
 
+class ActionSubset(gym.ActionWrapper, gym.utils.RecordConstructorArgs):
+    """An env whose agent chooses among some of its actions only (the `env_actions` setting): the agent's action i is
+    the env's action `env_actions[i]`. MiniGrid's Memory task, for one, needs only its first three actions (turn left,
+    turn right, forward); its other four do nothing there, and an agent that explores them wastes its steps."""
+
+    def __init__(self, env: gym.Env, env_actions: tuple[int, ...]):
+        gym.utils.RecordConstructorArgs.__init__(self, env_actions=env_actions)
+        super().__init__(env)
+        self.env_actions = tuple(env_actions)
+        self.action_space = gym.spaces.Discrete(len(self.env_actions))
+
+    def action(self, action: Any) -> int:
+        return self.env_actions[int(action)]
+
+
+def env_action_indices(env: gym.Env, n: int) -> list[int]:
+    """The env's own index of each of the agent's `n` actions: through an `ActionSubset` where `env` has one, else
+    the same index."""
+    current: gym.Env | None = env
+    while current is not None:
+        if isinstance(current, ActionSubset):
+            return list(current.env_actions)
+        current = getattr(current, "env", None)
+    return list(range(n))
+
+
 class FrameFromDict(gym.ObservationWrapper, gym.utils.RecordConstructorArgs):
     """A dict observation reduced to its image under `key` (the papers' agents see the frame only)."""
 

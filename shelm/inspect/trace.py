@@ -21,7 +21,7 @@ from shelm.acting import EnvLoop, EpisodeTracker
 from shelm.agents import get_agent_spec
 from shelm.agents.policy import Actor, Policy
 from shelm.config import TrainConfig
-from shelm.envs import EnvSettings, make_vec_env, success_rule
+from shelm.envs import EnvSettings, env_action_indices, make_vec_env, success_rule
 from shelm.evaluate import EVAL_SEED_OFFSET, reached_cap
 from shelm.info_keys import SYMBOLIC_VIEW
 from shelm.memory.retrieval import FrameRegion
@@ -89,10 +89,11 @@ class Trace:
 
 
 def action_names(env: Any, n: int) -> list[str]:
-    """MiniGrid names its actions (left, right, forward, ...); other envs get their indices."""
+    """MiniGrid names its actions (left, right, forward, ...); other envs get their indices. An agent given some of
+    the env's actions (`env_actions`) sees each under the env's name for it."""
     actions = getattr(env.unwrapped, "actions", None)
     try:
-        return [actions(i).name for i in range(n)]  # type: ignore[misc]
+        return [actions(i).name for i in env_action_indices(env, n)]  # type: ignore[misc]
     except (TypeError, ValueError):
         return [str(i) for i in range(n)]
 
