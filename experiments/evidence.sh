@@ -13,6 +13,9 @@
 #   experiments/evidence.sh memory-s11-oracle     the oracle-memory control at 2M steps under today's fusion
 #   experiments/evidence.sh memory-s11-trxl       trxl, the trained Transformer-XL memory, at 2M steps with CleanRL
 #                                           ppo_trxl's recipe (experiments/trxl_parity.py) on shelm's MemoryS11
+#   experiments/evidence.sh memory-s11-trxl-defaults   trxl with shelm's own settings for it (lr 3e-4, entropy
+#                                           0.01, 16 x 128 steps): the search's second point, after the peer's recipe
+#                                           settled on walking without looking back (entropy 0.25 at 1M steps)
 #   experiments/evidence.sh lstm-s9          the lstm on MiniGrid-MemoryS9-v0 with the env and recipe of an
 #                                           independent LSTM-PPO that learns it (3x3 view, 84x84 frames, 16 envs x
 #                                           256 steps, lr 2e-4, entropy 0.001, 2,048,000 steps): does shelm's lstm
@@ -38,7 +41,7 @@
 # Every 5 minutes, and at the end, each finished trial's config.json and metrics.jsonl are copied into
 # docs/runs/evidence/STAGE/ (experiments/publish_finished.py), so a finished trial survives a lost working tree.
 set -euo pipefail
-stage=${1:?usage: experiments/evidence.sh memory-s11|memory-s11-L2|memory-s11-L2-standardized|keycorridor|memory-s11-pixels|memory-s11-imagenet|memory-s11-oracle|memory-s11-trxl|lstm-s9|lstm-s9-actions|randommaze}
+stage=${1:?usage: experiments/evidence.sh memory-s11|memory-s11-L2|memory-s11-L2-standardized|keycorridor|memory-s11-pixels|memory-s11-imagenet|memory-s11-oracle|memory-s11-trxl|memory-s11-trxl-defaults|lstm-s9|lstm-s9-actions|randommaze}
 out=${OUT_ROOT:-runs/evidence}/$stage
 case $stage in
   memory-s11) agents=oracle,cnn,lstm,shelm; sets=() ;;
@@ -48,6 +51,7 @@ case $stage in
   memory-s11-pixels) agents=shelm; sets=(lm_layers=2 retriever=regions) ;;
   memory-s11-imagenet) agents=shelm; sets=(lm_layers=2 retriever=imagenet); steps=500000 ;;
   memory-s11-oracle) agents=oracle; sets=() ;;
+  memory-s11-trxl-defaults) agents=trxl; steps=2000000; sets=() ;;  # shelm's own trxl settings (entropy 0.01)
   memory-s11-trxl)  # ppo_trxl's recipe (shelm/experiments/peer_recipes.py) on shelm's MemoryS11: its env keys left out
     agents=trxl; steps=2000000
     recipe=$(python -c '
@@ -68,7 +72,7 @@ for key, value in cleanrl_trxl_settings().items():
   *)
     echo "experiments/evidence.sh: unknown stage '$stage'; use memory-s11, memory-s11-L2," \
       "memory-s11-L2-standardized, keycorridor, memory-s11-pixels, memory-s11-imagenet, memory-s11-oracle," \
-      "memory-s11-trxl, lstm-s9, lstm-s9-actions or randommaze" >&2
+      "memory-s11-trxl, memory-s11-trxl-defaults, lstm-s9, lstm-s9-actions or randommaze" >&2
     exit 2 ;;
 esac
 env_id=MiniGrid-MemoryS11-v0
