@@ -20,8 +20,9 @@
 #                                           independent LSTM-PPO that learns it (3x3 view, 84x84 frames, 16 envs x
 #                                           256 steps, lr 2e-4, entropy 0.001, 2,048,000 steps): does shelm's lstm
 #                                           learn where that peer does
-#   experiments/evidence.sh lstm-s9-actions  the same with the agent given the peer's 3 actions (left, right,
-#                                           forward) of the env's 7 (env_actions=0,1,2)
+#   experiments/evidence.sh lstm-s9-peer     the same with two more of the peer's choices: the agent given 3 of
+#                                           the env's 7 actions (left, right, forward: env_actions=0,1,2), and the
+#                                           update backpropagating through pieces of 8 steps (bptt_length=8)
 #   experiments/evidence.sh randommaze       the HELM paper's first experiment: helm, lstm, cnn and shelm with words
 #                                           from pixels (retriever=regions, auto's pick there) on shelm/RandomMaze-v0,
 #                                           2M steps; helm and shelm with the LM cut to 2 blocks (full depth takes 3-5
@@ -41,7 +42,7 @@
 # Every 5 minutes, and at the end, each finished trial's config.json and metrics.jsonl are copied into
 # docs/runs/evidence/STAGE/ (experiments/publish_finished.py), so a finished trial survives a lost working tree.
 set -euo pipefail
-stage=${1:?usage: experiments/evidence.sh memory-s11|memory-s11-L2|memory-s11-L2-standardized|keycorridor|memory-s11-pixels|memory-s11-imagenet|memory-s11-oracle|memory-s11-trxl|memory-s11-trxl-defaults|lstm-s9|lstm-s9-actions|randommaze}
+stage=${1:?usage: experiments/evidence.sh memory-s11|memory-s11-L2|memory-s11-L2-standardized|keycorridor|memory-s11-pixels|memory-s11-imagenet|memory-s11-oracle|memory-s11-trxl|memory-s11-trxl-defaults|lstm-s9|lstm-s9-peer|randommaze}
 out=${OUT_ROOT:-runs/evidence}/$stage
 case $stage in
   memory-s11) agents=oracle,cnn,lstm,shelm; sets=() ;;
@@ -60,19 +61,20 @@ for key, value in cleanrl_trxl_settings().items():
     if key not in ("env_kwargs", "minigrid_tile_size"):
         print(f"{key}={str(value).lower() if isinstance(value, bool) else value}")')
     mapfile -t sets <<< "$recipe" ;;
-  lstm-s9|lstm-s9-actions)  # the LSTM peer's env (view 3x3, 28-px tiles) and recipe; its value loss is 0.25 x the
-    # squared error, which is shelm's vf_coef 0.5 x half the squared error. lstm-s9 leaves the env's 7 actions and
-    # unlimited layouts (the peer draws 99 seeds); lstm-s9-actions gives the agent the peer's 3 (left, right, forward)
+  lstm-s9|lstm-s9-peer)  # the LSTM peer's env (view 3x3, 28-px tiles) and recipe; its value loss is 0.25 x the
+    # squared error, which is shelm's vf_coef 0.5 x half the squared error. lstm-s9 leaves the env's 7 actions,
+    # whole episodes per BPTT sequence and unlimited layouts (the peer draws 99 seeds); lstm-s9-peer takes the peer's
+    # 3 actions (left, right, forward) and its BPTT sequences of 8 steps
     agents=lstm; steps=2048000
     sets=(env_kwargs=agent_view_size=3 minigrid_tile_size=28 preset=none n_envs=16 n_steps=256 n_epochs=4
       n_minibatches=8 lr=0.0002 ent_coef=0.001 gamma=0.99 gae_lambda=0.95 clip_coef=0.2 clip_vloss=true
       norm_adv=true vf_coef=0.5 max_grad_norm=0.5 norm_reward=false lstm_hidden=256)
-    [ "$stage" = lstm-s9-actions ] && sets+=(env_actions=0,1,2) ;;
+    [ "$stage" = lstm-s9-peer ] && sets+=(env_actions=0,1,2 bptt_length=8) ;;
   randommaze) agents=helm,lstm,cnn,shelm; sets=(helm:lm_layers=2 shelm:lm_layers=2 shelm:retriever=regions) ;;
   *)
     echo "experiments/evidence.sh: unknown stage '$stage'; use memory-s11, memory-s11-L2," \
       "memory-s11-L2-standardized, keycorridor, memory-s11-pixels, memory-s11-imagenet, memory-s11-oracle," \
-      "memory-s11-trxl, memory-s11-trxl-defaults, lstm-s9, lstm-s9-actions or randommaze" >&2
+      "memory-s11-trxl, memory-s11-trxl-defaults, lstm-s9, lstm-s9-peer or randommaze" >&2
     exit 2 ;;
 esac
 env_id=MiniGrid-MemoryS11-v0

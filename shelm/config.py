@@ -181,6 +181,16 @@ class TrainConfig:
     actor_hidden: int = field(default=128, metadata=_doc("hidden width of the actor head (lstm's heads are linear)"))
     critic_hidden: int = field(default=512, metadata=_doc("hidden width of the critic head (lstm's heads are linear)"))
     lstm_hidden: int = field(default=256, metadata=_doc("width of the Impala-PPO baseline's actor and critic LSTMs"))
+    bptt_length: int = field(
+        default=0,
+        metadata=_doc(
+            "recurrent agents (lstm): the most steps the PPO update backpropagates through in one piece. Each "
+            "episode's part of the rollout is cut into pieces of at most this many steps, each started from the "
+            "memory state acting had before its first step (truncated BPTT with stored states; an independent "
+            "LSTM-PPO uses 8 on MiniGrid's Memory tasks). 0: whole episode parts of the rollout, padded to the "
+            "longest in each minibatch, which costs up to n_steps times the rollout when long and short episodes mix"
+        ),
+    )
     trxl_layers: int = field(default=2, metadata=_doc("trxl: Transformer-XL layers of the agent's trained memory"))
     trxl_heads: int = field(default=4, metadata=_doc("trxl: attention heads per layer (trxl_dim must divide by it)"))
     trxl_dim: int = field(
@@ -416,7 +426,7 @@ class TrainConfig:
             if not 0 <= getattr(self, key) <= 1:
                 raise ShelmError(f"{key}={getattr(self, key)} must be in [0, 1]")
         at_least_zero = ["ent_coef", "ent_coef_final", "lr_final", "decay_steps", "vf_coef", "weight_decay"]
-        for key in [*at_least_zero, "torch_threads", "lm_layers", "beta"]:
+        for key in [*at_least_zero, "torch_threads", "lm_layers", "beta", "bptt_length"]:
             if getattr(self, key) < 0:
                 raise ShelmError(f"{key}={getattr(self, key)} must be >= 0")
         for key in ["dreamer_learning_starts", "dreamer_pretrain_steps"]:

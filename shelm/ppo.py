@@ -122,11 +122,15 @@ LOWER = {
 
 def memory_estimate(config: TrainConfig, obs_shape: tuple[int, ...], policy: Policy) -> dict[str, int]:
     """Bytes the run will hold beyond what is loaded now (the frozen models are loaded by the check itself):
-    the rollout (uint8 frames, float32 memory outputs, the eight per-step scalars and a windowed agent's per-step
-    records), the frozen memory's per-environment windows, a windowed agent's windows (`agent_window_bytes`), and
-    the agent with its gradients and AdamW's two moments."""
+    the rollout (uint8 frames, float32 memory outputs, the eight per-step scalars, a windowed agent's per-step
+    records and, with a `bptt_length`, a recurrent agent's per-step states), the frozen memory's per-environment
+    windows, a windowed agent's windows (`agent_window_bytes`), and the agent with its gradients and AdamW's two
+    moments."""
     steps = config.n_steps * config.n_envs
-    rollout = steps * (math.prod(obs_shape) + 4 * policy.memory_dim + 4 * 8 + 4 * policy.agent.record_size)
+    agent_per_step = policy.agent.record_size
+    if policy.agent.is_recurrent and config.bptt_length:
+        agent_per_step += policy.agent.initial_state(1).numel()
+    rollout = steps * (math.prod(obs_shape) + 4 * policy.memory_dim + 4 * 8 + 4 * agent_per_step)
     windows = policy.memory.state_bytes(config.n_envs) if policy.memory is not None else 0
     agent = 4 * sum(p.numel() * p.element_size() for p in policy.agent.parameters())
     needed = {"rollout": rollout, "LM windows": windows, "agent and optimizer": agent}
@@ -184,10 +188,19 @@ class Collector:
         config, actor = self.config, self.loop.actor
         obs_shape = tuple(actor.obs.shape[1:])
         agent = actor.policy.agent
+        keep_states = agent.is_recurrent and config.bptt_length > 0
         rollout = Rollout.empty(
-            config.n_steps, config.n_envs, obs_shape, actor.policy.memory_dim, actor.state, agent.record_size
+            config.n_steps,
+            config.n_envs,
+            obs_shape,
+            actor.policy.memory_dim,
+            actor.state,
+            agent.record_size,
+            keep_states,
         )
         for t in range(config.n_steps):
+            if rollout.states is not None:  # the state step t is acted from, where its piece of episode may start
+                rollout.states[t] = actor.state.cpu()
             step = self.loop.step()
             if agent.window:  # the record of the step just taken: the newest slot of the state it returned
                 rollout.records[t] = agent.newest_record(actor.state).cpu()
@@ -207,7 +220,7 @@ def _to(batch: Minibatch, device: torch.device) -> Minibatch:
 
 def minibatches(rollout: Rollout, agent: Agent, config: TrainConfig, generator: torch.Generator) -> Iterator[Minibatch]:
     if agent.is_recurrent:
-        return segment_minibatches(rollout, config.n_minibatches, generator)
+        return segment_minibatches(rollout, config.n_minibatches, generator, config.bptt_length)
     if agent.window:
         return window_minibatches(rollout, config.n_minibatches, generator)
     return step_minibatches(rollout, config.n_minibatches, generator)

@@ -33,6 +33,9 @@ class Rollout:
     advantages: torch.Tensor | None = None
     returns: torch.Tensor | None = None
     records: torch.Tensor | None = None  # [T, N, record_size]: windowed agents' record of each step (else size 0)
+    states: torch.Tensor | None = None
+    """[T, N, ...]: the recurrent state each step was acted from, where the update starts pieces of episodes from
+    them (`segment_minibatches` with a `bptt_length`); None where it does not."""
 
     @classmethod
     def empty(
@@ -43,6 +46,7 @@ class Rollout:
         memory_dim: int,
         state: torch.Tensor,
         record_size: int = 0,
+        keep_states: bool = False,
     ) -> Rollout:
         return cls(
             obs=torch.zeros((n_steps, n_envs, *obs_shape), dtype=torch.uint8),
@@ -55,6 +59,7 @@ class Rollout:
             dones=torch.zeros((n_steps, n_envs), dtype=torch.bool),
             initial_state=state.detach().cpu().clone(),  # the rollout lives on the CPU; batches move
             records=torch.zeros((n_steps, n_envs, record_size)),
+            states=torch.zeros((n_steps, *state.shape)) if keep_states else None,
         )
 
     def compute_returns(self, last_value: torch.Tensor, gamma: float, gae_lambda: float) -> None:
@@ -159,15 +164,18 @@ def window_minibatches(rollout: Rollout, n_minibatches: int, generator: torch.Ge
         yield batch
 
 
-def episode_segments(episode_start: torch.Tensor) -> list[tuple[int, int, int]]:
-    """Cut each environment's column of the rollout at episode starts: (env, first step, length)."""
+def episode_segments(episode_start: torch.Tensor, longest: int = 0) -> list[tuple[int, int, int]]:
+    """Cut each environment's column of the rollout at episode starts, and every `longest` steps of an episode where
+    it is given (> 0): (env, first step, length)."""
     n_steps, n_envs = episode_start.shape
     starts = episode_start.clone()
     starts[0] = True
     segments = []
     for env in range(n_envs):
         begin = [*starts[:, env].nonzero().flatten().tolist(), n_steps]
-        segments += [(env, a, b - a) for a, b in itertools.pairwise(begin)]
+        for first, end in itertools.pairwise(begin):
+            piece = longest or end - first
+            segments += [(env, start, min(piece, end - start)) for start in range(first, end, piece)]
     return segments
 
 
@@ -176,16 +184,24 @@ def _per_row(flags: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return flags.view(-1, *[1] * (like.dim() - 1))
 
 
-def segment_minibatches(rollout: Rollout, n_minibatches: int, generator: torch.Generator) -> Iterator[Minibatch]:
-    """Shuffled whole episode segments, for recurrent agents: each minibatch is [L_max, S] with padding.
+def segment_minibatches(
+    rollout: Rollout, n_minibatches: int, generator: torch.Generator, bptt_length: int = 0
+) -> Iterator[Minibatch]:
+    """Shuffled episode segments, for recurrent agents: each minibatch is [L_max, S] with padding.
 
-    A segment that starts at step 0 continues the episode of the previous rollout, so it starts from the
-    state saved before step 0 (zeroed if an episode starts there); every other segment starts an episode,
-    from zeros.
+    Without a `bptt_length`, each segment is a whole episode's part of the rollout: one that starts at step 0
+    continues the episode of the previous rollout, so it starts from the state saved before step 0 (zeroed if an
+    episode starts there); every other one starts an episode, from zeros. With one, episodes are cut into pieces of
+    at most `bptt_length` steps, and a piece that does not start an episode starts from the state its first step
+    was acted from (`Rollout.states`), so the update recomputes exactly what acting computed.
     """
     n_envs = rollout.actions.shape[1]
-    segments = episode_segments(rollout.episode_start)
+    segments = episode_segments(rollout.episode_start, bptt_length)
     order = torch.randperm(len(segments), generator=generator)
+    if bptt_length:
+        assert rollout.states is not None, "pieces of episodes start from the states the rollout kept"
+        starting = rollout.episode_start.flatten(0, 1)
+        states = torch.where(_per_row(starting, rollout.states.flatten(0, 1)), 0.0, rollout.states.flatten(0, 1))
     carried = torch.where(_per_row(rollout.episode_start[0], rollout.initial_state), 0.0, rollout.initial_state)
     for chunk in order.tensor_split(min(n_minibatches, len(segments))):
         picked = [segments[i] for i in chunk.tolist()]
@@ -198,7 +214,10 @@ def segment_minibatches(rollout: Rollout, n_minibatches: int, generator: torch.G
         # Padded positions point at the segment's last real step; the mask removes them from the loss.
         t = first + torch.minimum(steps, lengths - 1)
         index = t * n_envs + envs
-        state = torch.where(_per_row(first == 0, carried), carried[envs], 0.0)
+        if bptt_length:
+            state = states[first * n_envs + envs]
+        else:
+            state = torch.where(_per_row(first == 0, carried), carried[envs], 0.0)
         yield _gather(rollout, index, state, mask)
 
 

@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 import torch
 
 from shelm.agents.lstm import LSTMAgent
@@ -50,6 +51,16 @@ def test_episode_segments_cut_at_episode_starts():
     assert episode_segments(r.episode_start) == [(0, 0, 3), (0, 3, 3), (1, 0, 5), (1, 5, 1), (2, 0, 6)]
 
 
+def test_a_bptt_length_cuts_episodes_into_pieces_of_at_most_that_many_steps():
+    r = _rollout()
+    assert episode_segments(r.episode_start, 2) == [
+        *[(0, 0, 2), (0, 2, 1), (0, 3, 2), (0, 5, 1)],
+        *[(1, 0, 2), (1, 2, 2), (1, 4, 1), (1, 5, 1)],
+        *[(2, 0, 2), (2, 2, 2), (2, 4, 2)],
+    ]
+    assert episode_segments(r.episode_start, 6) == episode_segments(r.episode_start)
+
+
 def test_minibatches_cover_every_step_exactly_once():
     r = _rollout()
     r.compute_returns(torch.zeros(3), 0.99, 0.95)
@@ -57,6 +68,11 @@ def test_minibatches_cover_every_step_exactly_once():
     seen = torch.cat([b.advantages[b.mask] for b in step_minibatches(r, 4, g)])
     assert torch.equal(seen.sort().values, r.advantages.flatten().sort().values)
     seen = torch.cat([b.advantages[b.mask] for b in segment_minibatches(r, 2, g)])
+    assert torch.equal(seen.sort().values, r.advantages.flatten().sort().values)
+    r.states = torch.zeros(6, 3, 0)
+    pieces = list(segment_minibatches(r, 3, g, bptt_length=2))
+    assert all(b.mask.shape[0] <= 2 for b in pieces)
+    seen = torch.cat([b.advantages[b.mask] for b in pieces])
     assert torch.equal(seen.sort().values, r.advantages.flatten().sort().values)
 
 
@@ -81,16 +97,20 @@ def test_segment_minibatches_keep_steps_in_order_and_pick_the_right_initial_stat
             assert torch.all(b.initial_state == 0)  # an episode starts: fresh state
 
 
-def test_lstm_update_reproduces_the_rollout_logprobs_exactly():
-    """The recurrent update must see the same inputs and state as the rollout did (ratio 1 at epoch 0)."""
+@pytest.mark.parametrize("bptt_length", [0, 3])
+def test_lstm_update_reproduces_the_rollout_logprobs_exactly(bptt_length: int):
+    """The recurrent update must see the same inputs and state as the rollout did (ratio 1 at epoch 0), on whole
+    episode segments and on pieces of at most `bptt_length` steps started from the states acting kept."""
     torch.manual_seed(0)
     agent = LSTMAgent((9, 9, 3), n_actions=4, lstm_hidden=16)
     n_steps, n_envs = 12, 3
     state = torch.randn(n_envs, 4, 16)  # a state carried over from a previous rollout
-    r = Rollout.empty(n_steps, n_envs, (9, 9, 3), 0, state)
+    r = Rollout.empty(n_steps, n_envs, (9, 9, 3), 0, state, keep_states=bptt_length > 0)
     episode_start = torch.tensor([False, True, False])
     with torch.no_grad():
         for t in range(n_steps):
+            if r.states is not None:
+                r.states[t] = state
             obs = torch.randint(0, 256, (n_envs, 9, 9, 3), dtype=torch.uint8)
             logits, value, state = agent.step(obs, torch.zeros(n_envs, 0), state, episode_start)
             dist = torch.distributions.Categorical(logits=logits)
@@ -101,7 +121,10 @@ def test_lstm_update_reproduces_the_rollout_logprobs_exactly():
             r.dones[t] = episode_start
     r.compute_returns(torch.zeros(n_envs), 0.99, 0.95)
     with torch.no_grad():
-        for b in segment_minibatches(r, 4, torch.Generator().manual_seed(0)):
+        batches = list(segment_minibatches(r, 4, torch.Generator().manual_seed(0), bptt_length))
+        if bptt_length:
+            assert max(b.mask.shape[0] for b in batches) == bptt_length
+        for b in batches:
             logits, values = agent.forward_sequences(b.obs, b.memory, b.initial_state)
             logprob = torch.distributions.Categorical(logits=logits).log_prob(b.actions)
             torch.testing.assert_close(logprob[b.mask], b.logprobs[b.mask], rtol=1e-5, atol=1e-5)

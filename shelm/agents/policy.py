@@ -76,6 +76,11 @@ def build_policy(config: TrainConfig, probe: EnvProbe) -> Policy:
     memory = spec.build_memory(config, probe, device) if spec.build_memory else None
     memory_dim = 0 if memory is None else memory.output_dim
     agent = spec.build(config, probe.obs_shape, probe.n_actions, memory_dim).to(device)
+    if config.bptt_length and not agent.is_recurrent:
+        raise ShelmError(
+            f"--set bptt_length={config.bptt_length}: agent '{config.agent}' has no recurrent state the update "
+            "backpropagates through; leave bptt_length=0"
+        )
     return Policy(
         agent=agent,
         memory=memory,
