@@ -16,6 +16,10 @@
 #   experiments/evidence.sh memory-s11-trxl-defaults   trxl with shelm's own settings for it (lr 3e-4, entropy
 #                                           0.01, 16 x 128 steps): the search's second point, after the peer's recipe
 #                                           settled on walking without looking back (entropy 0.25 at 1M steps)
+#   experiments/evidence.sh memory-s11-trxl-reconstruction   the search's third point: shelm's settings plus the
+#                                           observation-reconstruction loss (coefficient 0.1), which makes the CNN
+#                                           encode the whole frame, the cue's one cell included, before any reward
+#                                           says that the cue matters
 #   experiments/evidence.sh lstm-s9          the lstm on MiniGrid-MemoryS9-v0 with the env and recipe of an
 #                                           independent LSTM-PPO that learns it (3x3 view, 84x84 frames, 16 envs x
 #                                           256 steps, lr 2e-4, entropy 0.001, 2,048,000 steps): does shelm's lstm
@@ -42,7 +46,7 @@
 # Every 5 minutes, and at the end, each finished trial's config.json and metrics.jsonl are copied into
 # docs/runs/evidence/STAGE/ (experiments/publish_finished.py), so a finished trial survives a lost working tree.
 set -euo pipefail
-stage=${1:?usage: experiments/evidence.sh memory-s11|memory-s11-L2|memory-s11-L2-standardized|keycorridor|memory-s11-pixels|memory-s11-imagenet|memory-s11-oracle|memory-s11-trxl|memory-s11-trxl-defaults|lstm-s9|lstm-s9-peer|randommaze}
+stage=${1:?usage: experiments/evidence.sh memory-s11|memory-s11-L2|memory-s11-L2-standardized|keycorridor|memory-s11-pixels|memory-s11-imagenet|memory-s11-oracle|memory-s11-trxl|memory-s11-trxl-defaults|memory-s11-trxl-reconstruction|lstm-s9|lstm-s9-peer|randommaze}
 out=${OUT_ROOT:-runs/evidence}/$stage
 case $stage in
   memory-s11) agents=oracle,cnn,lstm,shelm; sets=() ;;
@@ -53,6 +57,7 @@ case $stage in
   memory-s11-imagenet) agents=shelm; sets=(lm_layers=2 retriever=imagenet); steps=500000 ;;
   memory-s11-oracle) agents=oracle; sets=() ;;
   memory-s11-trxl-defaults) agents=trxl; steps=2000000; sets=() ;;  # shelm's own trxl settings (entropy 0.01)
+  memory-s11-trxl-reconstruction) agents=trxl; steps=2000000; sets=(trxl_reconstruction_coef=0.1) ;;
   memory-s11-trxl)  # ppo_trxl's recipe (shelm/experiments/peer_recipes.py) on shelm's MemoryS11: its env keys left out
     agents=trxl; steps=2000000
     recipe=$(python -c '
@@ -74,7 +79,7 @@ for key, value in cleanrl_trxl_settings().items():
   *)
     echo "experiments/evidence.sh: unknown stage '$stage'; use memory-s11, memory-s11-L2," \
       "memory-s11-L2-standardized, keycorridor, memory-s11-pixels, memory-s11-imagenet, memory-s11-oracle," \
-      "memory-s11-trxl, memory-s11-trxl-defaults, lstm-s9, lstm-s9-peer or randommaze" >&2
+      "memory-s11-trxl, memory-s11-trxl-defaults, memory-s11-trxl-reconstruction, lstm-s9, lstm-s9-peer or randommaze" >&2
     exit 2 ;;
 esac
 env_id=MiniGrid-MemoryS11-v0
