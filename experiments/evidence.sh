@@ -27,6 +27,8 @@
 #   experiments/evidence.sh lstm-s9-peer     the same with two more of the peer's choices: the agent given 3 of
 #                                           the env's 7 actions (left, right, forward: env_actions=0,1,2), and the
 #                                           update backpropagating through pieces of 8 steps (bptt_length=8)
+#   experiments/evidence.sh lstm-s9-peer-layouts   and the peer's last env choice too: episodes drawn from 99
+#                                           fixed layouts (env_layouts=99; the peer reseeds each reset from 0..98)
 #   experiments/evidence.sh randommaze       the HELM paper's first experiment: helm, lstm, cnn and shelm with words
 #                                           from pixels (retriever=regions, auto's pick there) on shelm/RandomMaze-v0,
 #                                           2M steps; helm and shelm with the LM cut to 2 blocks (full depth takes 3-5
@@ -46,7 +48,7 @@
 # Every 5 minutes, and at the end, each finished trial's config.json and metrics.jsonl are copied into
 # docs/runs/evidence/STAGE/ (experiments/publish_finished.py), so a finished trial survives a lost working tree.
 set -euo pipefail
-stage=${1:?usage: experiments/evidence.sh memory-s11|memory-s11-L2|memory-s11-L2-standardized|keycorridor|memory-s11-pixels|memory-s11-imagenet|memory-s11-oracle|memory-s11-trxl|memory-s11-trxl-defaults|memory-s11-trxl-reconstruction|lstm-s9|lstm-s9-peer|randommaze}
+stage=${1:?usage: experiments/evidence.sh memory-s11|memory-s11-L2|memory-s11-L2-standardized|keycorridor|memory-s11-pixels|memory-s11-imagenet|memory-s11-oracle|memory-s11-trxl|memory-s11-trxl-defaults|memory-s11-trxl-reconstruction|lstm-s9|lstm-s9-peer|lstm-s9-peer-layouts|randommaze}
 out=${OUT_ROOT:-runs/evidence}/$stage
 case $stage in
   memory-s11) agents=oracle,cnn,lstm,shelm; sets=() ;;
@@ -66,20 +68,23 @@ for key, value in cleanrl_trxl_settings().items():
     if key not in ("env_kwargs", "minigrid_tile_size"):
         print(f"{key}={str(value).lower() if isinstance(value, bool) else value}")')
     mapfile -t sets <<< "$recipe" ;;
-  lstm-s9|lstm-s9-peer)  # the LSTM peer's env (view 3x3, 28-px tiles) and recipe; its value loss is 0.25 x the
-    # squared error, which is shelm's vf_coef 0.5 x half the squared error. lstm-s9 leaves the env's 7 actions,
-    # whole episodes per BPTT sequence and unlimited layouts (the peer draws 99 seeds); lstm-s9-peer takes the peer's
-    # 3 actions (left, right, forward) and its BPTT sequences of 8 steps
+  lstm-s9|lstm-s9-peer|lstm-s9-peer-layouts)  # the LSTM peer's env (view 3x3, 28-px tiles) and recipe; its
+    # value loss is 0.25 x the squared error, which is shelm's vf_coef 0.5 x half the squared error. lstm-s9 leaves
+    # the env's 7 actions, whole episodes per BPTT sequence and unlimited layouts (the peer draws 99 seeds);
+    # lstm-s9-peer takes the peer's 3 actions (left, right, forward) and its BPTT sequences of 8 steps;
+    # lstm-s9-peer-layouts its 99 layouts as well
     agents=lstm; steps=2048000
     sets=(env_kwargs=agent_view_size=3 minigrid_tile_size=28 preset=none n_envs=16 n_steps=256 n_epochs=4
       n_minibatches=8 lr=0.0002 ent_coef=0.001 gamma=0.99 gae_lambda=0.95 clip_coef=0.2 clip_vloss=true
       norm_adv=true vf_coef=0.5 max_grad_norm=0.5 norm_reward=false lstm_hidden=256)
-    [ "$stage" = lstm-s9-peer ] && sets+=(env_actions=0,1,2 bptt_length=8) ;;
+    [ "$stage" != lstm-s9 ] && sets+=(env_actions=0,1,2 bptt_length=8)
+    [ "$stage" = lstm-s9-peer-layouts ] && sets+=(env_layouts=99) ;;
   randommaze) agents=helm,lstm,cnn,shelm; sets=(helm:lm_layers=2 shelm:lm_layers=2 shelm:retriever=regions) ;;
   *)
     echo "experiments/evidence.sh: unknown stage '$stage'; use memory-s11, memory-s11-L2," \
       "memory-s11-L2-standardized, keycorridor, memory-s11-pixels, memory-s11-imagenet, memory-s11-oracle," \
-      "memory-s11-trxl, memory-s11-trxl-defaults, memory-s11-trxl-reconstruction, lstm-s9, lstm-s9-peer or randommaze" >&2
+      "memory-s11-trxl, memory-s11-trxl-defaults, memory-s11-trxl-reconstruction, lstm-s9, lstm-s9-peer," \
+      "lstm-s9-peer-layouts or randommaze" >&2
     exit 2 ;;
 esac
 env_id=MiniGrid-MemoryS11-v0

@@ -93,6 +93,15 @@ class TrainConfig:
             "actions its Memory task needs, as independent MiniGrid agents restrict them); '' gives it every action"
         ),
     )
+    env_layouts: int = field(
+        default=0,
+        metadata=_doc(
+            "episodes drawn from this many fixed layouts: every reset seeds the env with a seed drawn from "
+            "0..N-1 (by a generator the run's seed seeds), as Procgen's num_levels fixes its levels and an "
+            "independent LSTM-PPO trains MiniGrid's Memory tasks on 99 seeds; evaluation draws from the same N. "
+            "0: every episode is new"
+        ),
+    )
     obs_resize: str = field(
         default="auto",
         metadata=_doc(
@@ -426,7 +435,7 @@ class TrainConfig:
             if not 0 <= getattr(self, key) <= 1:
                 raise ShelmError(f"{key}={getattr(self, key)} must be in [0, 1]")
         at_least_zero = ["ent_coef", "ent_coef_final", "lr_final", "decay_steps", "vf_coef", "weight_decay"]
-        for key in [*at_least_zero, "torch_threads", "lm_layers", "beta", "bptt_length"]:
+        for key in [*at_least_zero, "torch_threads", "lm_layers", "beta", "bptt_length", "env_layouts"]:
             if getattr(self, key) < 0:
                 raise ShelmError(f"{key}={getattr(self, key)} must be >= 0")
         for key in ["dreamer_learning_starts", "dreamer_pretrain_steps"]:

@@ -53,6 +53,7 @@ CASES = [
     (["--set", "env_actions=0,7"], "--set env_actions=0,7: env 'MiniGrid-Empty-5x5-v0' has actions 0..6, not 7"),
     (["--set", "env_actions=0,left"], "--set env_actions=0,left: 'left' is not an action index"),
     (["--set", "env_actions=2,2"], "--set env_actions=2,2: action 2 is given twice"),
+    (["--set", "env_layouts=-1"], "env_layouts=-1 must be >= 0"),
     # truncated backpropagation through time for an agent without a recurrent state, or of negative length
     (["--set", "bptt_length=8"], "--set bptt_length=8: agent 'cnn' has no recurrent state"),
     (["--agent", "lstm", "--set", "bptt_length=-1"], "bptt_length=-1 must be >= 0"),

@@ -41,6 +41,7 @@ from shelm.envs.registry import (
 )
 from shelm.envs.wrappers import (
     ActionSubset,
+    FixedLayouts,
     FrameFromDict,
     ObsPreprocessing,
     TextsIntoInfo,
@@ -114,6 +115,9 @@ class EnvSettings:
     actions: tuple[int, ...] = ()
     """The env's actions the agent chooses from, by the env's index, in the agent's order (the `env_actions`
     setting; `ActionSubset`); () gives it every action."""
+    layouts: int = 0
+    """Episodes drawn from this many fixed layouts (the `env_layouts` setting; `FixedLayouts`); 0: every episode
+    new."""
     preprocess: ObsPreprocessing = DEFAULT_PREPROCESSING
     """How the frames are prepared (the `obs_resize`, `obs_grayscale` and `obs_frame_stack` settings); by default a
     new run's: large frames resized to 64x64, every built-in suite's kept as they are."""
@@ -132,6 +136,7 @@ class EnvSettings:
             obs_key=config.obs_key,
             env_kwargs=config.gym_kwargs,
             actions=parse_env_actions(config.env_actions),
+            layouts=config.env_layouts,
             preprocess=ObsPreprocessing(
                 parse_obs_resize(config.obs_resize), config.obs_grayscale, config.obs_frame_stack
             ),
@@ -317,6 +322,8 @@ def _made_env(settings: EnvSettings, render_mode: str | None) -> gym.Env:
                 f"indices below {n_actions}"
             )
         env = ActionSubset(env, settings.actions)
+    if settings.layouts:
+        env = FixedLayouts(env, settings.layouts)
     return env
 
 
@@ -326,10 +333,12 @@ def make_vec_env(
     """`n_envs` copies of the env `settings` describe (see `make_env`), stepped in this process ('sync') or in
     subprocesses ('async'); seed them with `reset(seed=s)` (copy i gets s + i; Procgen draws its games' seeds from
     s). A suite that batches natively does so unless a copy must be wrapped: to record (a `render_mode`), to prepare
-    its frames other than it makes them, to cap its episodes, or to give its agent some of its actions."""
+    its frames other than it makes them, to cap its episodes, to give its agent some of its actions, or to fix its
+    layouts."""
     suite = get_suite(settings.env_id)
     _takes_env_kwargs(suite, settings.env_id, settings.env_kwargs)
-    natively = render_mode is None and settings.max_episode_steps is None and not settings.actions
+    natively = render_mode is None and settings.max_episode_steps is None
+    natively = natively and not settings.actions and not settings.layouts
     if suite.make_vec is not None and natively:
         native = suite.make_vec(settings.env_id, n_envs)  # its own batching; recording needs per-copy renders
         if not settings.preprocess.changes(native.single_observation_space, suite.frames_sized_by is not None):

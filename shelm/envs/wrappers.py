@@ -91,6 +91,24 @@ class ActionSubset(gym.ActionWrapper, gym.utils.RecordConstructorArgs):
         return self.env_actions[int(action)]
 
 
+class FixedLayouts(gym.Wrapper, gym.utils.RecordConstructorArgs):
+    """An env whose episodes are drawn from `n_layouts` fixed layouts (the `env_layouts` setting): every reset seeds
+    the env with a seed drawn uniformly from 0 .. n_layouts - 1, so that an env that generates its layout from its
+    seed (MiniGrid's, for one) plays only those. The draws come from a generator that a seeded reset seeds, so a
+    seeded run draws the same layouts in the same order."""
+
+    def __init__(self, env: gym.Env, n_layouts: int):
+        gym.utils.RecordConstructorArgs.__init__(self, n_layouts=n_layouts)
+        super().__init__(env)
+        self.n_layouts = n_layouts
+        self.layouts = np.random.default_rng()
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        if seed is not None:
+            self.layouts = np.random.default_rng(seed)
+        return self.env.reset(seed=int(self.layouts.integers(self.n_layouts)), options=options)
+
+
 def env_action_indices(env: gym.Env, n: int) -> list[int]:
     """The env's own index of each of the agent's `n` actions: through an `ActionSubset` where `env` has one, else
     the same index."""

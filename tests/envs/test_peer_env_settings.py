@@ -1,5 +1,7 @@
-"""`env_actions`: an agent given some of an env's actions plays exactly those env actions, under the env's names
-for them, in training, evaluation and the Python API; actions the env lacks are refused (tests/test_bad_inputs.py)."""
+"""The settings that build a peer's env. `env_actions`: an agent given some of an env's actions plays exactly those
+env actions, under the env's names for them, in training, evaluation and the Python API. `env_layouts`: episodes
+drawn from that many fixed layouts, in an order a seeded reset fixes. Bad values are refused in
+tests/test_bad_inputs.py."""
 
 from __future__ import annotations
 
@@ -48,3 +50,16 @@ def test_a_run_given_three_actions_trains_evaluates_and_acts_with_three(tmp_path
     obs, _ = env.reset(seed=0)
     assert env.action_space.n == 3 and agent.act(obs) in (0, 1, 2)
     assert main(["eval", str(run.run_dir), "--episodes", "2", "--quiet"]) == 0
+
+
+def test_fixed_layouts_are_the_envs_own_first_seeds_drawn_in_a_seeded_order() -> None:
+    def first_frames(env, resets: int) -> list[bytes]:
+        frames = [env.reset(seed=5)[0].tobytes()]
+        return frames + [env.reset()[0].tobytes() for _ in range(resets)]
+
+    layouts = first_frames(make_env(EnvSettings(ENV_ID, layouts=3)), 60)
+    plain = make_env(EnvSettings(ENV_ID))
+    own_seeds = {plain.reset(seed=seed)[0].tobytes() for seed in range(3)}
+    assert set(layouts) == own_seeds and len(own_seeds) == 3
+    assert first_frames(make_env(EnvSettings(ENV_ID, layouts=3)), 60) == layouts  # same seed, same order
+    assert len({plain.reset(seed=seed)[0].tobytes() for seed in range(20)}) > 3  # without it: many more
