@@ -198,11 +198,14 @@ def segment_minibatches(
     n_envs = rollout.actions.shape[1]
     segments = episode_segments(rollout.episode_start, bptt_length)
     order = torch.randperm(len(segments), generator=generator)
-    if bptt_length:
-        assert rollout.states is not None, "pieces of episodes start from the states the rollout kept"
-        starting = rollout.episode_start.flatten(0, 1)
-        states = torch.where(_per_row(starting, rollout.states.flatten(0, 1)), 0.0, rollout.states.flatten(0, 1))
-    carried = torch.where(_per_row(rollout.episode_start[0], rollout.initial_state), 0.0, rollout.initial_state)
+    assert not bptt_length or rollout.states is not None, "pieces of episodes start from the states the rollout kept"
+
+    def start_states(first: torch.Tensor, envs: torch.Tensor) -> torch.Tensor:
+        """The state each segment starts from: zeros where an episode starts, else the state its first step was
+        acted from (without kept states only a segment at step 0 continues an episode: the rollout's initial one)."""
+        kept = rollout.initial_state[envs] if rollout.states is None else rollout.states[first, envs]
+        return torch.where(_per_row(rollout.episode_start[first, envs], kept), 0.0, kept)
+
     for chunk in order.tensor_split(min(n_minibatches, len(segments))):
         picked = [segments[i] for i in chunk.tolist()]
         longest = max(length for _, _, length in picked)
@@ -214,11 +217,7 @@ def segment_minibatches(
         # Padded positions point at the segment's last real step; the mask removes them from the loss.
         t = first + torch.minimum(steps, lengths - 1)
         index = t * n_envs + envs
-        if bptt_length:
-            state = states[first * n_envs + envs]
-        else:
-            state = torch.where(_per_row(first == 0, carried), carried[envs], 0.0)
-        yield _gather(rollout, index, state, mask)
+        yield _gather(rollout, index, start_states(first, envs), mask)
 
 
 class RewardNormalizer:
